@@ -1,0 +1,319 @@
+//! The vocabulary shared by the engine and every `Vm`: state keys, values, the state
+//! operations a transaction may perform ([`StateView`]), the VM interface ([`Vm`]) and the
+//! read-only base state a block executes on ([`Storage`]).
+//!
+//! Invariants:
+//! - A [`Key`] carries its 64-bit hash, computed once when the key is built; every map in the
+//!   engine uses it as is ([`KeyMap`]), so a key's bytes are hashed exactly once.
+//! - Numeric operations treat a missing key or a byte value as zero and work modulo 2^128.
+//!   Wrapping arithmetic is associative and commutative, so any order of applying deltas gives
+//!   the same result, which is what lets the parallel engine sum deltas out of order and still
+//!   equal the sequential executor bit for bit. Modules keep their numbers far from 2^128 (an
+//!   asset's supply bounds every balance), so wrapping never happens in practice.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::Arc;
+
+/// Longest key the engine stores inline.
+pub const MAX_KEY_LEN: usize = 62;
+
+/// A state key: up to [`MAX_KEY_LEN`] bytes stored inline, with its hash precomputed.
+#[derive(Clone, Copy)]
+pub struct Key {
+    hash: u64,
+    len: u8,
+    bytes: [u8; MAX_KEY_LEN],
+}
+
+/// A key longer than [`MAX_KEY_LEN`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("state key of {0} bytes is longer than the {MAX_KEY_LEN}-byte maximum")]
+pub struct KeyTooLong(pub usize);
+
+impl Key {
+    /// Builds a key from its bytes.
+    pub fn new(bytes: &[u8]) -> Result<Key, KeyTooLong> {
+        if bytes.len() > MAX_KEY_LEN {
+            return Err(KeyTooLong(bytes.len()));
+        }
+        let mut inline = [0u8; MAX_KEY_LEN];
+        inline[..bytes.len()].copy_from_slice(bytes);
+        Ok(Key {
+            hash: xxhash_rust::xxh3::xxh3_64(bytes),
+            len: bytes.len() as u8,
+            bytes: inline,
+        })
+    }
+
+    /// Builds a key from a fixed-size array; the length is checked at compile time.
+    pub fn from_array<const N: usize>(bytes: [u8; N]) -> Key {
+        const { assert!(N <= MAX_KEY_LEN, "state key too long") };
+        let mut inline = [0u8; MAX_KEY_LEN];
+        inline[..N].copy_from_slice(&bytes);
+        Key {
+            hash: xxhash_rust::xxh3::xxh3_64(&bytes),
+            len: N as u8,
+            bytes: inline,
+        }
+    }
+
+    /// Builds a key by concatenating parts (a prefix byte, an address, an id…).
+    pub fn from_parts(parts: &[&[u8]]) -> Result<Key, KeyTooLong> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total > MAX_KEY_LEN {
+            return Err(KeyTooLong(total));
+        }
+        let mut inline = [0u8; MAX_KEY_LEN];
+        let mut at = 0;
+        for p in parts {
+            inline[at..at + p.len()].copy_from_slice(p);
+            at += p.len();
+        }
+        Ok(Key {
+            hash: xxhash_rust::xxh3::xxh3_64(&inline[..total]),
+            len: total as u8,
+            bytes: inline,
+        })
+    }
+
+    /// The key's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+
+    /// The precomputed 64-bit hash of the key's bytes.
+    pub fn hash64(&self) -> u64 {
+        self.hash
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.hash == other.hash && self.as_bytes() == other.as_bytes()
+    }
+}
+impl Eq for Key {}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Key) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Key {
+    fn cmp(&self, other: &Key) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key(")?;
+        for b in self.as_bytes() {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// A hasher that passes a [`Key`]'s precomputed hash through (and mixes any other input).
+#[derive(Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached for non-`Key` inputs; keep it correct, not fast.
+        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+}
+
+/// A `HashMap` keyed by [`Key`] that uses the key's precomputed hash.
+pub type KeyMap<V> = HashMap<Key, V, BuildHasherDefault<KeyHasher>>;
+
+/// Creates an empty [`KeyMap`] with room for `capacity` entries.
+pub fn key_map_with_capacity<V>(capacity: usize) -> KeyMap<V> {
+    HashMap::with_capacity_and_hasher(capacity, BuildHasherDefault::default())
+}
+
+/// A state value: a number (balances, nonces, totals) or encoded bytes (structured state).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum Value {
+    /// A number; the target of `add` and `try_sub`.
+    Num(u128),
+    /// Encoded bytes (borsh, by convention).
+    Bytes(Arc<[u8]>),
+}
+
+impl Value {
+    /// The numeric reading of a value: a byte value reads as zero.
+    pub fn as_num(&self) -> u128 {
+        match self {
+            Value::Num(n) => *n,
+            Value::Bytes(_) => 0,
+        }
+    }
+
+    /// Builds a byte value.
+    pub fn bytes(bytes: impl Into<Arc<[u8]>>) -> Value {
+        Value::Bytes(bytes.into())
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Num(n) => write!(f, "Num({n})"),
+            Value::Bytes(b) => {
+                f.write_str("Bytes(")?;
+                for x in b.iter() {
+                    write!(f, "{x:02x}")?;
+                }
+                f.write_str(")")
+            }
+        }
+    }
+}
+
+/// The numeric reading of an optional value (missing reads as zero).
+pub fn num_of(value: &Option<Value>) -> u128 {
+    value.as_ref().map_or(0, Value::as_num)
+}
+
+/// Execution of a transaction cannot go on: it read a value that an earlier transaction of
+/// the block is about to rewrite. The `Vm` must return it at once (the `?` operator does);
+/// the engine suspends the transaction until that dependency has run and then re-executes it.
+/// It is never seen by the sequential executor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Halt {
+    pub(crate) blocking: u32,
+}
+
+/// The result of a state operation: `Err(Halt)` must be propagated out of `Vm::execute`.
+pub type StateResult<T> = Result<T, Halt>;
+
+/// An opaque position in a transaction's own writes, to roll back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint(pub(crate) usize);
+
+/// The state operations a transaction may perform. Reads see the block's state as of just
+/// before this transaction plus this transaction's own writes.
+pub trait StateView {
+    /// Reads a key. A read of a key with pending deltas resolves them.
+    fn read(&mut self, key: &Key) -> StateResult<Option<Value>>;
+    /// Writes (`Some`) or deletes (`None`) a key.
+    fn write(&mut self, key: Key, value: Option<Value>);
+    /// Adds `delta` to a numeric key (wrapping). Two transactions that only add to a key never
+    /// conflict.
+    fn add(&mut self, key: Key, delta: u128);
+    /// Subtracts `amount` from a numeric key if it holds at least `amount`; returns whether it
+    /// did. Depends only on that outcome, not on the exact value.
+    fn try_sub(&mut self, key: Key, amount: u128) -> StateResult<bool>;
+    /// Marks the current position in this transaction's writes.
+    fn checkpoint(&self) -> Checkpoint;
+    /// Discards every write, add and successful `try_sub` made after `checkpoint`. Reads made
+    /// since stay recorded: the decision to roll back depended on them.
+    fn rollback(&mut self, checkpoint: Checkpoint);
+}
+
+/// A virtual machine: executes one transaction against a [`StateView`].
+///
+/// `execute` must be deterministic: a function of the transaction and the values its state
+/// operations return, nothing else (no clocks, no randomness, no global mutable state).
+pub trait Vm: Sync {
+    /// A transaction, already decoded and signature-checked.
+    type Txn: Sync;
+    /// What executing a transaction yields (a receipt).
+    type Output: Send + Clone + PartialEq + fmt::Debug;
+
+    /// Executes one transaction. Must return `Err(halt)` at once when a state operation does.
+    fn execute<V: StateView>(&self, txn: &Self::Txn, view: &mut V) -> StateResult<Self::Output>;
+
+    /// The output recorded for a transaction whose execution panicked; all its writes are
+    /// discarded.
+    fn panic_output(&self, txn: &Self::Txn, message: &str) -> Self::Output;
+}
+
+/// The read-only state a block executes on (the state after the previous block).
+pub trait Storage: Sync {
+    /// Reads a key's committed value.
+    fn get(&self, key: &Key) -> Option<Value>;
+}
+
+impl Storage for KeyMap<Value> {
+    fn get(&self, key: &Key) -> Option<Value> {
+        KeyMap::get(self, key).cloned()
+    }
+}
+
+impl<S: Storage + ?Sized> Storage for &S {
+    fn get(&self, key: &Key) -> Option<Value> {
+        (**self).get(key)
+    }
+}
+
+/// A block's writes: each key it changed and its value after the block (`None`: deleted).
+/// The order of entries is unspecified; [`WriteSet::sorted`] gives the canonical order.
+#[derive(Debug, Clone, Default)]
+pub struct WriteSet(pub Vec<(Key, Option<Value>)>);
+
+impl WriteSet {
+    /// The entries sorted by key bytes: the canonical order for hashing and comparing.
+    pub fn sorted(mut self) -> Vec<(Key, Option<Value>)> {
+        self.0.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.0
+    }
+
+    /// Number of keys written.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the block wrote nothing.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Applies the writes to an in-memory state.
+    pub fn apply_to(&self, state: &mut KeyMap<Value>) {
+        for (k, v) in &self.0 {
+            match v {
+                Some(v) => {
+                    state.insert(*k, v.clone());
+                }
+                None => {
+                    state.remove(k);
+                }
+            }
+        }
+    }
+}
+
+impl PartialEq for WriteSet {
+    fn eq(&self, other: &WriteSet) -> bool {
+        self.clone().sorted() == other.clone().sorted()
+    }
+}
+impl Eq for WriteSet {}
+
+/// The result of executing a block: one output per transaction, in block order, and the
+/// block's write set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockOutput<O> {
+    /// Per-transaction outputs, in block order.
+    pub outputs: Vec<O>,
+    /// Every key the block changed, with its final value.
+    pub writes: WriteSet,
+}

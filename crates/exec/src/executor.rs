@@ -1,10 +1,30 @@
-//! Placeholder while the engine is written.
-use crate::types::{BlockOutput, Storage, Vm};
+//! The parallel executor: worker loop, adaptive fallback to sequential execution, and the
+//! assembly of a block's outputs and write set.
+//!
+//! Invariants:
+//! - For any block, base state and pool size, [`ParallelExecutor::execute_block`] returns exactly
+//!   what [`crate::execute_sequential`] returns (outputs and write set).
+//! - A transaction whose execution panics gets the `Vm`'s panic output and no writes; the engine
+//!   and its locks are unaffected (no lock is held while the `Vm` runs).
+//! - When the block falls back, the committed prefix is re-validated in order on one thread
+//!   before anything after it runs sequentially, so the prefix equals sequential execution.
 
-/// Counters of one parallel run.
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+use smallvec::SmallVec;
+
+use crate::mvmemory::{MvMemory, PrefixState, WriteOp};
+use crate::scheduler::{Scheduler, Task};
+use crate::sequential::{self, panic_message};
+use crate::types::{key_map_with_capacity, BlockOutput, Halt, Key, Storage, Vm, WriteSet};
+use crate::view::{fold_log, still_valid, OpLog, ParView, ReadSet};
+
+/// Counters of one block's execution.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecStats {
-    /// Incarnations executed.
+    /// Incarnations executed (including ones that were suspended).
     pub executions: u64,
     /// Validations run.
     pub validations: u64,
@@ -12,19 +32,78 @@ pub struct ExecStats {
     pub aborts: u64,
     /// Executions suspended on a dependency.
     pub suspensions: u64,
-    /// Index from which the block was finished sequentially, if it was.
+    /// Index from which the block was finished sequentially, if it was (`Some(0)`: the whole
+    /// block ran sequentially).
     pub sequential_from: Option<usize>,
 }
 
-/// Executes blocks in parallel on a rayon pool it is given.
+impl ExecStats {
+    fn add(&mut self, other: &ExecStats) {
+        self.executions += other.executions;
+        self.validations += other.validations;
+        self.aborts += other.aborts;
+        self.suspensions += other.suspensions;
+    }
+}
+
+/// Tuning of the parallel executor.
+#[derive(Debug, Clone)]
+pub struct ExecConfig {
+    /// Blocks with fewer transactions than this run sequentially.
+    pub min_parallel_txns: usize,
+    /// Whether a block that turns out to be a dependency chain is finished sequentially.
+    pub fallback: bool,
+    /// Conflicts (aborts plus suspensions) needed before the fallback is considered.
+    pub fallback_min_conflicts: usize,
+}
+
+impl Default for ExecConfig {
+    fn default() -> Self {
+        ExecConfig {
+            min_parallel_txns: 32,
+            fallback: true,
+            fallback_min_conflicts: 32,
+        }
+    }
+}
+
+/// Executes blocks in parallel on the threads of a rayon pool it is given.
 pub struct ParallelExecutor<'p> {
     pool: &'p rayon::ThreadPool,
+    config: ExecConfig,
+}
+
+struct Slot<O> {
+    reads: Mutex<ReadSet>,
+    writes: Mutex<SmallVec<[Key; 4]>>,
+    output: Mutex<Option<O>>,
+}
+
+struct Block<'a, V: Vm, S> {
+    vm: &'a V,
+    txns: &'a [V::Txn],
+    storage: &'a S,
+    mv: MvMemory,
+    scheduler: Scheduler,
+    slots: Vec<Slot<V::Output>>,
+    conflicts: AtomicUsize,
+    config: &'a ExecConfig,
 }
 
 impl<'p> ParallelExecutor<'p> {
     /// An executor whose workers are the threads of `pool`.
     pub fn new(pool: &'p rayon::ThreadPool) -> Self {
-        ParallelExecutor { pool }
+        Self::with_config(pool, ExecConfig::default())
+    }
+
+    /// An executor with explicit tuning.
+    pub fn with_config(pool: &'p rayon::ThreadPool, config: ExecConfig) -> Self {
+        ParallelExecutor { pool, config }
+    }
+
+    /// Number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
     }
 
     /// Executes a block; the result equals [`crate::execute_sequential`]'s.
@@ -44,7 +123,220 @@ impl<'p> ParallelExecutor<'p> {
         txns: &[V::Txn],
         storage: &S,
     ) -> (BlockOutput<V::Output>, ExecStats) {
-        let _ = self.pool.current_num_threads();
-        (crate::execute_sequential(vm, txns, storage), ExecStats::default())
+        let threads = self.threads();
+        if threads <= 1
+            || txns.len() < self.config.min_parallel_txns
+            || txns.len() >= u32::MAX as usize
+        {
+            let stats = ExecStats {
+                executions: txns.len() as u64,
+                sequential_from: Some(0),
+                ..ExecStats::default()
+            };
+            return (sequential::execute_sequential(vm, txns, storage), stats);
+        }
+        let block = Block {
+            vm,
+            txns,
+            storage,
+            mv: MvMemory::new(txns.len() * 4),
+            scheduler: Scheduler::new(txns.len()),
+            slots: (0..txns.len())
+                .map(|_| Slot {
+                    reads: Mutex::new(Vec::new()),
+                    writes: Mutex::new(SmallVec::new()),
+                    output: Mutex::new(None),
+                })
+                .collect(),
+            conflicts: AtomicUsize::new(0),
+            config: &self.config,
+        };
+        let mut stats = ExecStats::default();
+        for s in self.pool.broadcast(|_| block.work()) {
+            stats.add(&s);
+        }
+        let output = self.pool.install(|| block.finish(&mut stats));
+        (output, stats)
+    }
+}
+
+impl<V: Vm, S: Storage> Block<'_, V, S> {
+    /// One worker: takes tasks until the block is done or the scheduler halts.
+    fn work(&self) -> ExecStats {
+        let mut stats = ExecStats::default();
+        let mut reads: ReadSet = Vec::new();
+        let mut log: OpLog = Vec::new();
+        let mut next: Option<Task> = None;
+        loop {
+            let task = match next.take() {
+                Some(task) if !self.scheduler.finished() => task,
+                Some(_) => break,
+                None => self.scheduler.next_task(),
+            };
+            next = match task {
+                Task::Execute { txn, inc } => {
+                    self.execute(txn, inc, &mut reads, &mut log, &mut stats)
+                }
+                Task::Validate { txn, inc } => self.validate(txn, inc, &mut stats),
+                Task::Wait => {
+                    self.scheduler.wait_for_work();
+                    None
+                }
+                Task::Done => break,
+            };
+        }
+        stats
+    }
+
+    fn conflict(&self) {
+        let conflicts = self.conflicts.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.config.fallback
+            && conflicts >= self.config.fallback_min_conflicts
+            && conflicts * 2 >= self.scheduler.execution_cursor()
+        {
+            self.scheduler.halt();
+        }
+    }
+
+    fn execute(
+        &self,
+        txn: u32,
+        inc: u32,
+        reads: &mut ReadSet,
+        log: &mut OpLog,
+        stats: &mut ExecStats,
+    ) -> Option<Task> {
+        let output = loop {
+            reads.clear();
+            log.clear();
+            stats.executions += 1;
+            let mut view = ParView {
+                mv: &self.mv,
+                storage: self.storage,
+                txn,
+                reads: &mut *reads,
+                log: &mut *log,
+            };
+            let txn_ref = &self.txns[txn as usize];
+            match catch_unwind(AssertUnwindSafe(|| self.vm.execute(txn_ref, &mut view))) {
+                Ok(Ok(output)) => break output,
+                Ok(Err(Halt { blocking })) => {
+                    stats.suspensions += 1;
+                    self.conflict();
+                    if self.scheduler.add_dependency(txn, blocking) {
+                        return None;
+                    }
+                    // The dependency finished meanwhile: run again at once.
+                }
+                Err(payload) => {
+                    log.clear();
+                    break self.vm.panic_output(txn_ref, &panic_message(&payload));
+                }
+            }
+        };
+
+        let mut folded: SmallVec<[(Key, WriteOp); 4]> = SmallVec::new();
+        fold_log(log, &mut folded);
+        let slot = &self.slots[txn as usize];
+        let mut wrote_new_key = false;
+        {
+            let mut written = slot.writes.lock();
+            for (key, op) in &folded {
+                self.mv.write(key, txn, inc, op);
+                wrote_new_key |= !written.contains(key);
+            }
+            for old in written.iter() {
+                if !folded.iter().any(|(k, _)| k == old) {
+                    self.mv.remove(old, txn);
+                }
+            }
+            written.clear();
+            written.extend(folded.iter().map(|(k, _)| *k));
+        }
+        std::mem::swap(&mut *slot.reads.lock(), reads);
+        *slot.output.lock() = Some(output);
+        self.scheduler.finish_execution(txn, inc, wrote_new_key)
+    }
+
+    fn validate(&self, txn: u32, inc: u32, stats: &mut ExecStats) -> Option<Task> {
+        stats.validations += 1;
+        let slot = &self.slots[txn as usize];
+        let valid = slot
+            .reads
+            .lock()
+            .iter()
+            .all(|r| still_valid(&self.mv, self.storage, txn, r));
+        let aborted = !valid && self.scheduler.try_validation_abort(txn, inc);
+        if aborted {
+            stats.aborts += 1;
+            for key in slot.writes.lock().iter() {
+                self.mv.mark_estimate(key, txn);
+            }
+            self.conflict();
+        }
+        self.scheduler.finish_validation(txn, aborted)
+    }
+
+    /// Assembles the block's result once the workers stopped: all of it from the
+    /// multi-version memory if the block completed, else the committed prefix from there and
+    /// the rest by sequential execution.
+    fn finish(self, stats: &mut ExecStats) -> BlockOutput<V::Output> {
+        let n = self.txns.len();
+        let committed = if self.scheduler.is_done() {
+            n
+        } else {
+            self.committed_prefix()
+        };
+        let mut outputs = Vec::with_capacity(n);
+        for slot in &self.slots[..committed] {
+            match slot.output.lock().take() {
+                Some(o) => outputs.push(o),
+                // Unreachable for a committed transaction; recompute rather than guess.
+                None => return sequential::execute_sequential(self.vm, self.txns, self.storage),
+            }
+        }
+        let mut writes = self.mv.materialize(committed as u32, self.storage);
+        if committed < n {
+            stats.sequential_from = Some(committed);
+            let mut overlay = key_map_with_capacity((n - committed) * 4);
+            let prefix = PrefixState {
+                mv: &self.mv,
+                upto: committed as u32,
+                storage: self.storage,
+            };
+            sequential::run(
+                self.vm,
+                &self.txns[committed..],
+                &prefix,
+                &mut overlay,
+                &mut outputs,
+            );
+            writes.retain(|(k, _)| !overlay.contains_key(k));
+            writes.extend(overlay);
+        }
+        BlockOutput {
+            outputs,
+            writes: WriteSet(writes),
+        }
+    }
+
+    /// The longest prefix of transactions that are executed and whose reads still hold, checked
+    /// in block order.
+    fn committed_prefix(&self) -> usize {
+        for (i, slot) in self.slots.iter().enumerate() {
+            let txn = i as u32;
+            if self.scheduler.executed_incarnation(txn).is_none() {
+                return i;
+            }
+            let valid = slot
+                .reads
+                .lock()
+                .iter()
+                .all(|r| still_valid(&self.mv, self.storage, txn, r));
+            if !valid {
+                return i;
+            }
+        }
+        self.slots.len()
     }
 }

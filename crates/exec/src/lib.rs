@@ -1,9 +1,72 @@
-//! Parabit's parallel execution engine (work in progress: API first).
+//! # Parabit's execution engine
+//!
+//! This crate runs a block of transactions on every core and returns exactly what running them
+//! one after another would: the same per-transaction outputs and the same final write set, bit
+//! for bit, on any number of threads. It knows nothing of DeFi: it is generic over a [`Vm`]
+//! that executes one transaction against a [`StateView`].
+//!
+//! ## The algorithm (Block-STM, with deltas)
+//!
+//! Optimistic multi-version execution, after Gelashvili et al., *Block-STM* (PPoPP 2023):
+//!
+//! 1. **Speculate.** Workers take transactions lowest index first and execute them against a
+//!    *multi-version memory*: for every key, the value each transaction of the block wrote,
+//!    ordered by index. Transaction `i` reads the highest write below `i`, or the base state.
+//!    Every read is recorded (its *read set*); writes are buffered and published when the
+//!    incarnation ends.
+//! 2. **Validate.** After a transaction executes, it is validated: each recorded read is looked
+//!    up again. If a lower transaction has since written something else there, the incarnation
+//!    is aborted, its writes become ESTIMATE markers, and it is re-executed. Transactions
+//!    above it are re-validated.
+//! 3. **Wait, don't spin.** A read that meets an ESTIMATE (a value about to be rewritten) stops
+//!    the transaction: it is put on the blocking transaction's dependency list and the worker
+//!    moves on. When the blocking transaction finishes, its dependents are resumed.
+//! 4. **Commit in order.** When the scheduler's two cursors (next to execute, next to validate)
+//!    have passed the end with no task in flight, every transaction is executed and valid; the
+//!    outputs are taken in block order and the write set is read off the multi-version memory.
+//!
+//! **Deltas.** Besides `read` and `write`, a transaction may `add(key, delta)` and
+//! `try_sub(key, amount)`. An `add` is stored as a delta entry, not a value, and reads nothing,
+//! so any number of transactions crediting one hot account (a fee collector, a pool total) run
+//! in parallel without conflict. A `try_sub` reads the value under it, but records only its
+//! *outcome* (was there enough?): it is re-run only if a change below flips that outcome. A plain
+//! `read` of a key with pending deltas sums them (and so depends on them). All numeric
+//! operations wrap modulo 2^128, so deltas commute exactly.
+//!
+//! **Adaptive fallback.** Tiny blocks (and single-thread pools) run sequentially. When a block
+//! turns out to be a dependency chain (conflicts reach half of the executions), the workers
+//! stop, the longest executed-and-valid prefix is re-validated in order, and the rest of the
+//! block runs sequentially on top of it, instead of burning every core on re-executions.
+//!
+//! **Panics.** A panic inside `Vm::execute` fails that transaction only: its writes are
+//! discarded and the `Vm` supplies its output. No lock is held while the `Vm` runs.
+//!
+//! The sequential executor ([`execute_sequential`]) runs the same `Vm` over a plain overlay. It
+//! is the reference: property tests check that the parallel engine equals it on random blocks.
+//!
+//! ## Where things are
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `types.rs` | [`Key`] (inline bytes, hash computed once), [`Value`], [`StateView`], [`Vm`], [`Storage`], [`WriteSet`] |
+//! | `sequential.rs` | the reference executor, also used for fallback |
+//! | `mvmemory.rs` | the sharded multi-version memory, delta resolution, write-set materialisation |
+//! | `scheduler.rs` | execution/validation cursors, transaction status, dependencies, idle sleep |
+//! | `view.rs` | the per-incarnation view: read recording, write log, validation of a read |
+//! | `executor.rs` | [`ParallelExecutor`]: the worker loop, the fallback, assembling the result |
+//!
+//! The engine does no I/O; its workers are the threads of a rayon pool given by the caller.
 
 mod executor;
+mod mvmemory;
+mod scheduler;
 mod sequential;
 mod types;
+mod view;
 
-pub use executor::{ExecStats, ParallelExecutor};
+pub use executor::{ExecConfig, ExecStats, ParallelExecutor};
 pub use sequential::execute_sequential;
-pub use types::*;
+pub use types::{
+    key_map_with_capacity, num_of, BlockOutput, Checkpoint, Halt, Key, KeyHasher, KeyMap,
+    KeyTooLong, StateResult, StateView, Storage, Value, Vm, WriteSet, MAX_KEY_LEN,
+};

@@ -272,7 +272,7 @@ pub struct WriteSet(pub Vec<(Key, Option<Value>)>);
 impl WriteSet {
     /// The entries sorted by key bytes: the canonical order for hashing and comparing.
     pub fn sorted(mut self) -> Vec<(Key, Option<Value>)> {
-        self.0.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.0.sort_unstable_by_key(|e| e.0);
         self.0
     }
 

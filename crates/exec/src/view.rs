@@ -1,0 +1,223 @@
+//! The state view of one incarnation in the parallel engine: reads go through the
+//! transaction's own writes, then the multi-version memory, then the base storage, and are
+//! recorded for validation; writes are buffered in an operation log until the incarnation
+//! finishes.
+//!
+//! Invariants:
+//! - Every value the transaction observed from outside itself has a [`ReadRecord`] that
+//!   validation can re-check: a plain read by where it came from (or, for summed deltas, by
+//!   value); a `try_sub` by its outcome only.
+//! - The log is append-only; `rollback` truncates it and keeps the read records.
+
+use smallvec::SmallVec;
+
+use crate::mvmemory::{Blocked, MvMemory, MvRead, Origin, WriteOp};
+use crate::types::{num_of, Checkpoint, Halt, Key, StateResult, StateView, Storage, Value};
+
+/// What validation re-checks for one read.
+#[derive(Debug, Clone)]
+pub(crate) enum Check {
+    /// A plain read: the same origin, or for summed deltas the same number.
+    Exact(Option<u128>),
+    /// A `try_sub`: `value + before >= amount` must still be `ok`.
+    Threshold {
+        before: u128,
+        amount: u128,
+        ok: bool,
+    },
+}
+
+/// One read of a key from outside the transaction.
+#[derive(Debug, Clone)]
+pub(crate) struct ReadRecord {
+    pub(crate) key: Key,
+    pub(crate) origin: Origin,
+    pub(crate) check: Check,
+}
+
+pub(crate) type ReadSet = Vec<ReadRecord>;
+pub(crate) type OpLog = Vec<(Key, WriteOp)>;
+
+/// The value a multi-version read stands for, reading the base storage where needed.
+pub(crate) fn value_of<S: Storage>(
+    read: MvRead,
+    key: &Key,
+    storage: &S,
+) -> (Origin, Option<Value>) {
+    match read {
+        MvRead::Storage => (Origin::Storage, storage.get(key)),
+        MvRead::Version { txn, inc, value } => (Origin::Version { txn, inc }, value),
+        MvRead::Deltas { below, delta } => {
+            let base = match below {
+                Some(v) => num_of(&v),
+                None => num_of(&storage.get(key)),
+            };
+            (Origin::Resolved, Some(Value::Num(base.wrapping_add(delta))))
+        }
+    }
+}
+
+pub(crate) struct ParView<'a, S> {
+    pub(crate) mv: &'a MvMemory,
+    pub(crate) storage: &'a S,
+    pub(crate) txn: u32,
+    pub(crate) reads: &'a mut ReadSet,
+    pub(crate) log: &'a mut OpLog,
+}
+
+/// The transaction's own effect on a key so far: `Some(value)` if it set it (deltas after the
+/// set applied), else the sum of its deltas (zero if none).
+enum Local {
+    Set(Option<Value>),
+    Deltas { sum: u128, any: bool },
+}
+
+impl<S: Storage> ParView<'_, S> {
+    fn local(&self, key: &Key) -> Local {
+        let mut sum: u128 = 0;
+        let mut any = false;
+        for (k, op) in self.log.iter().rev() {
+            if k != key {
+                continue;
+            }
+            match op {
+                WriteOp::Delta(d) => {
+                    sum = sum.wrapping_add(*d);
+                    any = true;
+                }
+                WriteOp::Set(v) => {
+                    return Local::Set(if any {
+                        Some(Value::Num(num_of(v).wrapping_add(sum)))
+                    } else {
+                        v.clone()
+                    });
+                }
+            }
+        }
+        Local::Deltas { sum, any }
+    }
+
+    fn outside(&self, key: &Key) -> StateResult<(Origin, Option<Value>)> {
+        match self.mv.read(key, self.txn) {
+            Ok(read) => Ok(value_of(read, key, self.storage)),
+            Err(Blocked(blocking)) => Err(Halt { blocking }),
+        }
+    }
+}
+
+impl<S: Storage> StateView for ParView<'_, S> {
+    fn read(&mut self, key: &Key) -> StateResult<Option<Value>> {
+        let (sum, any) = match self.local(key) {
+            Local::Set(v) => return Ok(v),
+            Local::Deltas { sum, any } => (sum, any),
+        };
+        let (origin, value) = self.outside(key)?;
+        let exact = match origin {
+            Origin::Resolved => Some(num_of(&value)),
+            _ => None,
+        };
+        self.reads.push(ReadRecord {
+            key: *key,
+            origin,
+            check: Check::Exact(exact),
+        });
+        Ok(if any {
+            Some(Value::Num(num_of(&value).wrapping_add(sum)))
+        } else {
+            value
+        })
+    }
+
+    fn write(&mut self, key: Key, value: Option<Value>) {
+        self.log.push((key, WriteOp::Set(value)));
+    }
+
+    fn add(&mut self, key: Key, delta: u128) {
+        self.log.push((key, WriteOp::Delta(delta)));
+    }
+
+    fn try_sub(&mut self, key: Key, amount: u128) -> StateResult<bool> {
+        let ok = match self.local(&key) {
+            Local::Set(v) => num_of(&v) >= amount,
+            Local::Deltas { sum, .. } => {
+                let (origin, value) = self.outside(&key)?;
+                let ok = num_of(&value).wrapping_add(sum) >= amount;
+                self.reads.push(ReadRecord {
+                    key,
+                    origin,
+                    check: Check::Threshold {
+                        before: sum,
+                        amount,
+                        ok,
+                    },
+                });
+                ok
+            }
+        };
+        if ok {
+            self.log
+                .push((key, WriteOp::Delta(0u128.wrapping_sub(amount))));
+        }
+        Ok(ok)
+    }
+
+    fn checkpoint(&self) -> Checkpoint {
+        Checkpoint(self.log.len())
+    }
+
+    fn rollback(&mut self, checkpoint: Checkpoint) {
+        self.log.truncate(checkpoint.0);
+    }
+}
+
+/// Whether a recorded read still holds for transaction `txn`.
+pub(crate) fn still_valid<S: Storage>(
+    mv: &MvMemory,
+    storage: &S,
+    txn: u32,
+    read: &ReadRecord,
+) -> bool {
+    let now = match mv.origin(&read.key, txn) {
+        Ok(origin) => origin,
+        Err(Blocked(_)) => return false,
+    };
+    if now == read.origin && now != Origin::Resolved {
+        return true;
+    }
+    match read.check {
+        // A plain read from storage or a version: a different origin means a different write.
+        Check::Exact(None) => false,
+        Check::Exact(Some(number)) => match mv.read(&read.key, txn) {
+            Ok(r) => {
+                matches!(value_of(r, &read.key, storage).1, Some(Value::Num(n)) if n == number)
+            }
+            Err(_) => false,
+        },
+        Check::Threshold { before, amount, ok } => match mv.read(&read.key, txn) {
+            Ok(r) => {
+                let (_, value) = value_of(r, &read.key, storage);
+                (num_of(&value).wrapping_add(before) >= amount) == ok
+            }
+            Err(_) => false,
+        },
+    }
+}
+
+/// Folds an incarnation's operation log into one operation per key, in first-write order.
+pub(crate) fn fold_log(log: &OpLog, out: &mut SmallVec<[(Key, WriteOp); 4]>) {
+    out.clear();
+    for (key, op) in log {
+        match out.iter_mut().find(|(k, _)| k == key) {
+            None => out.push((*key, op.clone())),
+            Some((_, prev)) => {
+                *prev = match (&*prev, op) {
+                    (_, WriteOp::Set(v)) => WriteOp::Set(v.clone()),
+                    (WriteOp::Set(v), WriteOp::Delta(d)) => {
+                        WriteOp::Set(Some(Value::Num(num_of(v).wrapping_add(*d))))
+                    }
+                    (WriteOp::Delta(a), WriteOp::Delta(b)) => WriteOp::Delta(a.wrapping_add(*b)),
+                };
+            }
+        }
+    }
+}

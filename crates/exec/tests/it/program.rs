@@ -1,0 +1,176 @@
+//! A small test VM whose transactions are random programs of state operations, so that random
+//! blocks exercise every path of the engine: reads, writes, deletes, deltas, `try_sub`,
+//! rollbacks, failing and panicking transactions, hot keys and dependency chains.
+
+use std::sync::{Arc, Once};
+
+use parabit_exec::{Key, StateResult, StateView, Value, Vm};
+use proptest::prelude::*;
+
+/// One operation of a test transaction.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Read a key and fold its value into the accumulator.
+    Read(u8),
+    /// Write a number derived from the accumulator.
+    WriteNum(u8, u64),
+    /// Write bytes derived from the accumulator.
+    WriteBytes(u8, u8),
+    /// Delete a key.
+    Delete(u8),
+    /// Add to a key.
+    Add(u8, u64),
+    /// Try to subtract from a key; the outcome goes into the accumulator.
+    TrySub(u8, u64),
+    /// Take a checkpoint.
+    Checkpoint,
+    /// Roll back to the last checkpoint if the accumulator is odd.
+    RollbackIfOdd,
+    /// Read a key and panic if its numeric value is divisible by the modulus.
+    PanicIfDivisible(u8, u8),
+    /// Burn CPU for this many rounds (to make a transaction slow).
+    Work(u32),
+}
+
+/// A test transaction.
+#[derive(Debug, Clone)]
+pub struct Program(pub Vec<Op>);
+
+/// The VM that runs programs; its output is the trace of everything the program observed.
+pub struct ProgramVm;
+
+pub fn key(k: u8) -> Key {
+    Key::from_array([b'k', k])
+}
+
+fn mix(acc: u128, x: u128) -> u128 {
+    (acc ^ x)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)
+        .rotate_left(29)
+}
+
+fn observe(v: &Option<Value>) -> u128 {
+    match v {
+        None => 1,
+        Some(Value::Num(n)) => mix(2, *n),
+        Some(Value::Bytes(b)) => b.iter().fold(3, |a, x| mix(a, *x as u128)),
+    }
+}
+
+/// Marker in test panics, so the panic hook can keep them quiet.
+pub const TEST_PANIC: &str = "test program panicked on purpose";
+
+/// Silences the panics the test programs raise on purpose.
+pub fn quiet_test_panics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let text = info.to_string();
+            if !text.contains(TEST_PANIC) {
+                default(info);
+            }
+        }));
+    });
+}
+
+impl Vm for ProgramVm {
+    type Txn = Program;
+    type Output = Vec<u128>;
+
+    fn execute<V: StateView>(&self, txn: &Program, view: &mut V) -> StateResult<Vec<u128>> {
+        let mut acc: u128 = 7;
+        let mut trace = Vec::new();
+        let mut checkpoint = view.checkpoint();
+        for op in &txn.0 {
+            match *op {
+                Op::Read(k) => {
+                    let v = view.read(&key(k))?;
+                    acc = mix(acc, observe(&v));
+                    trace.push(acc);
+                }
+                Op::WriteNum(k, salt) => {
+                    view.write(key(k), Some(Value::Num((acc ^ salt as u128) % 1_000_000)))
+                }
+                Op::WriteBytes(k, len) => {
+                    let bytes: Vec<u8> = (0..len).map(|i| (acc >> (i % 16)) as u8).collect();
+                    view.write(key(k), Some(Value::Bytes(Arc::from(bytes))));
+                }
+                Op::Delete(k) => view.write(key(k), None),
+                Op::Add(k, d) => view.add(key(k), d as u128),
+                Op::TrySub(k, amount) => {
+                    let ok = view.try_sub(key(k), amount as u128)?;
+                    acc = mix(acc, ok as u128 + 11);
+                    trace.push(acc);
+                }
+                Op::Checkpoint => checkpoint = view.checkpoint(),
+                Op::RollbackIfOdd => {
+                    if acc % 2 == 1 {
+                        view.rollback(checkpoint);
+                        trace.push(u128::MAX);
+                    }
+                }
+                Op::PanicIfDivisible(k, m) => {
+                    let v = view.read(&key(k))?;
+                    let n = v.as_ref().map_or(0, Value::as_num);
+                    if n % (m.max(1) as u128) == 0 {
+                        panic!("{TEST_PANIC}: key {k} holds {n}");
+                    }
+                    acc = mix(acc, n);
+                }
+                Op::Work(rounds) => {
+                    for i in 0..rounds {
+                        acc = std::hint::black_box(mix(acc, i as u128));
+                    }
+                }
+            }
+        }
+        trace.push(acc);
+        Ok(trace)
+    }
+
+    fn panic_output(&self, _txn: &Program, message: &str) -> Vec<u128> {
+        vec![0xdead, message.len() as u128]
+    }
+}
+
+/// Strategy for one operation over `keys` keys.
+pub fn op(keys: u8) -> impl Strategy<Value = Op> {
+    let k = 0..keys;
+    prop_oneof![
+        6 => k.clone().prop_map(Op::Read),
+        3 => (k.clone(), any::<u64>()).prop_map(|(k, s)| Op::WriteNum(k, s)),
+        1 => (k.clone(), 0u8..12).prop_map(|(k, l)| Op::WriteBytes(k, l)),
+        1 => k.clone().prop_map(Op::Delete),
+        5 => (k.clone(), 0u64..1000).prop_map(|(k, d)| Op::Add(k, d)),
+        4 => (k.clone(), 0u64..1500).prop_map(|(k, a)| Op::TrySub(k, a)),
+        1 => Just(Op::Checkpoint),
+        1 => Just(Op::RollbackIfOdd),
+        1 => (k, 5u8..40).prop_map(|(k, m)| Op::PanicIfDivisible(k, m)),
+    ]
+}
+
+/// Strategy for a block: some transactions touch a hot key only by deltas, some form chains.
+pub fn block(max_txns: usize) -> impl Strategy<Value = (Vec<(u8, Option<Value>)>, Vec<Program>)> {
+    (1u8..48).prop_flat_map(move |keys| {
+        let base = proptest::collection::vec(
+            (
+                0..keys,
+                prop_oneof![
+                    3 => (0u128..5000).prop_map(|n| Some(Value::Num(n))),
+                    1 => proptest::collection::vec(any::<u8>(), 0..6)
+                        .prop_map(|b| Some(Value::Bytes(Arc::from(b)))),
+                ],
+            ),
+            0..keys as usize,
+        );
+        let txn = prop_oneof![
+            6 => proptest::collection::vec(op(keys), 1..8).prop_map(Program),
+            // Hot key 0, credit only: must never conflict.
+            2 => (1u64..100).prop_map(|d| Program(vec![Op::Add(0, d)])),
+            // A chain: read-modify-write of key 1.
+            2 => any::<u64>().prop_map(|s| Program(vec![Op::Read(1), Op::WriteNum(1, s)])),
+        ];
+        (base, proptest::collection::vec(txn, 0..max_txns))
+    })
+}

@@ -1,0 +1,141 @@
+//! Targeted scenarios: what the engine must do, not only that it agrees with the oracle.
+
+use parabit_exec::{
+    execute_sequential, key_map_with_capacity, ExecConfig, KeyMap, ParallelExecutor, Value,
+};
+
+use crate::program::{key, quiet_test_panics, Op, Program, ProgramVm};
+
+fn pool(n: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .expect("build a thread pool")
+}
+
+fn no_fallback() -> ExecConfig {
+    ExecConfig {
+        min_parallel_txns: 0,
+        fallback: false,
+        fallback_min_conflicts: 0,
+    }
+}
+
+#[test]
+fn credits_to_one_hot_key_never_conflict() {
+    let txns: Vec<Program> = (0..2000)
+        .map(|i| Program(vec![Op::Add(0, i % 7 + 1)]))
+        .collect();
+    let state: KeyMap<Value> = key_map_with_capacity(0);
+    let pool = pool(4);
+    let (out, stats) = ParallelExecutor::with_config(&pool, no_fallback())
+        .execute_block_with_stats(&ProgramVm, &txns, &state);
+    assert_eq!(stats.aborts, 0, "{stats:?}");
+    assert_eq!(stats.suspensions, 0, "{stats:?}");
+    assert_eq!(stats.executions, 2000);
+    let total: u128 = (0..2000u128).map(|i| i % 7 + 1).sum();
+    assert_eq!(out.writes.0, vec![(key(0), Some(Value::Num(total)))]);
+    assert_eq!(out, execute_sequential(&ProgramVm, &txns, &state));
+}
+
+#[test]
+fn try_sub_depends_on_its_outcome_not_the_value() {
+    // A rich key, debited by every transaction while others credit it: the outcome of every
+    // try_sub is "enough" whatever order they run in, so nothing needs re-execution.
+    let mut state: KeyMap<Value> = key_map_with_capacity(1);
+    state.insert(key(0), Value::Num(1_000_000));
+    let txns: Vec<Program> = (0..2000)
+        .map(|i| {
+            if i % 2 == 0 {
+                Program(vec![Op::TrySub(0, 10)])
+            } else {
+                Program(vec![Op::Add(0, 3)])
+            }
+        })
+        .collect();
+    let pool = pool(4);
+    let (out, stats) = ParallelExecutor::with_config(&pool, no_fallback())
+        .execute_block_with_stats(&ProgramVm, &txns, &state);
+    assert_eq!(stats.aborts + stats.suspensions, 0, "{stats:?}");
+    assert_eq!(
+        out.writes.0,
+        vec![(key(0), Some(Value::Num(1_000_000 - 10_000 + 3_000)))]
+    );
+    assert_eq!(out, execute_sequential(&ProgramVm, &txns, &state));
+}
+
+#[test]
+fn a_dependency_chain_falls_back_to_sequential() {
+    // Slow transactions, so that both workers are surely busy on the chain.
+    let txns: Vec<Program> = (0..1000)
+        .map(|i| Program(vec![Op::Work(20_000), Op::Read(1), Op::WriteNum(1, i)]))
+        .collect();
+    let state: KeyMap<Value> = key_map_with_capacity(0);
+    let pool = pool(2);
+    let (out, stats) =
+        ParallelExecutor::new(&pool).execute_block_with_stats(&ProgramVm, &txns, &state);
+    let from = stats.sequential_from.expect("a chain should fall back");
+    assert!(from < 1000, "{stats:?}");
+    assert!(
+        stats.executions < 400,
+        "fallback should stop early: {stats:?}"
+    );
+    assert_eq!(out, execute_sequential(&ProgramVm, &txns, &state));
+}
+
+#[test]
+fn a_chain_without_fallback_still_completes_and_agrees() {
+    let txns: Vec<Program> = (0..500)
+        .map(|i| Program(vec![Op::Read(1), Op::WriteNum(1, i), Op::Add(2, 1)]))
+        .collect();
+    let state: KeyMap<Value> = key_map_with_capacity(0);
+    for threads in [2, 8] {
+        let pool = pool(threads);
+        let (out, stats) = ParallelExecutor::with_config(&pool, no_fallback())
+            .execute_block_with_stats(&ProgramVm, &txns, &state);
+        assert_eq!(stats.sequential_from, None);
+        assert_eq!(out, execute_sequential(&ProgramVm, &txns, &state));
+    }
+}
+
+#[test]
+fn a_panicking_transaction_fails_alone() {
+    quiet_test_panics();
+    let mut txns: Vec<Program> = (0..300).map(|_| Program(vec![Op::Add(3, 1)])).collect();
+    // Key 5 is missing (reads as 0), so this panics; its write before the panic is discarded.
+    txns[100] = Program(vec![Op::Add(4, 9), Op::PanicIfDivisible(5, 7)]);
+    let state: KeyMap<Value> = key_map_with_capacity(0);
+    let pool = pool(2);
+    let out = ParallelExecutor::with_config(&pool, no_fallback())
+        .execute_block(&ProgramVm, &txns, &state);
+    assert_eq!(out.outputs[100][0], 0xdead);
+    assert!(!out.writes.0.iter().any(|(k, _)| *k == key(4)));
+    assert!(out.writes.0.contains(&(key(3), Some(Value::Num(299)))));
+    assert_eq!(out, execute_sequential(&ProgramVm, &txns, &state));
+    // The engine is still usable afterwards.
+    let again = ParallelExecutor::new(&pool).execute_block(&ProgramVm, &txns, &state);
+    assert_eq!(again, out);
+}
+
+#[test]
+fn rollback_discards_writes_but_keeps_the_fee_like_prefix() {
+    // Write, checkpoint, more writes, roll back (acc is odd after reading a missing key? we
+    // force it by construction below and compare with the oracle).
+    let txns: Vec<Program> = (0..200)
+        .map(|i| {
+            Program(vec![
+                Op::Add(9, 1),
+                Op::Checkpoint,
+                Op::WriteNum(10 + (i % 5) as u8, i),
+                Op::Read(10 + (i % 5) as u8),
+                Op::RollbackIfOdd,
+            ])
+        })
+        .collect();
+    let state: KeyMap<Value> = key_map_with_capacity(0);
+    let pool = pool(3);
+    let out = ParallelExecutor::with_config(&pool, no_fallback())
+        .execute_block(&ProgramVm, &txns, &state);
+    assert!(out.writes.0.contains(&(key(9), Some(Value::Num(200)))));
+    assert_eq!(out, execute_sequential(&ProgramVm, &txns, &state));
+}

@@ -1,1 +1,28 @@
-//! placeholder
+//! Parabit's native modules and the runtime that dispatches transactions to them.
+//!
+//! | module | what it owns |
+//! |---|---|
+//! | [`bank`] | assets, balances, nonces, transfers, asset creation, mint/burn |
+//! | [`runtime`] | the [`Vm`](parabit_exec::Vm): chain id, nonce and fee checks, dispatch |
+//! | [`genesis`] | genesis state and conservation checks for tests, benches and the devnet |
+//!
+//! Invariants (each module's doc details its own):
+//! - Every module's state keys start with a prefix byte that no other module uses
+//!   (bank: `0x01`–`0x05`).
+//! - Value is conserved in every module; no balance goes below zero; every asset's supply
+//!   equals the sum of its balances.
+//! - Execution is deterministic and credits use commutative deltas, so the parallel engine
+//!   gives exactly the sequential result.
+//! - No transaction content can panic the runtime: every failure is a typed error that
+//!   becomes a receipt.
+
+pub mod bank;
+pub mod genesis;
+pub mod runtime;
+
+pub use bank::{AssetInfo, BankError, BankKey, BankMsg};
+pub use genesis::{
+    balance_of, check_conservation, genesis_state, supplies, total_supply, try_genesis_state,
+    ConservationError, GenesisError,
+};
+pub use runtime::{Call, Runtime, SignedTx, Tx};

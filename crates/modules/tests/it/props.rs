@@ -226,7 +226,8 @@ fn contended_block_runs_in_parallel_and_matches() {
         let (par, stats) = ParallelExecutor::new(pool).execute_block_with_stats(&vm, &txs, &base);
         assert_eq!(par.outputs, seq.outputs);
         assert_eq!(par.writes, seq.writes);
-        assert!(stats.executions >= txs.len() as u64, "{stats:?}");
+        // Executions by the parallel workers (a sequentially finished suffix is not counted).
+        assert!(stats.executions > 0, "{stats:?}");
     }
     let mut after = base.clone();
     seq.writes.apply_to(&mut after);

@@ -22,7 +22,7 @@ use crate::tx::Amount;
     serde::Serialize,
     serde::Deserialize,
 )]
-#[serde(tag = "status", content = "reason", rename_all = "lowercase")]
+#[serde(tag = "kind", content = "reason", rename_all = "lowercase")]
 pub enum TxStatus {
     /// The call ran to completion.
     Success,
@@ -101,5 +101,13 @@ mod tests {
             let bytes = borsh::to_vec(&r).expect("borsh");
             assert_eq!(borsh::from_slice::<Receipt>(&bytes).expect("borsh back"), r);
         }
+        let r = Receipt {
+            status: TxStatus::Failed("no".into()),
+            fee_paid: 2,
+        };
+        assert_eq!(
+            serde_json::to_string(&r).expect("json"),
+            r#"{"status":{"kind":"failed","reason":"no"},"fee_paid":2}"#
+        );
     }
 }

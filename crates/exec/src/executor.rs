@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use parking_lot::Mutex;
 use smallvec::SmallVec;
 
-use crate::mvmemory::{MvMemory, PrefixState, WriteOp};
+use crate::mvmemory::{MvMemory, Origin, WriteOp};
 use crate::scheduler::{Scheduler, Task};
 use crate::sequential::{self, panic_message};
-use crate::types::{key_map_with_capacity, BlockOutput, Halt, Key, Storage, Vm, WriteSet};
+use crate::types::{key_map_with_capacity, BlockOutput, Halt, Key, Storage, Value, Vm, WriteSet};
 use crate::view::{fold_log, still_valid, OpLog, ParView, ReadSet};
 
 /// Counters of one block's execution.
@@ -68,24 +68,36 @@ impl Default for ExecConfig {
 }
 
 /// Executes blocks in parallel on the threads of a rayon pool it is given.
+///
+/// It keeps its working memory from block to block; blocks given to one executor run one at
+/// a time.
 pub struct ParallelExecutor<'p> {
     pool: &'p rayon::ThreadPool,
     config: ExecConfig,
+    workspace: Mutex<Workspace>,
 }
 
-struct Slot<O> {
+/// Memory reused from block to block: the multi-version map and the per-transaction records
+/// keep their capacity, so a block neither allocates nor frees per key or per transaction.
+struct Workspace {
+    mv: MvMemory,
+    slots: Vec<Slot>,
+}
+
+#[derive(Default)]
+struct Slot {
     reads: Mutex<ReadSet>,
     writes: Mutex<SmallVec<[Key; 4]>>,
-    output: Mutex<Option<O>>,
 }
 
 struct Block<'a, V: Vm, S> {
     vm: &'a V,
     txns: &'a [V::Txn],
     storage: &'a S,
-    mv: MvMemory,
+    mv: &'a MvMemory,
     scheduler: Scheduler,
-    slots: Vec<Slot<V::Output>>,
+    slots: &'a [Slot],
+    outputs: Vec<Mutex<Option<V::Output>>>,
     conflicts: AtomicUsize,
     config: &'a ExecConfig,
 }
@@ -98,7 +110,14 @@ impl<'p> ParallelExecutor<'p> {
 
     /// An executor with explicit tuning.
     pub fn with_config(pool: &'p rayon::ThreadPool, config: ExecConfig) -> Self {
-        ParallelExecutor { pool, config }
+        ParallelExecutor {
+            pool,
+            config,
+            workspace: Mutex::new(Workspace {
+                mv: MvMemory::new(0),
+                slots: Vec::new(),
+            }),
+        }
     }
 
     /// Number of worker threads.
@@ -135,19 +154,19 @@ impl<'p> ParallelExecutor<'p> {
             };
             return (sequential::execute_sequential(vm, txns, storage), stats);
         }
+        let mut workspace = self.workspace.lock();
+        let Workspace { mv, slots } = &mut *workspace;
+        if slots.len() < txns.len() {
+            slots.resize_with(txns.len(), Slot::default);
+        }
         let block = Block {
             vm,
             txns,
             storage,
-            mv: MvMemory::new(txns.len() * 4),
+            mv,
             scheduler: Scheduler::new(txns.len()),
-            slots: (0..txns.len())
-                .map(|_| Slot {
-                    reads: Mutex::new(Vec::new()),
-                    writes: Mutex::new(SmallVec::new()),
-                    output: Mutex::new(None),
-                })
-                .collect(),
+            slots: &slots[..txns.len()],
+            outputs: (0..txns.len()).map(|_| Mutex::new(None)).collect(),
             conflicts: AtomicUsize::new(0),
             config: &self.config,
         };
@@ -155,7 +174,11 @@ impl<'p> ParallelExecutor<'p> {
         for s in self.pool.broadcast(|_| block.work()) {
             stats.add(&s);
         }
-        let output = self.pool.install(|| block.finish(&mut stats));
+        let output = self.pool.install(|| {
+            let output = block.finish(&mut stats);
+            block.reset();
+            output
+        });
         (output, stats)
     }
 }
@@ -166,6 +189,7 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
         let mut stats = ExecStats::default();
         let mut reads: ReadSet = Vec::new();
         let mut log: OpLog = Vec::new();
+        let mut seen = Vec::new();
         let mut next: Option<Task> = None;
         loop {
             let task = match next.take() {
@@ -175,7 +199,7 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
             };
             next = match task {
                 Task::Execute { txn, inc } => {
-                    self.execute(txn, inc, &mut reads, &mut log, &mut stats)
+                    self.execute(txn, inc, &mut reads, &mut log, &mut seen, &mut stats)
                 }
                 Task::Validate { txn, inc } => self.validate(txn, inc, &mut stats),
                 Task::Wait => {
@@ -192,7 +216,7 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
         let conflicts = self.conflicts.fetch_add(1, Ordering::Relaxed) + 1;
         if self.config.fallback
             && conflicts >= self.config.fallback_min_conflicts
-            && conflicts * 2 >= self.scheduler.execution_cursor()
+            && conflicts * 8 >= self.scheduler.execution_cursor()
         {
             self.scheduler.halt();
         }
@@ -204,18 +228,21 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
         inc: u32,
         reads: &mut ReadSet,
         log: &mut OpLog,
+        seen: &mut Vec<(Key, Origin, Option<Value>)>,
         stats: &mut ExecStats,
     ) -> Option<Task> {
         let output = loop {
             reads.clear();
             log.clear();
+            seen.clear();
             stats.executions += 1;
             let mut view = ParView {
-                mv: &self.mv,
+                mv: self.mv,
                 storage: self.storage,
                 txn,
                 reads: &mut *reads,
                 log: &mut *log,
+                seen: &mut *seen,
             };
             let txn_ref = &self.txns[txn as usize];
             match catch_unwind(AssertUnwindSafe(|| self.vm.execute(txn_ref, &mut view))) {
@@ -254,7 +281,7 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
             written.extend(folded.iter().map(|(k, _)| *k));
         }
         std::mem::swap(&mut *slot.reads.lock(), reads);
-        *slot.output.lock() = Some(output);
+        *self.outputs[txn as usize].lock() = Some(output);
         self.scheduler.finish_execution(txn, inc, wrote_new_key)
     }
 
@@ -265,7 +292,7 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
             .reads
             .lock()
             .iter()
-            .all(|r| still_valid(&self.mv, self.storage, txn, r));
+            .all(|r| still_valid(self.mv, self.storage, txn, r));
         let aborted = !valid && self.scheduler.try_validation_abort(txn, inc);
         if aborted {
             stats.aborts += 1;
@@ -280,7 +307,7 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
     /// Assembles the block's result once the workers stopped: all of it from the
     /// multi-version memory if the block completed, else the committed prefix from there and
     /// the rest by sequential execution.
-    fn finish(self, stats: &mut ExecStats) -> BlockOutput<V::Output> {
+    fn finish(&self, stats: &mut ExecStats) -> BlockOutput<V::Output> {
         let n = self.txns.len();
         let committed = if self.scheduler.is_done() {
             n
@@ -288,36 +315,47 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
             self.committed_prefix()
         };
         let mut outputs = Vec::with_capacity(n);
-        for slot in &self.slots[..committed] {
-            match slot.output.lock().take() {
+        for slot in &self.outputs[..committed] {
+            match slot.lock().take() {
                 Some(o) => outputs.push(o),
                 // Unreachable for a committed transaction; recompute rather than guess.
                 None => return sequential::execute_sequential(self.vm, self.txns, self.storage),
             }
         }
-        let mut writes = self.mv.materialize(committed as u32, self.storage);
-        if committed < n {
-            stats.sequential_from = Some(committed);
-            let mut overlay = key_map_with_capacity((n - committed) * 4);
-            let prefix = PrefixState {
-                mv: &self.mv,
-                upto: committed as u32,
-                storage: self.storage,
+        let writes = self.mv.materialize(committed as u32, self.storage);
+        if committed == n {
+            return BlockOutput {
+                outputs,
+                writes: WriteSet(writes),
             };
-            sequential::run(
-                self.vm,
-                &self.txns[committed..],
-                &prefix,
-                &mut overlay,
-                &mut outputs,
-            );
-            writes.retain(|(k, _)| !overlay.contains_key(k));
-            writes.extend(overlay);
         }
+        // Finish sequentially on top of the committed prefix's writes.
+        stats.sequential_from = Some(committed);
+        let mut overlay = key_map_with_capacity(writes.len() + (n - committed) * 4);
+        overlay.extend(writes);
+        sequential::run(
+            self.vm,
+            &self.txns[committed..],
+            self.storage,
+            &mut overlay,
+            &mut outputs,
+        );
         BlockOutput {
             outputs,
-            writes: WriteSet(writes),
+            writes: WriteSet(overlay.into_iter().collect()),
         }
+    }
+
+    /// Empties the workspace for the next block, keeping its capacity.
+    fn reset(&self) {
+        use rayon::prelude::*;
+        self.mv.clear();
+        self.slots.par_chunks(1024).for_each(|chunk| {
+            for slot in chunk {
+                slot.reads.lock().clear();
+                slot.writes.lock().clear();
+            }
+        });
     }
 
     /// The longest prefix of transactions that are executed and whose reads still hold, checked
@@ -332,7 +370,7 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
                 .reads
                 .lock()
                 .iter()
-                .all(|r| still_valid(&self.mv, self.storage, txn, r));
+                .all(|r| still_valid(self.mv, self.storage, txn, r));
             if !valid {
                 return i;
             }

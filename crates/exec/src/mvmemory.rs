@@ -37,7 +37,26 @@ enum Entry {
     Estimate,
 }
 
-type Cell = SmallVec<[(u32, Entry); 1]>;
+/// One key's versions, with the base storage's value once someone has read it (so the
+/// block reads each key from storage at most once).
+#[derive(Default)]
+struct Cell {
+    base: Option<Option<Value>>,
+    entries: SmallVec<[(u32, Entry); 1]>,
+}
+
+impl Cell {
+    fn base<S: Storage>(&mut self, key: &Key, storage: &S) -> Option<Value> {
+        match &self.base {
+            Some(v) => v.clone(),
+            None => {
+                let v = storage.get(key);
+                self.base = Some(v.clone());
+                v
+            }
+        }
+    }
+}
 
 /// Where a read's value came from, cheap to compare at validation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,23 +67,6 @@ pub(crate) enum Origin {
     Version { txn: u32, inc: u32 },
     /// Deltas summed over a full value or the base storage.
     Resolved,
-}
-
-/// The result of a read at some transaction index.
-pub(crate) enum MvRead {
-    /// Nothing below: read the base storage.
-    Storage,
-    /// A full value (and no delta above it).
-    Version {
-        txn: u32,
-        inc: u32,
-        value: Option<Value>,
-    },
-    /// Deltas that sum to `delta`, over `below` (`None`: over the base storage).
-    Deltas {
-        below: Option<Option<Value>>,
-        delta: u128,
-    },
 }
 
 /// A read hit an ESTIMATE of this transaction.
@@ -89,6 +91,14 @@ impl MvMemory {
         &self.shards[(key.hash64() >> 57) as usize & (SHARDS - 1)]
     }
 
+    /// Empties every shard, keeping its capacity. Runs on the current rayon pool.
+    pub(crate) fn clear(&self) {
+        use rayon::prelude::*;
+        self.shards
+            .par_iter()
+            .for_each(|shard| shard.lock().clear());
+    }
+
     /// Records an incarnation's write to `key`.
     pub(crate) fn write(&self, key: &Key, txn: u32, inc: u32, op: &WriteOp) {
         let entry = match op {
@@ -99,10 +109,17 @@ impl MvMemory {
             WriteOp::Delta(delta) => Entry::Delta { delta: *delta },
         };
         let mut shard = self.shard(key).lock();
-        let cell = shard.entry(*key).or_default();
-        match cell.binary_search_by_key(&txn, |(t, _)| *t) {
-            Ok(pos) => cell[pos].1 = entry,
-            Err(pos) => cell.insert(pos, (txn, entry)),
+        let entries = &mut shard.entry(*key).or_default().entries;
+        // Transactions mostly finish in index order: try the end before searching (a hot key
+        // has an entry per transaction, and a binary search over them misses the cache).
+        match entries.last_mut() {
+            None => entries.push((txn, entry)),
+            Some((last, _)) if *last < txn => entries.push((txn, entry)),
+            Some((last, e)) if *last == txn => *e = entry,
+            Some(_) => match entries.binary_search_by_key(&txn, |(t, _)| *t) {
+                Ok(pos) => entries[pos].1 = entry,
+                Err(pos) => entries.insert(pos, (txn, entry)),
+            },
         }
     }
 
@@ -110,8 +127,8 @@ impl MvMemory {
     pub(crate) fn remove(&self, key: &Key, txn: u32) {
         let mut shard = self.shard(key).lock();
         if let Some(cell) = shard.get_mut(key) {
-            if let Ok(pos) = cell.binary_search_by_key(&txn, |(t, _)| *t) {
-                cell.remove(pos);
+            if let Ok(pos) = cell.entries.binary_search_by_key(&txn, |(t, _)| *t) {
+                cell.entries.remove(pos);
             }
         }
     }
@@ -120,19 +137,22 @@ impl MvMemory {
     pub(crate) fn mark_estimate(&self, key: &Key, txn: u32) {
         let mut shard = self.shard(key).lock();
         if let Some(cell) = shard.get_mut(key) {
-            if let Ok(pos) = cell.binary_search_by_key(&txn, |(t, _)| *t) {
-                cell[pos].1 = Entry::Estimate;
+            if let Ok(pos) = cell.entries.binary_search_by_key(&txn, |(t, _)| *t) {
+                cell.entries[pos].1 = Entry::Estimate;
             }
         }
     }
 
-    /// Reads `key` as transaction `txn` sees it.
-    pub(crate) fn read(&self, key: &Key, txn: u32) -> Result<MvRead, Blocked> {
-        let shard = self.shard(key).lock();
-        let Some(cell) = shard.get(key) else {
-            return Ok(MvRead::Storage);
-        };
-        resolve(cell, txn)
+    /// Reads `key` as transaction `txn` sees it: where the value comes from, and the value.
+    pub(crate) fn read<S: Storage>(
+        &self,
+        key: &Key,
+        txn: u32,
+        storage: &S,
+    ) -> Result<(Origin, Option<Value>), Blocked> {
+        let mut shard = self.shard(key).lock();
+        let cell = shard.entry(*key).or_default();
+        resolve(cell, key, txn, storage)
     }
 
     /// Where a read of `key` by `txn` would come from, without cloning any value.
@@ -141,14 +161,14 @@ impl MvMemory {
         let Some(cell) = shard.get(key) else {
             return Ok(Origin::Storage);
         };
-        let below = cell.partition_point(|(t, _)| *t < txn);
-        match cell[..below].last() {
+        let entries = &cell.entries[..cell.entries.partition_point(|(t, _)| *t < txn)];
+        match entries.last() {
             None => Ok(Origin::Storage),
             Some((t, Entry::Set { inc, .. })) => Ok(Origin::Version { txn: *t, inc: *inc }),
             Some((t, Entry::Estimate)) => Err(Blocked(*t)),
             Some((_, Entry::Delta { .. })) => {
                 // Deltas: make sure none below is an ESTIMATE before calling it resolved.
-                for (t, e) in cell[..below].iter().rev() {
+                for (t, e) in entries.iter().rev() {
                     match e {
                         Entry::Estimate => return Err(Blocked(*t)),
                         Entry::Set { .. } => break,
@@ -161,8 +181,7 @@ impl MvMemory {
     }
 
     /// The block's final write set when transactions `0..upto` are committed: every key with
-    /// an entry below `upto`, resolved against `storage`. Runs the shards on the current rayon
-    /// pool.
+    /// an entry below `upto`, resolved. Runs the shards on the current rayon pool.
     pub(crate) fn materialize<S: Storage>(
         &self,
         upto: u32,
@@ -173,24 +192,17 @@ impl MvMemory {
             .shards
             .par_iter()
             .map(|shard| {
-                let shard = shard.lock();
+                let mut shard = shard.lock();
                 let mut out = Vec::with_capacity(shard.len());
-                for (key, cell) in shard.iter() {
-                    let value = match resolve(cell, upto) {
-                        Ok(MvRead::Storage) => continue,
-                        Ok(MvRead::Version { value, .. }) => value,
-                        Ok(MvRead::Deltas { below, delta }) => {
-                            let base = match below {
-                                Some(v) => num_of(&v),
-                                None => num_of(&storage.get(key)),
-                            };
-                            Some(Value::Num(base.wrapping_add(delta)))
-                        }
-                        // Every transaction below `upto` is committed, so none has an
-                        // ESTIMATE left; skip defensively rather than invent a value.
-                        Err(_) => continue,
-                    };
-                    out.push((*key, value));
+                for (key, cell) in shard.iter_mut() {
+                    if cell.entries.first().is_none_or(|(t, _)| *t >= upto) {
+                        continue;
+                    }
+                    // Every transaction below `upto` is committed, so none has an ESTIMATE
+                    // left; skip defensively rather than invent a value.
+                    if let Ok((_, value)) = resolve(cell, key, upto, storage) {
+                        out.push((*key, value));
+                    }
                 }
                 out
             })
@@ -204,61 +216,41 @@ impl MvMemory {
     }
 }
 
-fn resolve(cell: &Cell, txn: u32) -> Result<MvRead, Blocked> {
-    let below = cell.partition_point(|(t, _)| *t < txn);
+fn resolve<S: Storage>(
+    cell: &mut Cell,
+    key: &Key,
+    txn: u32,
+    storage: &S,
+) -> Result<(Origin, Option<Value>), Blocked> {
+    let below = cell.entries.partition_point(|(t, _)| *t < txn);
     let mut delta: u128 = 0;
     let mut saw_delta = false;
-    for (t, e) in cell[..below].iter().rev() {
+    for (t, e) in cell.entries[..below].iter().rev() {
         match e {
             Entry::Estimate => return Err(Blocked(*t)),
             Entry::Set { inc, value } => {
                 return Ok(if saw_delta {
-                    MvRead::Deltas {
-                        below: Some(value.clone()),
-                        delta,
-                    }
+                    (
+                        Origin::Resolved,
+                        Some(Value::Num(num_of(value).wrapping_add(delta))),
+                    )
                 } else {
-                    MvRead::Version {
-                        txn: *t,
-                        inc: *inc,
-                        value: value.clone(),
-                    }
+                    (Origin::Version { txn: *t, inc: *inc }, value.clone())
                 });
             }
-            Entry::Delta { delta: d, .. } => {
+            Entry::Delta { delta: d } => {
                 delta = delta.wrapping_add(*d);
                 saw_delta = true;
             }
         }
     }
+    let base = cell.base(key, storage);
     Ok(if saw_delta {
-        MvRead::Deltas { below: None, delta }
+        (
+            Origin::Resolved,
+            Some(Value::Num(num_of(&base).wrapping_add(delta))),
+        )
     } else {
-        MvRead::Storage
+        (Origin::Storage, base)
     })
-}
-
-/// Reads the state as of the start of transaction `upto` (transactions below it committed):
-/// the base storage under the block's multi-version memory. Used to finish a block
-/// sequentially from `upto`.
-pub(crate) struct PrefixState<'a, S> {
-    pub(crate) mv: &'a MvMemory,
-    pub(crate) upto: u32,
-    pub(crate) storage: &'a S,
-}
-
-impl<S: Storage> Storage for PrefixState<'_, S> {
-    fn get(&self, key: &Key) -> Option<Value> {
-        match self.mv.read(key, self.upto) {
-            Ok(MvRead::Storage) | Err(_) => self.storage.get(key),
-            Ok(MvRead::Version { value, .. }) => value,
-            Ok(MvRead::Deltas { below, delta }) => {
-                let base = match below {
-                    Some(v) => num_of(&v),
-                    None => num_of(&self.storage.get(key)),
-                };
-                Some(Value::Num(base.wrapping_add(delta)))
-            }
-        }
-    }
 }

@@ -11,7 +11,7 @@
 
 use smallvec::SmallVec;
 
-use crate::mvmemory::{Blocked, MvMemory, MvRead, Origin, WriteOp};
+use crate::mvmemory::{Blocked, MvMemory, Origin, WriteOp};
 use crate::types::{num_of, Checkpoint, Halt, Key, StateResult, StateView, Storage, Value};
 
 /// What validation re-checks for one read.
@@ -38,31 +38,15 @@ pub(crate) struct ReadRecord {
 pub(crate) type ReadSet = Vec<ReadRecord>;
 pub(crate) type OpLog = Vec<(Key, WriteOp)>;
 
-/// The value a multi-version read stands for, reading the base storage where needed.
-pub(crate) fn value_of<S: Storage>(
-    read: MvRead,
-    key: &Key,
-    storage: &S,
-) -> (Origin, Option<Value>) {
-    match read {
-        MvRead::Storage => (Origin::Storage, storage.get(key)),
-        MvRead::Version { txn, inc, value } => (Origin::Version { txn, inc }, value),
-        MvRead::Deltas { below, delta } => {
-            let base = match below {
-                Some(v) => num_of(&v),
-                None => num_of(&storage.get(key)),
-            };
-            (Origin::Resolved, Some(Value::Num(base.wrapping_add(delta))))
-        }
-    }
-}
-
 pub(crate) struct ParView<'a, S> {
     pub(crate) mv: &'a MvMemory,
     pub(crate) storage: &'a S,
     pub(crate) txn: u32,
     pub(crate) reads: &'a mut ReadSet,
     pub(crate) log: &'a mut OpLog,
+    /// Values this incarnation already read from outside itself: a key is looked up in the
+    /// multi-version memory once per incarnation, and the transaction sees one value of it.
+    pub(crate) seen: &'a mut Vec<(Key, Origin, Option<Value>)>,
 }
 
 /// The transaction's own effect on a key so far: `Some(value)` if it set it (deltas after the
@@ -97,9 +81,15 @@ impl<S: Storage> ParView<'_, S> {
         Local::Deltas { sum, any }
     }
 
-    fn outside(&self, key: &Key) -> StateResult<(Origin, Option<Value>)> {
-        match self.mv.read(key, self.txn) {
-            Ok(read) => Ok(value_of(read, key, self.storage)),
+    fn outside(&mut self, key: &Key) -> StateResult<(Origin, Option<Value>)> {
+        if let Some((_, origin, value)) = self.seen.iter().find(|(k, _, _)| k == key) {
+            return Ok((*origin, value.clone()));
+        }
+        match self.mv.read(key, self.txn, self.storage) {
+            Ok((origin, value)) => {
+                self.seen.push((*key, origin, value.clone()));
+                Ok((origin, value))
+            }
             Err(Blocked(blocking)) => Err(Halt { blocking }),
         }
     }
@@ -187,17 +177,12 @@ pub(crate) fn still_valid<S: Storage>(
     match read.check {
         // A plain read from storage or a version: a different origin means a different write.
         Check::Exact(None) => false,
-        Check::Exact(Some(number)) => match mv.read(&read.key, txn) {
-            Ok(r) => {
-                matches!(value_of(r, &read.key, storage).1, Some(Value::Num(n)) if n == number)
-            }
+        Check::Exact(Some(number)) => match mv.read(&read.key, txn, storage) {
+            Ok((_, value)) => matches!(value, Some(Value::Num(n)) if n == number),
             Err(_) => false,
         },
-        Check::Threshold { before, amount, ok } => match mv.read(&read.key, txn) {
-            Ok(r) => {
-                let (_, value) = value_of(r, &read.key, storage);
-                (num_of(&value).wrapping_add(before) >= amount) == ok
-            }
+        Check::Threshold { before, amount, ok } => match mv.read(&read.key, txn, storage) {
+            Ok((_, value)) => (num_of(&value).wrapping_add(before) >= amount) == ok,
             Err(_) => false,
         },
     }

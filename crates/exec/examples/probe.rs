@@ -1,0 +1,66 @@
+//! Quick ratio probe: `cargo run --release -p parabit-exec --example probe`.
+#[path = "../benches/transfer_vm.rs"]
+mod transfer_vm;
+
+use std::time::Instant;
+
+use parabit_exec::{execute_sequential, ParallelExecutor};
+use transfer_vm::{workload, TransferVm};
+
+fn main() {
+    let threads: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("pool");
+    let only = std::env::var("PROBE").unwrap_or_default();
+    for (name, hot, serial) in [
+        ("uniform", false, false),
+        ("hot", true, false),
+        ("serial", false, true),
+    ] {
+        if !only.is_empty() && only != name {
+            continue;
+        }
+        let (base, txns) = workload(100_000, 100_000, hot, serial);
+        let exec = ParallelExecutor::new(&pool);
+        let (mut seq, mut par) = (0.0, 0.0);
+        let mut agg = parabit_exec::ExecStats::default();
+        for round in 0..3 {
+            let mut state = base.clone();
+            for block in txns.chunks(10_000) {
+                let t = Instant::now();
+                let par_only = std::env::var("PAR_ONLY").is_ok();
+                let a = if par_only {
+                    ParallelExecutor::new(&pool).execute_block(&TransferVm, block, &state)
+                } else {
+                    execute_sequential(&TransferVm, block, &state)
+                };
+                let s = t.elapsed().as_secs_f64();
+                let t = Instant::now();
+                let (b, stats) = exec.execute_block_with_stats(&TransferVm, block, &state);
+                let p = t.elapsed().as_secs_f64();
+                assert!(a.outputs == b.outputs);
+                a.writes.apply_to(&mut state);
+                agg.executions += stats.executions;
+                agg.validations += stats.validations;
+                agg.aborts += stats.aborts;
+                agg.suspensions += stats.suspensions;
+                if round > 0 {
+                    seq += s;
+                    par += p;
+                }
+            }
+        }
+        let n = 2.0 * txns.len() as f64;
+        println!(
+            "{name:8} seq {:>10.0} tx/s  par({threads}) {:>10.0} tx/s  speedup {:.2}  {agg:?}",
+            n / seq,
+            n / par,
+            seq / par
+        );
+    }
+}

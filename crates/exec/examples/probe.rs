@@ -17,6 +17,10 @@ fn main() {
         .build()
         .expect("pool");
     let only = std::env::var("PROBE").unwrap_or_default();
+    if only == "ceiling" {
+        ceiling();
+        return;
+    }
     for (name, hot, serial) in [
         ("uniform", false, false),
         ("hot", true, false),
@@ -26,7 +30,11 @@ fn main() {
             continue;
         }
         let (base, txns) = workload(100_000, 100_000, hot, serial);
-        let exec = ParallelExecutor::new(&pool);
+        let mut config = parabit_exec::ExecConfig::default();
+        if std::env::var_os("FORCE_PAR").is_some() {
+            config.min_parallel_txns = 0;
+        }
+        let exec = ParallelExecutor::with_config(&pool, config);
         let (mut seq, mut par) = (0.0, 0.0);
         let mut agg = parabit_exec::ExecStats::default();
         for round in 0..3 {
@@ -63,4 +71,36 @@ fn main() {
             seq / par
         );
     }
+}
+
+/// The machine's ceiling: two independent sequential executions at once.
+#[allow(dead_code)]
+pub fn ceiling() {
+    let (state, txns) = workload(100_000, 100_000, false, false);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .expect("pool");
+    let mut one = 0.0;
+    let mut two = 0.0;
+    for _ in 0..3 {
+        for block in txns.chunks(10_000) {
+            let t = Instant::now();
+            let _ = execute_sequential(&TransferVm, block, &state);
+            one += t.elapsed().as_secs_f64();
+            let (a, b) = block.split_at(5_000);
+            let t = Instant::now();
+            pool.install(|| {
+                rayon::join(
+                    || execute_sequential(&TransferVm, a, &state),
+                    || execute_sequential(&TransferVm, b, &state),
+                )
+            });
+            two += t.elapsed().as_secs_f64();
+        }
+    }
+    println!(
+        "ceiling: two independent halves at once run {:.2}x one thread",
+        one / two
+    );
 }

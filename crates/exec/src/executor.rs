@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use smallvec::SmallVec;
 
 use crate::mvmemory::{MvMemory, Origin, WriteOp};
-use crate::scheduler::{Scheduler, Task};
+use crate::scheduler::{Claim, Scheduler, Task};
 use crate::sequential::{self, panic_message};
 use crate::types::{key_map_with_capacity, BlockOutput, Halt, Key, Storage, Value, Vm, WriteSet};
 use crate::view::{fold_log, still_valid, OpLog, ParView, ReadSet};
@@ -49,12 +49,15 @@ impl ExecStats {
 /// Tuning of the parallel executor.
 #[derive(Debug, Clone)]
 pub struct ExecConfig {
-    /// Blocks with fewer transactions than this run sequentially.
+    /// Blocks with fewer transactions than this run sequentially, and so does every block on a
+    /// one-thread pool; 0 runs every block through the parallel machinery (for tests).
     pub min_parallel_txns: usize,
     /// Whether a block that turns out to be a dependency chain is finished sequentially.
     pub fallback: bool,
     /// Conflicts (aborts plus suspensions) needed before the fallback is considered.
     pub fallback_min_conflicts: usize,
+    /// How many consecutive indices a worker claims from a scheduler cursor at once.
+    pub chunk: usize,
 }
 
 impl Default for ExecConfig {
@@ -63,6 +66,7 @@ impl Default for ExecConfig {
             min_parallel_txns: 32,
             fallback: true,
             fallback_min_conflicts: 32,
+            chunk: 8,
         }
     }
 }
@@ -143,10 +147,8 @@ impl<'p> ParallelExecutor<'p> {
         storage: &S,
     ) -> (BlockOutput<V::Output>, ExecStats) {
         let threads = self.threads();
-        if threads <= 1
-            || txns.len() < self.config.min_parallel_txns
-            || txns.len() >= u32::MAX as usize
-        {
+        let min = self.config.min_parallel_txns;
+        if (threads <= 1 && min > 0) || txns.len() < min || txns.len() >= u32::MAX as usize {
             let stats = ExecStats {
                 executions: txns.len() as u64,
                 sequential_from: Some(0),
@@ -190,24 +192,57 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
         let mut reads: ReadSet = Vec::new();
         let mut log: OpLog = Vec::new();
         let mut seen = Vec::new();
-        let mut next: Option<Task> = None;
+        let sched = &self.scheduler;
+        let mut follow_up: Option<Task> = None;
+        let mut claim: Option<Claim> = None;
+        let mut active = false;
         loop {
-            let task = match next.take() {
-                Some(task) if !self.scheduler.finished() => task,
-                Some(_) => break,
-                None => self.scheduler.next_task(),
+            let task = if let Some(task) = follow_up.take() {
+                task
+            } else {
+                let next = match &mut claim {
+                    Some(Claim::Execute(range)) => range.next().map(|i| sched.try_incarnate(i)),
+                    Some(Claim::Validate(range)) => range.next().map(|i| sched.validation_task(i)),
+                    None => None,
+                };
+                match next {
+                    Some(Some(task)) => task,
+                    // Not in the right state: skip, as a single claim would.
+                    Some(None) => continue,
+                    None => {
+                        if sched.finished() {
+                            break;
+                        }
+                        if !active {
+                            sched.enter();
+                            active = true;
+                        }
+                        claim = sched.claim(self.config.chunk);
+                        if claim.is_none() {
+                            sched.leave();
+                            active = false;
+                            sched.check_done();
+                            if sched.finished() {
+                                break;
+                            }
+                            sched.wait_for_work();
+                        }
+                        continue;
+                    }
+                }
             };
-            next = match task {
+            if sched.finished() {
+                break;
+            }
+            follow_up = match task {
                 Task::Execute { txn, inc } => {
                     self.execute(txn, inc, &mut reads, &mut log, &mut seen, &mut stats)
                 }
                 Task::Validate { txn, inc } => self.validate(txn, inc, &mut stats),
-                Task::Wait => {
-                    self.scheduler.wait_for_work();
-                    None
-                }
-                Task::Done => break,
             };
+        }
+        if active {
+            sched.leave();
         }
         stats
     }

@@ -1,14 +1,19 @@
 //! The collaborative scheduler: hands out execution and validation tasks, lowest index first,
 //! from two atomic cursors, and tracks each transaction's incarnation and status.
 //!
-//! This follows the Block-STM paper (Gelashvili et al., 2022, Algorithm 4) with one change of
-//! bookkeeping: `try_incarnate` never touches the active-task counter; its callers do, so every
-//! path pairs one increment with one decrement (or hands the task on).
+//! This follows the Block-STM paper (Gelashvili et al., 2022, Algorithm 4) with two changes of
+//! bookkeeping, both to cut traffic on the shared cursors (each atomic read-modify-write of a
+//! line another core just wrote costs about as much as executing a small transaction):
+//! - a worker claims a *chunk* of consecutive indices from a cursor with one `fetch_add`, and
+//!   works through it (an index whose transaction is not in the right state is skipped, exactly
+//!   as a single claim of it would be);
+//! - `num_active` counts *workers* that hold any claimed work, not tasks: a worker enters before
+//!   claiming and leaves only when it has nothing left, so follow-up tasks and dependencies
+//!   need no counter updates.
 //!
 //! Invariants:
-//! - `num_active` counts tasks held by workers; the block is done when both cursors are past the
-//!   end, no task is held, and no cursor moved back while that was being checked
-//!   (`decrease_cnt`).
+//! - The block is done when both cursors are past the end, no worker holds work, and no cursor
+//!   moved back while that was being checked (`decrease_cnt`).
 //! - A transaction's status moves ReadyToExecute → Executing → Executed → Aborting →
 //!   ReadyToExecute (next incarnation), or Executing → Aborting when it suspends on a
 //!   dependency; each move happens under that transaction's lock.
@@ -17,9 +22,11 @@
 //! - Idle workers sleep on a condition variable and are woken whenever a cursor moves back or the
 //!   block is done: no busy spinning.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crossbeam_utils::CachePadded;
 use parking_lot::{Condvar, Mutex};
 use smallvec::SmallVec;
 
@@ -44,18 +51,23 @@ pub(crate) enum Task {
     Execute { txn: u32, inc: u32 },
     /// Validate this incarnation's reads.
     Validate { txn: u32, inc: u32 },
-    /// Nothing to do right now, but the block is not done.
-    Wait,
-    /// The block is done (or the scheduler was halted).
-    Done,
+}
+
+/// A chunk of consecutive indices claimed from one cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// Try to execute each.
+    Execute(Range<usize>),
+    /// Try to validate each.
+    Validate(Range<usize>),
 }
 
 pub(crate) struct Scheduler {
     n: usize,
-    execution_idx: AtomicUsize,
-    validation_idx: AtomicUsize,
-    decrease_cnt: AtomicUsize,
-    num_active: AtomicUsize,
+    execution_idx: CachePadded<AtomicUsize>,
+    validation_idx: CachePadded<AtomicUsize>,
+    decrease_cnt: CachePadded<AtomicUsize>,
+    num_active: CachePadded<AtomicUsize>,
     done: AtomicBool,
     halted: AtomicBool,
     txns: Vec<Mutex<TxnState>>,
@@ -68,10 +80,10 @@ impl Scheduler {
     pub(crate) fn new(n: usize) -> Scheduler {
         Scheduler {
             n,
-            execution_idx: AtomicUsize::new(0),
-            validation_idx: AtomicUsize::new(0),
-            decrease_cnt: AtomicUsize::new(0),
-            num_active: AtomicUsize::new(0),
+            execution_idx: CachePadded::new(AtomicUsize::new(0)),
+            validation_idx: CachePadded::new(AtomicUsize::new(0)),
+            decrease_cnt: CachePadded::new(AtomicUsize::new(0)),
+            num_active: CachePadded::new(AtomicUsize::new(0)),
             done: AtomicBool::new(false),
             halted: AtomicBool::new(false),
             txns: (0..n)
@@ -158,7 +170,8 @@ impl Scheduler {
         }
     }
 
-    fn check_done(&self) {
+    /// Declares the block done if it is.
+    pub(crate) fn check_done(&self) {
         let observed = self.decrease_cnt.load(Ordering::SeqCst);
         if self.execution_idx.load(Ordering::SeqCst) >= self.n
             && self.validation_idx.load(Ordering::SeqCst) >= self.n
@@ -170,8 +183,18 @@ impl Scheduler {
         }
     }
 
+    /// A worker is about to claim work: it counts as active until [`Scheduler::leave`].
+    pub(crate) fn enter(&self) {
+        self.num_active.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A worker holds no work any more.
+    pub(crate) fn leave(&self) {
+        self.num_active.fetch_sub(1, Ordering::SeqCst);
+    }
+
     /// Moves `txn` from ReadyToExecute to Executing, if it is ready.
-    fn try_incarnate(&self, txn: usize) -> Option<Task> {
+    pub(crate) fn try_incarnate(&self, txn: usize) -> Option<Task> {
         if txn >= self.n {
             return None;
         }
@@ -187,63 +210,40 @@ impl Scheduler {
         }
     }
 
-    fn next_version_to_execute(&self) -> Option<Task> {
-        if self.execution_idx.load(Ordering::SeqCst) >= self.n {
-            self.check_done();
+    /// The validation of `txn`'s latest incarnation, if it is executed.
+    pub(crate) fn validation_task(&self, txn: usize) -> Option<Task> {
+        if txn >= self.n {
             return None;
         }
-        self.num_active.fetch_add(1, Ordering::SeqCst);
-        let idx = self.execution_idx.fetch_add(1, Ordering::SeqCst);
-        let task = self.try_incarnate(idx);
-        if task.is_none() {
-            self.num_active.fetch_sub(1, Ordering::SeqCst);
-        }
-        task
+        let state = self.txns[txn].lock();
+        (state.status == Status::Executed).then_some(Task::Validate {
+            txn: txn as u32,
+            inc: state.incarnation,
+        })
     }
 
-    fn next_version_to_validate(&self) -> Option<Task> {
-        if self.validation_idx.load(Ordering::SeqCst) >= self.n {
-            self.check_done();
-            return None;
-        }
-        self.num_active.fetch_add(1, Ordering::SeqCst);
-        let idx = self.validation_idx.fetch_add(1, Ordering::SeqCst);
-        if idx < self.n {
-            let state = self.txns[idx].lock();
-            if state.status == Status::Executed {
-                return Some(Task::Validate {
-                    txn: idx as u32,
-                    inc: state.incarnation,
-                });
-            }
-        }
-        self.num_active.fetch_sub(1, Ordering::SeqCst);
-        None
-    }
-
-    /// The next task: a validation if the validation cursor is behind the execution cursor,
-    /// else an execution.
-    pub(crate) fn next_task(&self) -> Task {
+    /// Claims up to `chunk` indices: validations if the validation cursor is behind the
+    /// execution cursor, else executions. `None` when both cursors are past the end. The caller
+    /// must have entered.
+    pub(crate) fn claim(&self, chunk: usize) -> Option<Claim> {
         loop {
-            if self.finished() {
-                return Task::Done;
-            }
             let v = self.validation_idx.load(Ordering::SeqCst);
             let e = self.execution_idx.load(Ordering::SeqCst);
             if v >= self.n && e >= self.n {
-                self.check_done();
-                return if self.finished() {
-                    Task::Done
-                } else {
-                    Task::Wait
-                };
+                return None;
             }
             if v < e {
-                if let Some(task) = self.next_version_to_validate() {
-                    return task;
+                // Validations only up to the execution cursor: beyond it nothing is executed.
+                let want = chunk.min(e - v).max(1);
+                let start = self.validation_idx.fetch_add(want, Ordering::SeqCst);
+                if start < self.n {
+                    return Some(Claim::Validate(start..(start + want).min(self.n)));
                 }
-            } else if let Some(task) = self.next_version_to_execute() {
-                return task;
+            } else {
+                let start = self.execution_idx.fetch_add(chunk, Ordering::SeqCst);
+                if start < self.n {
+                    return Some(Claim::Execute(start..(start + chunk).min(self.n)));
+                }
             }
         }
     }
@@ -263,7 +263,6 @@ impl Scheduler {
             drop(state);
             blocker.dependents.push(txn);
         }
-        self.num_active.fetch_sub(1, Ordering::SeqCst);
         true
     }
 
@@ -296,7 +295,6 @@ impl Scheduler {
                 return Some(Task::Validate { txn, inc });
             }
         }
-        self.num_active.fetch_sub(1, Ordering::SeqCst);
         None
     }
 
@@ -319,12 +317,9 @@ impl Scheduler {
             self.set_ready_status(idx);
             self.decrease_validation_idx(idx + 1);
             if self.execution_idx.load(Ordering::SeqCst) > idx {
-                if let Some(task) = self.try_incarnate(idx) {
-                    return Some(task);
-                }
+                return self.try_incarnate(idx);
             }
         }
-        self.num_active.fetch_sub(1, Ordering::SeqCst);
         None
     }
 }

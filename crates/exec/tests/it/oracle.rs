@@ -27,19 +27,26 @@ fn pools() -> &'static Vec<rayon::ThreadPool> {
     })
 }
 
-fn configs() -> [ExecConfig; 3] {
+fn configs() -> [ExecConfig; 4] {
     [
-        // Everything in parallel, even tiny blocks, never falling back.
+        // Everything in parallel, even tiny blocks, never falling back, one index per claim.
         ExecConfig {
             min_parallel_txns: 0,
             fallback: false,
             fallback_min_conflicts: 0,
+            chunk: 1,
         },
         // Fall back at the first hint of conflict: exercises the prefix + sequential suffix.
         ExecConfig {
             min_parallel_txns: 0,
             fallback: true,
             fallback_min_conflicts: 1,
+            chunk: 3,
+        },
+        ExecConfig {
+            min_parallel_txns: 0,
+            fallback: false,
+            ..ExecConfig::default()
         },
         ExecConfig::default(),
     ]

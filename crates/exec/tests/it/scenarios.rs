@@ -18,6 +18,7 @@ fn no_fallback() -> ExecConfig {
         min_parallel_txns: 0,
         fallback: false,
         fallback_min_conflicts: 0,
+        ..ExecConfig::default()
     }
 }
 

@@ -1,1 +1,53 @@
-fn main() {}
+//! `parabit`: the command-line entry point of Parabit.
+//!
+//! Subcommands live in their own modules; each takes its parsed arguments and returns
+//! `anyhow::Result`, so every failure reaches the user as one readable chain of causes on
+//! stderr and a non-zero exit code. Logs (`RUST_LOG`, default `warn`) and progress bars go to
+//! stderr; stdout carries only the command's output (for `bench --json`: one JSON object a
+//! line).
+
+mod bench;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Parabit: a Bitcoin L2 with a parallel execution engine.
+#[derive(Debug, Parser)]
+#[command(name = "parabit", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Measure the execution engine: parallel against sequential on the same blocks, with
+    /// the state roots compared.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Bench(args) => bench::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    // Fails only if a subscriber is already installed, which cannot happen here.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

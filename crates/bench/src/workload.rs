@@ -1,0 +1,355 @@
+//! The benchmark workloads: deterministic accounts, genesis, and blocks of signed transfers.
+//!
+//! | name | who sends | who receives | what it measures |
+//! |---|---|---|---|
+//! | `transfer-uniform` | a random account | another random account | the common case: few conflicts |
+//! | `transfer-hot` | a random account other than the hot one | always account 0 | deltas: one key every transaction credits |
+//! | `transfer-serial` | always account 0, consecutive nonces | a random other account | the worst case: a dependency chain, nothing can run in parallel |
+//!
+//! Every transaction pays [`FEE`] to the runtime's fee account and moves a random amount of
+//! 1 to [`MAX_TRANSFER`] satoshis of BTC. Some senders of `transfer-uniform` and
+//! `transfer-hot` send several transactions in one block (consecutive nonces): a few real
+//! dependencies, as in a real block.
+//!
+//! Invariants:
+//! - Account `i`'s key is `SigningKey::from_seed(b"parabit-bench" ‖ seed_le ‖ i_le)`
+//!   (`u64`s); the transaction plan comes from a ChaCha8 stream seeded by the seed and the
+//!   workload name. Keys are derived and transactions signed in parallel, but the results are
+//!   collected in index order, so the output does not depend on the thread count.
+//! - Every account holds [`BASE_BALANCE`] at genesis plus exactly what it sends (amounts and
+//!   fees), so every transaction succeeds and every account of the population is in the state.
+
+use std::fmt;
+use std::str::FromStr;
+
+use parabit_exec::{KeyMap, Value};
+use parabit_modules::{genesis_state, BankMsg, Call, Runtime, SignedTx, Tx};
+use parabit_primitives::{Address, Amount, AssetId, SigningKey};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use crate::error::BenchError;
+use crate::progress::Progress;
+
+/// Chain id of every benchmark transaction.
+pub const BENCH_CHAIN_ID: u64 = 0x7062_6265_6e63; // "pbbenc"
+/// Fee of every benchmark transaction, in satoshis.
+pub const FEE: Amount = 10;
+/// Largest amount a benchmark transfer moves, in satoshis.
+pub const MAX_TRANSFER: Amount = 1_000;
+/// What every account holds at genesis besides what it will send.
+pub const BASE_BALANCE: Amount = 1_000_000;
+
+/// Seed of the runtime's fee account key.
+const FEE_ACCOUNT_SEED: &[u8] = b"parabit-bench/fee-account";
+
+/// A workload's name: shared by `parabit bench`, the criterion benches and the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WorkloadKind {
+    /// Random sender, random recipient.
+    TransferUniform,
+    /// Every transaction credits one hot account.
+    TransferHot,
+    /// Every transaction comes from one sender.
+    TransferSerial,
+}
+
+impl WorkloadKind {
+    /// Every workload, in the order `--workload all` runs them.
+    pub const ALL: [WorkloadKind; 3] = [
+        WorkloadKind::TransferUniform,
+        WorkloadKind::TransferHot,
+        WorkloadKind::TransferSerial,
+    ];
+
+    /// The workload's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkloadKind::TransferUniform => "transfer-uniform",
+            WorkloadKind::TransferHot => "transfer-hot",
+            WorkloadKind::TransferSerial => "transfer-serial",
+        }
+    }
+
+    /// All names, comma-separated (for error messages and help).
+    pub fn names() -> String {
+        WorkloadKind::ALL.map(WorkloadKind::name).join(", ")
+    }
+}
+
+impl fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for WorkloadKind {
+    type Err = BenchError;
+
+    fn from_str(s: &str) -> Result<WorkloadKind, BenchError> {
+        WorkloadKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| BenchError::UnknownWorkload(s.to_string()))
+    }
+}
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadSpec {
+    /// Which workload.
+    pub kind: WorkloadKind,
+    /// Accounts in the population (all funded at genesis); at least 2.
+    pub accounts: usize,
+    /// Transactions in all; at least 1.
+    pub txs: usize,
+    /// Transactions per block (the last block may be shorter); at least 1.
+    pub block_size: usize,
+    /// Seed of keys and of the transaction plan.
+    pub seed: u64,
+}
+
+impl WorkloadSpec {
+    /// Checks the parameters.
+    pub fn validate(&self) -> Result<(), BenchError> {
+        if self.accounts < 2 {
+            return Err(BenchError::InvalidSpec(format!(
+                "--accounts must be at least 2 (a sender and a recipient), got {}",
+                self.accounts
+            )));
+        }
+        if self.accounts > u32::MAX as usize {
+            return Err(BenchError::InvalidSpec(format!(
+                "--accounts must be at most {}, got {}",
+                u32::MAX,
+                self.accounts
+            )));
+        }
+        if self.txs == 0 {
+            return Err(BenchError::InvalidSpec("--txs must be at least 1".into()));
+        }
+        if self.block_size == 0 {
+            return Err(BenchError::InvalidSpec(
+                "--block-size must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The deterministic key population of a seed.
+pub struct Accounts {
+    seed: u64,
+    keys: Vec<SigningKey>,
+}
+
+impl Accounts {
+    /// The seed of account `i`'s key: `b"parabit-bench" ‖ seed_le ‖ i_le`.
+    pub fn key_seed(seed: u64, i: u64) -> [u8; 29] {
+        let mut out = [0u8; 29];
+        out[..13].copy_from_slice(b"parabit-bench");
+        out[13..21].copy_from_slice(&seed.to_le_bytes());
+        out[21..].copy_from_slice(&i.to_le_bytes());
+        out
+    }
+
+    /// Derives `n` keys in parallel on the current rayon pool.
+    pub fn derive(seed: u64, n: usize, progress: bool) -> Accounts {
+        let bar = Progress::new(progress, n as u64, "deriving account keys");
+        let keys = (0..n)
+            .into_par_iter()
+            .with_min_len(256)
+            .map(|i| {
+                let key = SigningKey::from_seed(&Accounts::key_seed(seed, i as u64));
+                if i % 256 == 255 {
+                    bar.inc(256);
+                }
+                key
+            })
+            .collect();
+        bar.finish();
+        tracing::debug!(n, seed, "derived account keys");
+        Accounts { seed, keys }
+    }
+
+    /// The seed they were derived from.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Number of accounts.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Account `i`'s key.
+    pub fn key(&self, i: usize) -> &SigningKey {
+        &self.keys[i]
+    }
+
+    /// Account `i`'s address.
+    pub fn address(&self, i: usize) -> Address {
+        self.keys[i].address()
+    }
+}
+
+/// A generated workload: the runtime, the genesis state, and the blocks, both signed (for
+/// pre-verification) and unsigned (for execution). `blocks[b][i]` is `signed[b][i].tx`.
+pub struct Workload {
+    /// What was generated.
+    pub spec: WorkloadSpec,
+    /// The runtime the blocks execute on.
+    pub runtime: Runtime,
+    /// Every account funded in BTC.
+    pub genesis: KeyMap<Value>,
+    /// The blocks to execute.
+    pub blocks: Vec<Vec<Tx>>,
+    /// The same blocks, signed.
+    pub signed: Vec<Vec<SignedTx>>,
+}
+
+/// One planned transaction: sender index, recipient index, amount.
+struct Planned {
+    from: u32,
+    to: u32,
+    nonce: u64,
+    amount: Amount,
+}
+
+impl Workload {
+    /// Derives the accounts and generates the workload (no progress bars).
+    pub fn generate(spec: &WorkloadSpec) -> Result<Workload, BenchError> {
+        spec.validate()?;
+        let accounts = Accounts::derive(spec.seed, spec.accounts, false);
+        Workload::generate_with(spec, &accounts, false)
+    }
+
+    /// Generates the workload with accounts derived beforehand (they can be shared by
+    /// several workloads of the same seed and size).
+    pub fn generate_with(
+        spec: &WorkloadSpec,
+        accounts: &Accounts,
+        progress: bool,
+    ) -> Result<Workload, BenchError> {
+        spec.validate()?;
+        if accounts.seed() != spec.seed || accounts.len() != spec.accounts {
+            return Err(BenchError::AccountsMismatch {
+                have_seed: accounts.seed(),
+                have_len: accounts.len(),
+                want_seed: spec.seed,
+                want_len: spec.accounts,
+            });
+        }
+        let n = spec.accounts;
+        let plan = plan(spec);
+
+        let mut sends = vec![0 as Amount; n];
+        for p in &plan {
+            sends[p.from as usize] += p.amount + FEE;
+        }
+        let balances: Vec<(Address, AssetId, Amount)> = (0..n)
+            .map(|i| (accounts.address(i), AssetId::BTC, BASE_BALANCE + sends[i]))
+            .collect();
+        let genesis = genesis_state(&balances);
+        let runtime = Runtime::new(
+            BENCH_CHAIN_ID,
+            SigningKey::from_seed(FEE_ACCOUNT_SEED).address(),
+        );
+
+        let bar = Progress::new(progress, plan.len() as u64, "signing transactions");
+        let signed: Vec<SignedTx> = plan
+            .par_iter()
+            .enumerate()
+            .with_min_len(128)
+            .map(|(i, p)| {
+                let key = accounts.key(p.from as usize);
+                let tx = Tx {
+                    chain_id: BENCH_CHAIN_ID,
+                    sender: key.address(),
+                    nonce: p.nonce,
+                    fee: FEE,
+                    call: Call::Bank(BankMsg::Transfer {
+                        to: accounts.address(p.to as usize),
+                        asset: AssetId::BTC,
+                        amount: p.amount,
+                    }),
+                };
+                let signed = key.sign(tx);
+                if i % 128 == 127 {
+                    bar.inc(128);
+                }
+                signed
+            })
+            .collect();
+        bar.finish();
+
+        let mut rest = signed.into_iter();
+        let signed: Vec<Vec<SignedTx>> = std::iter::from_fn(|| {
+            let block: Vec<SignedTx> = rest.by_ref().take(spec.block_size).collect();
+            (!block.is_empty()).then_some(block)
+        })
+        .collect();
+        let blocks = signed
+            .iter()
+            .map(|b| b.iter().map(|s| s.tx.clone()).collect())
+            .collect();
+        tracing::debug!(workload = %spec.kind, txs = spec.txs, "generated workload");
+        Ok(Workload {
+            spec: spec.clone(),
+            runtime,
+            genesis,
+            blocks,
+            signed,
+        })
+    }
+
+    /// Transactions in all blocks.
+    pub fn txs(&self) -> usize {
+        self.blocks.iter().map(Vec::len).sum()
+    }
+}
+
+/// The ChaCha8 stream of a workload: seeded by the seed and the workload's name.
+fn rng_for(spec: &WorkloadSpec) -> ChaCha8Rng {
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&spec.seed.to_le_bytes());
+    let name = spec.kind.name().as_bytes();
+    let len = name.len().min(24);
+    seed[8..8 + len].copy_from_slice(&name[..len]);
+    ChaCha8Rng::from_seed(seed)
+}
+
+/// The transactions of a workload, in order, with each sender's nonces.
+fn plan(spec: &WorkloadSpec) -> Vec<Planned> {
+    let mut rng = rng_for(spec);
+    let n = spec.accounts as u32;
+    let mut nonces = vec![0u64; spec.accounts];
+    (0..spec.txs)
+        .map(|_| {
+            let (from, to) = match spec.kind {
+                WorkloadKind::TransferUniform => {
+                    let from = rng.gen_range(0..n);
+                    let to = rng.gen_range(0..n - 1);
+                    (from, if to >= from { to + 1 } else { to })
+                }
+                WorkloadKind::TransferHot => (rng.gen_range(1..n), 0),
+                WorkloadKind::TransferSerial => (0, rng.gen_range(1..n)),
+            };
+            let amount = rng.gen_range(1..=MAX_TRANSFER);
+            let nonce = nonces[from as usize];
+            nonces[from as usize] += 1;
+            Planned {
+                from,
+                to,
+                nonce,
+                amount,
+            }
+        })
+        .collect()
+}

@@ -27,11 +27,10 @@ impl Progress {
     /// A bar of `len` steps labelled `message`; `enabled: false` never draws.
     pub fn new(enabled: bool, len: u64, message: impl Into<String>) -> Progress {
         let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
-        let style = ProgressStyle::with_template(
-            "{msg:>28} [{bar:32}] {human_pos}/{human_len} {per_sec:>12} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+        let style =
+            ProgressStyle::with_template("{msg} [{wide_bar}] {human_pos}/{human_len} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
         bar.set_style(style);
         bar.set_message(message.into());
         Progress {

@@ -271,7 +271,7 @@ fn run_threads(
     let bar = Progress::new(
         progress,
         txs as u64,
-        format!("{} on {threads} thread(s)", workload.spec.kind),
+        format!("{}, {threads} thread(s)", workload.spec.kind),
     );
 
     if let Some(first) = workload.blocks.first() {

@@ -15,11 +15,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use parking_lot::Mutex;
 use smallvec::SmallVec;
 
-use crate::mvmemory::{MvMemory, Origin, WriteOp};
+use crate::mvmemory::{CellRef, MvMemory, WriteOp};
 use crate::scheduler::{Claim, Scheduler, Task};
 use crate::sequential::{self, panic_message};
-use crate::types::{key_map_with_capacity, BlockOutput, Halt, Key, Storage, Value, Vm, WriteSet};
-use crate::view::{fold_log, still_valid, OpLog, ParView, ReadSet};
+use crate::types::{key_map_with_capacity, BlockOutput, Halt, Key, Storage, Vm, WriteSet};
+use crate::view::{fold_log, still_valid, OpLog, ParView, ReadSet, Seen};
 
 /// Counters of one block's execution.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,6 +35,8 @@ pub struct ExecStats {
     /// Index from which the block was finished sequentially, if it was (`Some(0)`: the whole
     /// block ran sequentially).
     pub sequential_from: Option<usize>,
+    /// Worker panics (engine bugs) survived by re-running the block sequentially.
+    pub engine_failures: u64,
 }
 
 impl ExecStats {
@@ -86,12 +88,16 @@ pub struct ParallelExecutor<'p> {
 struct Workspace {
     mv: MvMemory,
     slots: Vec<Slot>,
+    /// Counts blocks, to tell this block's slot contents from leftovers.
+    epoch: u64,
 }
 
 #[derive(Default)]
 struct Slot {
     reads: Mutex<ReadSet>,
-    writes: Mutex<SmallVec<[Key; 4]>>,
+    /// The cells the latest incarnation wrote, tagged with the block they belong to (a slot
+    /// keeps the previous block's until its transaction first publishes writes in this one).
+    writes: Mutex<(u64, SmallVec<[CellRef; 4]>)>,
 }
 
 struct Block<'a, V: Vm, S> {
@@ -101,6 +107,7 @@ struct Block<'a, V: Vm, S> {
     mv: &'a MvMemory,
     scheduler: Scheduler,
     slots: &'a [Slot],
+    epoch: u64,
     outputs: Vec<Mutex<Option<V::Output>>>,
     conflicts: AtomicUsize,
     config: &'a ExecConfig,
@@ -118,8 +125,9 @@ impl<'p> ParallelExecutor<'p> {
             pool,
             config,
             workspace: Mutex::new(Workspace {
-                mv: MvMemory::new(0),
+                mv: MvMemory::new(),
                 slots: Vec::new(),
+                epoch: 0,
             }),
         }
     }
@@ -157,7 +165,8 @@ impl<'p> ParallelExecutor<'p> {
             return (sequential::execute_sequential(vm, txns, storage), stats);
         }
         let mut workspace = self.workspace.lock();
-        let Workspace { mv, slots } = &mut *workspace;
+        let Workspace { mv, slots, epoch } = &mut *workspace;
+        *epoch += 1;
         if slots.len() < txns.len() {
             slots.resize_with(txns.len(), Slot::default);
         }
@@ -168,18 +177,32 @@ impl<'p> ParallelExecutor<'p> {
             mv,
             scheduler: Scheduler::new(txns.len()),
             slots: &slots[..txns.len()],
+            epoch: *epoch,
             outputs: (0..txns.len()).map(|_| Mutex::new(None)).collect(),
             conflicts: AtomicUsize::new(0),
             config: &self.config,
         };
         let mut stats = ExecStats::default();
-        for s in self.pool.broadcast(|_| block.work()) {
-            stats.add(&s);
+        let mut engine_failed = false;
+        for result in self.pool.broadcast(|_| {
+            // A panic here is a bug in the engine, never in the `Vm` (those are caught per
+            // transaction). Stop the other workers rather than leave them waiting for it.
+            catch_unwind(AssertUnwindSafe(|| block.work())).inspect_err(|_| block.scheduler.halt())
+        }) {
+            match result {
+                Ok(s) => stats.add(&s),
+                Err(_) => engine_failed = true,
+            }
         }
         let output = self.pool.install(|| {
-            let output = block.finish(&mut stats);
-            block.reset();
-            output
+            if engine_failed {
+                // Discard whatever the workers left and fall back to the reference executor.
+                block.mv.drain(0, storage);
+                stats.sequential_from = Some(0);
+                stats.engine_failures += 1;
+                return sequential::execute_sequential(vm, txns, storage);
+            }
+            block.finish(&mut stats)
         });
         (output, stats)
     }
@@ -263,7 +286,7 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
         inc: u32,
         reads: &mut ReadSet,
         log: &mut OpLog,
-        seen: &mut Vec<(Key, Origin, Option<Value>)>,
+        seen: &mut Vec<Seen>,
         stats: &mut ExecStats,
     ) -> Option<Task> {
         let output = loop {
@@ -302,18 +325,27 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
         let slot = &self.slots[txn as usize];
         let mut wrote_new_key = false;
         {
-            let mut written = slot.writes.lock();
+            let mut guard = slot.writes.lock();
+            if guard.0 != self.epoch {
+                *guard = (self.epoch, SmallVec::new());
+            }
+            let written = &mut guard.1;
+            let mut now: SmallVec<[CellRef; 4]> = SmallVec::new();
             for (key, op) in &folded {
-                self.mv.write(key, txn, inc, op);
-                wrote_new_key |= !written.contains(key);
+                let known = seen
+                    .iter()
+                    .find(|(k, ..)| k == key)
+                    .map(|(_, cell, ..)| *cell);
+                let cell = self.mv.write(key, known, txn, inc, op);
+                wrote_new_key |= !written.contains(&cell);
+                now.push(cell);
             }
             for old in written.iter() {
-                if !folded.iter().any(|(k, _)| k == old) {
-                    self.mv.remove(old, txn);
+                if !now.contains(old) {
+                    self.mv.remove(*old, txn);
                 }
             }
-            written.clear();
-            written.extend(folded.iter().map(|(k, _)| *k));
+            *written = now;
         }
         std::mem::swap(&mut *slot.reads.lock(), reads);
         *self.outputs[txn as usize].lock() = Some(output);
@@ -331,8 +363,8 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
         let aborted = !valid && self.scheduler.try_validation_abort(txn, inc);
         if aborted {
             stats.aborts += 1;
-            for key in slot.writes.lock().iter() {
-                self.mv.mark_estimate(key, txn);
+            for cell in slot.writes.lock().1.iter() {
+                self.mv.mark_estimate(*cell, txn);
             }
             self.conflict();
         }
@@ -344,20 +376,23 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
     /// the rest by sequential execution.
     fn finish(&self, stats: &mut ExecStats) -> BlockOutput<V::Output> {
         let n = self.txns.len();
-        let committed = if self.scheduler.is_done() {
+        let mut committed = if self.scheduler.is_done() {
             n
         } else {
             self.committed_prefix()
         };
         let mut outputs = Vec::with_capacity(n);
-        for slot in &self.outputs[..committed] {
+        for (i, slot) in self.outputs[..committed].iter().enumerate() {
             match slot.lock().take() {
                 Some(o) => outputs.push(o),
-                // Unreachable for a committed transaction; recompute rather than guess.
-                None => return sequential::execute_sequential(self.vm, self.txns, self.storage),
+                // Unreachable for a committed transaction; a shorter prefix is still correct.
+                None => {
+                    committed = i;
+                    break;
+                }
             }
         }
-        let writes = self.mv.materialize(committed as u32, self.storage);
+        let writes = self.mv.drain(committed as u32, self.storage);
         if committed == n {
             return BlockOutput {
                 outputs,
@@ -379,18 +414,6 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
             outputs,
             writes: WriteSet(overlay.into_iter().collect()),
         }
-    }
-
-    /// Empties the workspace for the next block, keeping its capacity.
-    fn reset(&self) {
-        use rayon::prelude::*;
-        self.mv.clear();
-        self.slots.par_chunks(1024).for_each(|chunk| {
-            for slot in chunk {
-                slot.reads.lock().clear();
-                slot.writes.lock().clear();
-            }
-        });
     }
 
     /// The longest prefix of transactions that are executed and whose reads still hold, checked

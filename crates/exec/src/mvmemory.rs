@@ -12,11 +12,13 @@
 //! - An entry is removed as soon as a newer incarnation of its transaction stops writing the key,
 //!   so a cell with no entries means "not written by this block".
 //! - Locks are per shard and never held while user code (the `Vm`) runs.
+//! - A cell stays at the same place in its shard's arena until the block's writes are drained,
+//!   so a [`CellRef`] taken during the block stays valid for the whole block.
 
 use parking_lot::Mutex;
 use smallvec::SmallVec;
 
-use crate::types::{key_map_with_capacity, num_of, Key, KeyMap, Storage, Value};
+use crate::types::{num_of, Key, KeyMap, Storage, Value};
 
 /// Number of shards; a power of two.
 const SHARDS: usize = 128;
@@ -72,35 +74,59 @@ pub(crate) enum Origin {
 /// A read hit an ESTIMATE of this transaction.
 pub(crate) struct Blocked(pub u32);
 
+/// A handle on a key's cell, valid until the memory is drained: lets a transaction that already
+/// looked a key up write it, and a validator re-check it, without hashing or probing again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CellRef {
+    shard: u32,
+    index: u32,
+}
+
+/// A shard: an index from keys to positions in a dense arena of cells. Cells never move while
+/// a block runs, so [`CellRef`]s stay valid; the arena is drained when the block's writes are
+/// read off, and the index (plain data) is cleared with a memset.
+#[derive(Default)]
+struct Shard {
+    index: KeyMap<u32>,
+    cells: Vec<(Key, Cell)>,
+}
+
+impl Shard {
+    fn cell(&mut self, key: &Key) -> (u32, &mut Cell) {
+        let cells = &mut self.cells;
+        let index = *self.index.entry(*key).or_insert_with(|| {
+            cells.push((*key, Cell::default()));
+            (cells.len() - 1) as u32
+        });
+        (index, &mut self.cells[index as usize].1)
+    }
+}
+
 pub(crate) struct MvMemory {
-    shards: Vec<Mutex<KeyMap<Cell>>>,
+    shards: Vec<Mutex<Shard>>,
 }
 
 impl MvMemory {
-    pub(crate) fn new(expected_keys: usize) -> MvMemory {
-        let per_shard = expected_keys / SHARDS + 8;
+    pub(crate) fn new() -> MvMemory {
         MvMemory {
-            shards: (0..SHARDS)
-                .map(|_| Mutex::new(key_map_with_capacity(per_shard)))
-                .collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
         }
     }
 
-    fn shard(&self, key: &Key) -> &Mutex<KeyMap<Cell>> {
+    fn shard_of(key: &Key) -> u32 {
         // The low bits feed hashbrown's bucket index; take high bits for the shard.
-        &self.shards[(key.hash64() >> 57) as usize & (SHARDS - 1)]
+        ((key.hash64() >> 57) as usize & (SHARDS - 1)) as u32
     }
 
-    /// Empties every shard, keeping its capacity. Runs on the current rayon pool.
-    pub(crate) fn clear(&self) {
-        use rayon::prelude::*;
-        self.shards
-            .par_iter()
-            .for_each(|shard| shard.lock().clear());
-    }
-
-    /// Records an incarnation's write to `key`.
-    pub(crate) fn write(&self, key: &Key, txn: u32, inc: u32, op: &WriteOp) {
+    /// Records an incarnation's write to `key` (looking the key up if no handle is given).
+    pub(crate) fn write(
+        &self,
+        key: &Key,
+        known: Option<CellRef>,
+        txn: u32,
+        inc: u32,
+        op: &WriteOp,
+    ) -> CellRef {
         let entry = match op {
             WriteOp::Set(value) => Entry::Set {
                 inc,
@@ -108,8 +134,13 @@ impl MvMemory {
             },
             WriteOp::Delta(delta) => Entry::Delta { delta: *delta },
         };
-        let mut shard = self.shard(key).lock();
-        let entries = &mut shard.entry(*key).or_default().entries;
+        let shard_idx = known.map_or_else(|| Self::shard_of(key), |r| r.shard);
+        let mut shard = self.shards[shard_idx as usize].lock();
+        let (index, cell) = match known {
+            Some(r) => (r.index, &mut shard.cells[r.index as usize].1),
+            None => shard.cell(key),
+        };
+        let entries = &mut cell.entries;
         // Transactions mostly finish in index order: try the end before searching (a hot key
         // has an entry per transaction, and a binary search over them misses the cache).
         match entries.last_mut() {
@@ -121,46 +152,72 @@ impl MvMemory {
                 Err(pos) => entries.insert(pos, (txn, entry)),
             },
         }
-    }
-
-    /// Removes transaction `txn`'s entry for `key`.
-    pub(crate) fn remove(&self, key: &Key, txn: u32) {
-        let mut shard = self.shard(key).lock();
-        if let Some(cell) = shard.get_mut(key) {
-            if let Ok(pos) = cell.entries.binary_search_by_key(&txn, |(t, _)| *t) {
-                cell.entries.remove(pos);
-            }
+        CellRef {
+            shard: shard_idx,
+            index,
         }
     }
 
-    /// Replaces transaction `txn`'s entry for `key` by an ESTIMATE marker.
-    pub(crate) fn mark_estimate(&self, key: &Key, txn: u32) {
-        let mut shard = self.shard(key).lock();
-        if let Some(cell) = shard.get_mut(key) {
-            if let Ok(pos) = cell.entries.binary_search_by_key(&txn, |(t, _)| *t) {
-                cell.entries[pos].1 = Entry::Estimate;
-            }
+    fn with_entry(
+        &self,
+        cell: CellRef,
+        txn: u32,
+        f: impl FnOnce(&mut SmallVec<[(u32, Entry); 1]>, usize),
+    ) {
+        let mut shard = self.shards[cell.shard as usize].lock();
+        let entries = &mut shard.cells[cell.index as usize].1.entries;
+        if let Ok(pos) = entries.binary_search_by_key(&txn, |(t, _)| *t) {
+            f(entries, pos);
         }
     }
 
-    /// Reads `key` as transaction `txn` sees it: where the value comes from, and the value.
+    /// Removes transaction `txn`'s entry from a cell.
+    pub(crate) fn remove(&self, cell: CellRef, txn: u32) {
+        self.with_entry(cell, txn, |entries, pos| {
+            entries.remove(pos);
+        });
+    }
+
+    /// Replaces transaction `txn`'s entry in a cell by an ESTIMATE marker.
+    pub(crate) fn mark_estimate(&self, cell: CellRef, txn: u32) {
+        self.with_entry(cell, txn, |entries, pos| entries[pos].1 = Entry::Estimate);
+    }
+
+    /// Reads `key` as transaction `txn` sees it: a handle on its cell, where the value comes
+    /// from, and the value.
     pub(crate) fn read<S: Storage>(
         &self,
         key: &Key,
         txn: u32,
         storage: &S,
+    ) -> Result<(CellRef, Origin, Option<Value>), Blocked> {
+        let shard_idx = Self::shard_of(key);
+        let mut shard = self.shards[shard_idx as usize].lock();
+        let (index, cell) = shard.cell(key);
+        let (origin, value) = resolve(cell, key, txn, storage)?;
+        let cell = CellRef {
+            shard: shard_idx,
+            index,
+        };
+        Ok((cell, origin, value))
+    }
+
+    /// Reads a cell already looked up, as transaction `txn` sees it.
+    pub(crate) fn read_at<S: Storage>(
+        &self,
+        cell: CellRef,
+        txn: u32,
+        storage: &S,
     ) -> Result<(Origin, Option<Value>), Blocked> {
-        let mut shard = self.shard(key).lock();
-        let cell = shard.entry(*key).or_default();
+        let mut shard = self.shards[cell.shard as usize].lock();
+        let (key, cell) = &mut shard.cells[cell.index as usize];
         resolve(cell, key, txn, storage)
     }
 
-    /// Where a read of `key` by `txn` would come from, without cloning any value.
-    pub(crate) fn origin(&self, key: &Key, txn: u32) -> Result<Origin, Blocked> {
-        let shard = self.shard(key).lock();
-        let Some(cell) = shard.get(key) else {
-            return Ok(Origin::Storage);
-        };
+    /// Where a read of a cell by `txn` would come from, without cloning any value.
+    pub(crate) fn origin(&self, cell: CellRef, txn: u32) -> Result<Origin, Blocked> {
+        let shard = self.shards[cell.shard as usize].lock();
+        let cell = &shard.cells[cell.index as usize].1;
         let entries = &cell.entries[..cell.entries.partition_point(|(t, _)| *t < txn)];
         match entries.last() {
             None => Ok(Origin::Storage),
@@ -180,30 +237,28 @@ impl MvMemory {
         }
     }
 
-    /// The block's final write set when transactions `0..upto` are committed: every key with
-    /// an entry below `upto`, resolved. Runs the shards on the current rayon pool.
-    pub(crate) fn materialize<S: Storage>(
-        &self,
-        upto: u32,
-        storage: &S,
-    ) -> Vec<(Key, Option<Value>)> {
+    /// Empties the memory and returns the block's final write set when transactions `0..upto`
+    /// are committed: every key with an entry below `upto`, resolved. Runs the shards on the
+    /// current rayon pool; the memory keeps its capacity for the next block.
+    pub(crate) fn drain<S: Storage>(&self, upto: u32, storage: &S) -> Vec<(Key, Option<Value>)> {
         use rayon::prelude::*;
         let parts: Vec<Vec<(Key, Option<Value>)>> = self
             .shards
             .par_iter()
             .map(|shard| {
                 let mut shard = shard.lock();
-                let mut out = Vec::with_capacity(shard.len());
-                for (key, cell) in shard.iter_mut() {
+                let mut out = Vec::with_capacity(shard.cells.len());
+                for (key, mut cell) in shard.cells.drain(..) {
                     if cell.entries.first().is_none_or(|(t, _)| *t >= upto) {
                         continue;
                     }
                     // Every transaction below `upto` is committed, so none has an ESTIMATE
                     // left; skip defensively rather than invent a value.
-                    if let Ok((_, value)) = resolve(cell, key, upto, storage) {
-                        out.push((*key, value));
+                    if let Ok((_, value)) = resolve(&mut cell, &key, upto, storage) {
+                        out.push((key, value));
                     }
                 }
+                shard.index.clear();
                 out
             })
             .collect();

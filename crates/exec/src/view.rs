@@ -11,7 +11,7 @@
 
 use smallvec::SmallVec;
 
-use crate::mvmemory::{Blocked, MvMemory, Origin, WriteOp};
+use crate::mvmemory::{Blocked, CellRef, MvMemory, Origin, WriteOp};
 use crate::types::{num_of, Checkpoint, Halt, Key, StateResult, StateView, Storage, Value};
 
 /// What validation re-checks for one read.
@@ -30,10 +30,13 @@ pub(crate) enum Check {
 /// One read of a key from outside the transaction.
 #[derive(Debug, Clone)]
 pub(crate) struct ReadRecord {
-    pub(crate) key: Key,
+    pub(crate) cell: CellRef,
     pub(crate) origin: Origin,
     pub(crate) check: Check,
 }
+
+/// A key this incarnation read from outside itself: its cell, and what it saw there.
+pub(crate) type Seen = (Key, CellRef, Origin, Option<Value>);
 
 pub(crate) type ReadSet = Vec<ReadRecord>;
 pub(crate) type OpLog = Vec<(Key, WriteOp)>;
@@ -46,7 +49,7 @@ pub(crate) struct ParView<'a, S> {
     pub(crate) log: &'a mut OpLog,
     /// Values this incarnation already read from outside itself: a key is looked up in the
     /// multi-version memory once per incarnation, and the transaction sees one value of it.
-    pub(crate) seen: &'a mut Vec<(Key, Origin, Option<Value>)>,
+    pub(crate) seen: &'a mut Vec<Seen>,
 }
 
 /// The transaction's own effect on a key so far: `Some(value)` if it set it (deltas after the
@@ -81,14 +84,14 @@ impl<S: Storage> ParView<'_, S> {
         Local::Deltas { sum, any }
     }
 
-    fn outside(&mut self, key: &Key) -> StateResult<(Origin, Option<Value>)> {
-        if let Some((_, origin, value)) = self.seen.iter().find(|(k, _, _)| k == key) {
-            return Ok((*origin, value.clone()));
+    fn outside(&mut self, key: &Key) -> StateResult<(CellRef, Origin, Option<Value>)> {
+        if let Some((_, cell, origin, value)) = self.seen.iter().find(|(k, ..)| k == key) {
+            return Ok((*cell, *origin, value.clone()));
         }
         match self.mv.read(key, self.txn, self.storage) {
-            Ok((origin, value)) => {
-                self.seen.push((*key, origin, value.clone()));
-                Ok((origin, value))
+            Ok((cell, origin, value)) => {
+                self.seen.push((*key, cell, origin, value.clone()));
+                Ok((cell, origin, value))
             }
             Err(Blocked(blocking)) => Err(Halt { blocking }),
         }
@@ -101,13 +104,13 @@ impl<S: Storage> StateView for ParView<'_, S> {
             Local::Set(v) => return Ok(v),
             Local::Deltas { sum, any } => (sum, any),
         };
-        let (origin, value) = self.outside(key)?;
+        let (cell, origin, value) = self.outside(key)?;
         let exact = match origin {
             Origin::Resolved => Some(num_of(&value)),
             _ => None,
         };
         self.reads.push(ReadRecord {
-            key: *key,
+            cell,
             origin,
             check: Check::Exact(exact),
         });
@@ -130,10 +133,10 @@ impl<S: Storage> StateView for ParView<'_, S> {
         let ok = match self.local(&key) {
             Local::Set(v) => num_of(&v) >= amount,
             Local::Deltas { sum, .. } => {
-                let (origin, value) = self.outside(&key)?;
+                let (cell, origin, value) = self.outside(&key)?;
                 let ok = num_of(&value).wrapping_add(sum) >= amount;
                 self.reads.push(ReadRecord {
-                    key,
+                    cell,
                     origin,
                     check: Check::Threshold {
                         before: sum,
@@ -167,7 +170,7 @@ pub(crate) fn still_valid<S: Storage>(
     txn: u32,
     read: &ReadRecord,
 ) -> bool {
-    let now = match mv.origin(&read.key, txn) {
+    let now = match mv.origin(read.cell, txn) {
         Ok(origin) => origin,
         Err(Blocked(_)) => return false,
     };
@@ -177,11 +180,11 @@ pub(crate) fn still_valid<S: Storage>(
     match read.check {
         // A plain read from storage or a version: a different origin means a different write.
         Check::Exact(None) => false,
-        Check::Exact(Some(number)) => match mv.read(&read.key, txn, storage) {
+        Check::Exact(Some(number)) => match mv.read_at(read.cell, txn, storage) {
             Ok((_, value)) => matches!(value, Some(Value::Num(n)) if n == number),
             Err(_) => false,
         },
-        Check::Threshold { before, amount, ok } => match mv.read(&read.key, txn, storage) {
+        Check::Threshold { before, amount, ok } => match mv.read_at(read.cell, txn, storage) {
             Ok((_, value)) => (num_of(&value).wrapping_add(before) >= amount) == ok,
             Err(_) => false,
         },

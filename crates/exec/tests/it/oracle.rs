@@ -62,8 +62,10 @@ fn cases() -> u32 {
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
+    /// A random block, cut into 1 to 3 consecutive blocks that each executor runs one after
+    /// another (so its reused working memory is exercised across blocks).
     #[test]
-    fn parallel_equals_sequential((base, txns) in block(120)) {
+    fn parallel_equals_sequential(((base, txns), parts) in (block(120), 1usize..4)) {
         quiet_test_panics();
         let mut state: KeyMap<Value> = key_map_with_capacity(base.len());
         for (k, v) in base {
@@ -71,17 +73,25 @@ proptest! {
                 state.insert(key(k), v);
             }
         }
-        let expected = execute_sequential(&ProgramVm, &txns, &state);
+        let size = txns.len().div_ceil(parts).max(1);
+        let blocks: Vec<_> = txns.chunks(size).collect();
+        let mut expected = Vec::new();
         let mut expected_state = state.clone();
-        expected.writes.apply_to(&mut expected_state);
+        for b in &blocks {
+            let out = execute_sequential(&ProgramVm, b, &expected_state);
+            out.writes.apply_to(&mut expected_state);
+            expected.push(out);
+        }
         for config in configs() {
             for (pool, threads) in pools().iter().zip(THREADS) {
                 let exec = ParallelExecutor::with_config(pool, config.clone());
-                let got = exec.execute_block(&ProgramVm, &txns, &state);
-                prop_assert_eq!(&got.outputs, &expected.outputs, "outputs differ at {} threads, {:?}", threads, config);
-                prop_assert_eq!(&got.writes, &expected.writes, "write sets differ at {} threads, {:?}", threads, config);
                 let mut got_state = state.clone();
-                got.writes.apply_to(&mut got_state);
+                for (b, want) in blocks.iter().zip(&expected) {
+                    let got = exec.execute_block(&ProgramVm, b, &got_state);
+                    prop_assert_eq!(&got.outputs, &want.outputs, "outputs differ at {} threads, {:?}", threads, config);
+                    prop_assert_eq!(&got.writes, &want.writes, "write sets differ at {} threads, {:?}", threads, config);
+                    got.writes.apply_to(&mut got_state);
+                }
                 prop_assert!(got_state == expected_state, "states differ at {} threads", threads);
             }
         }

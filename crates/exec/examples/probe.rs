@@ -53,6 +53,9 @@ fn main() {
                 let p = t.elapsed().as_secs_f64();
                 assert!(a.outputs == b.outputs);
                 a.writes.apply_to(&mut state);
+                if std::env::var_os("BLOCK_STATS").is_some() {
+                    eprintln!("{name} seq {s:.4} par {p:.4} {stats:?}");
+                }
                 agg.executions += stats.executions;
                 agg.validations += stats.validations;
                 agg.aborts += stats.aborts;

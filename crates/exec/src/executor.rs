@@ -67,7 +67,7 @@ impl Default for ExecConfig {
         ExecConfig {
             min_parallel_txns: 32,
             fallback: true,
-            fallback_min_conflicts: 32,
+            fallback_min_conflicts: 16,
             chunk: 8,
         }
     }
@@ -274,7 +274,7 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
         let conflicts = self.conflicts.fetch_add(1, Ordering::Relaxed) + 1;
         if self.config.fallback
             && conflicts >= self.config.fallback_min_conflicts
-            && conflicts * 8 >= self.scheduler.execution_cursor()
+            && conflicts * 16 >= self.scheduler.execution_cursor()
         {
             self.scheduler.halt();
         }

@@ -150,7 +150,7 @@ impl Scheduler {
             if !self.work_available() {
                 // The timeout only bounds the damage of a missed wake-up; wake-ups are not
                 // missed (see `notify`), so this rarely expires.
-                self.wake.wait_for(&mut guard, Duration::from_millis(2));
+                self.wake.wait_for(&mut guard, Duration::from_micros(200));
             }
         }
         self.sleepers.fetch_sub(1, Ordering::SeqCst);

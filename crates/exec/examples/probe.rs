@@ -1,5 +1,8 @@
-//! Quick ratio probe: `cargo run --release -p parabit-exec --example probe`.
-#[path = "../benches/transfer_vm.rs"]
+//! Quick ratio probe of the engine on a minimal transfer VM, with per-block statistics
+//! (`BLOCK_STATS=1`), the parallel machinery forced onto one thread (`FORCE_PAR=1`), and the
+//! machine's own ceiling for this workload (`PROBE=ceiling`: two independent halves at once):
+//! `cargo run --release -p parabit-exec --example probe -- 2`.
+#[path = "../benches/support/transfer_vm.rs"]
 mod transfer_vm;
 
 use std::time::Instant;

@@ -45,9 +45,21 @@ enum Entry {
 struct Cell {
     base: Option<Option<Value>>,
     entries: SmallVec<[(u32, Entry); 1]>,
+    /// `(bound, sum)`: the value resolved from every entry below `bound` (and the base), when
+    /// that involved deltas. Reads mostly move up the block, so a chain of deltas is summed
+    /// once, not once per reader (which would be quadratic in the chain's length). Cleared by
+    /// any change to an entry below `bound`.
+    memo: Option<(u32, u128)>,
 }
 
 impl Cell {
+    /// Forgets the memo if a change at `txn` affects it.
+    fn touched(&mut self, txn: u32) {
+        if matches!(self.memo, Some((bound, _)) if txn < bound) {
+            self.memo = None;
+        }
+    }
+
     fn base<S: Storage>(&mut self, key: &Key, storage: &S) -> Option<Value> {
         match &self.base {
             Some(v) => v.clone(),
@@ -140,6 +152,7 @@ impl MvMemory {
             Some(r) => (r.index, &mut shard.cells[r.index as usize].1),
             None => shard.cell(key),
         };
+        cell.touched(txn);
         let entries = &mut cell.entries;
         // Transactions mostly finish in index order: try the end before searching (a hot key
         // has an entry per transaction, and a binary search over them misses the cache).
@@ -165,7 +178,9 @@ impl MvMemory {
         f: impl FnOnce(&mut SmallVec<[(u32, Entry); 1]>, usize),
     ) {
         let mut shard = self.shards[cell.shard as usize].lock();
-        let entries = &mut shard.cells[cell.index as usize].1.entries;
+        let cell = &mut shard.cells[cell.index as usize].1;
+        cell.touched(txn);
+        let entries = &mut cell.entries;
         if let Ok(pos) = entries.binary_search_by_key(&txn, |(t, _)| *t) {
             f(entries, pos);
         }
@@ -224,8 +239,16 @@ impl MvMemory {
             Some((t, Entry::Set { inc, .. })) => Ok(Origin::Version { txn: *t, inc: *inc }),
             Some((t, Entry::Estimate)) => Err(Blocked(*t)),
             Some((_, Entry::Delta { .. })) => {
-                // Deltas: make sure none below is an ESTIMATE before calling it resolved.
+                // Deltas: make sure none below is an ESTIMATE before calling it resolved (none
+                // is below a memo's bound, or the memo would have been cleared).
+                let floor = cell
+                    .memo
+                    .filter(|(bound, _)| *bound <= txn)
+                    .map_or(0, |(bound, _)| bound);
                 for (t, e) in entries.iter().rev() {
+                    if *t < floor {
+                        break;
+                    }
                     match e {
                         Entry::Estimate => return Err(Blocked(*t)),
                         Entry::Set { .. } => break,
@@ -278,20 +301,23 @@ fn resolve<S: Storage>(
     storage: &S,
 ) -> Result<(Origin, Option<Value>), Blocked> {
     let below = cell.entries.partition_point(|(t, _)| *t < txn);
+    let memo = cell.memo.filter(|(bound, _)| *bound <= txn);
+    let floor = memo.map_or(0, |(bound, _)| bound);
     let mut delta: u128 = 0;
     let mut saw_delta = false;
     for (t, e) in cell.entries[..below].iter().rev() {
+        if *t < floor {
+            break;
+        }
         match e {
             Entry::Estimate => return Err(Blocked(*t)),
             Entry::Set { inc, value } => {
-                return Ok(if saw_delta {
-                    (
-                        Origin::Resolved,
-                        Some(Value::Num(num_of(value).wrapping_add(delta))),
-                    )
-                } else {
-                    (Origin::Version { txn: *t, inc: *inc }, value.clone())
-                });
+                if !saw_delta {
+                    return Ok((Origin::Version { txn: *t, inc: *inc }, value.clone()));
+                }
+                let sum = num_of(value).wrapping_add(delta);
+                cell.memo = Some((txn, sum));
+                return Ok((Origin::Resolved, Some(Value::Num(sum))));
             }
             Entry::Delta { delta: d } => {
                 delta = delta.wrapping_add(*d);
@@ -299,13 +325,17 @@ fn resolve<S: Storage>(
             }
         }
     }
-    let base = cell.base(key, storage);
-    Ok(if saw_delta {
-        (
-            Origin::Resolved,
-            Some(Value::Num(num_of(&base).wrapping_add(delta))),
-        )
-    } else {
-        (Origin::Storage, base)
-    })
+    let under = match memo {
+        Some((_, sum)) => Some(sum),
+        None if saw_delta => Some(num_of(&cell.base(key, storage))),
+        None => None,
+    };
+    match under {
+        Some(under) => {
+            let sum = under.wrapping_add(delta);
+            cell.memo = Some((txn, sum));
+            Ok((Origin::Resolved, Some(Value::Num(sum))))
+        }
+        None => Ok((Origin::Storage, cell.base(key, storage))),
+    }
 }

@@ -72,6 +72,13 @@ pub struct EngineReport {
     pub sequential_tps: f64,
     /// `sequential_seconds / seconds`.
     pub speedup: f64,
+    /// The machine's ceiling for this workload, measured in the same run: the speedup of
+    /// running each block's transactions as `threads` independent slices at once, each with the
+    /// sequential executor and no coordination at all (the results are thrown away: slices do
+    /// not see each other's writes). No parallel executor can beat it on this machine.
+    pub ceiling_speedup: f64,
+    /// `speedup / ceiling_speedup`: how much of the machine's ceiling the engine reaches.
+    pub efficiency: f64,
     /// Process CPU time over wall time during the parallel runs.
     pub cpu_cores_used: f64,
     /// Every block's outputs and write set, and the final state roots, were equal.
@@ -278,6 +285,26 @@ fn verify_all(workload: &Workload, pool: &rayon::ThreadPool) -> Result<Duration,
     Ok(total)
 }
 
+/// The ceiling run: `block` cut into `threads` slices executed at once by the sequential
+/// executor on `state`, with no coordination; returns the wall time. The outputs are discarded.
+fn split_run(
+    vm: &parabit_modules::Runtime,
+    block: &[parabit_modules::Tx],
+    state: &parabit_exec::KeyMap<parabit_exec::Value>,
+    threads: usize,
+    pool: &rayon::ThreadPool,
+) -> Duration {
+    use rayon::prelude::*;
+    let slice = block.len().div_ceil(threads).max(1);
+    let start = Instant::now();
+    pool.install(|| {
+        block.par_chunks(slice).for_each(|part| {
+            let _ = execute_sequential(vm, part, state);
+        })
+    });
+    start.elapsed()
+}
+
 /// One thread count: returns the engine report and the signature verification time.
 fn run_threads(
     workload: &Workload,
@@ -303,6 +330,7 @@ fn run_threads(
     let mut par_state = workload.genesis.clone();
     let mut seq_time = Duration::ZERO;
     let mut par_time = Duration::ZERO;
+    let mut ceiling_time = Duration::ZERO;
     let mut par_cpu = Duration::ZERO;
     let mut cpu_known = true;
     let mut verify_time = Duration::ZERO;
@@ -339,6 +367,7 @@ fn run_threads(
         };
         seq_time += seq_wall;
         par_time += par_wall;
+        ceiling_time += split_run(vm, block, &seq_state, threads, &pool);
         match cpu {
             Some(c) => par_cpu += c,
             None => cpu_known = false,
@@ -385,6 +414,11 @@ fn run_threads(
         sequential_seconds,
         sequential_tps: rate(txs, seq_time),
         speedup: ratio(sequential_seconds, seconds),
+        ceiling_speedup: ratio(sequential_seconds, ceiling_time.as_secs_f64()),
+        efficiency: ratio(
+            ratio(sequential_seconds, seconds),
+            ratio(sequential_seconds, ceiling_time.as_secs_f64()),
+        ),
         cpu_cores_used: if cpu_known {
             ratio(par_cpu.as_secs_f64(), seconds)
         } else {

@@ -176,11 +176,13 @@ fn mismatch_error(mismatches: &[EngineReport]) -> Option<anyhow::Error> {
 
 fn engine_header() -> String {
     format!(
-        "{:>7} {:>12} {:>12} {:>8} {:>6} {:>9} {:>8} {:>9} {:>9} {:>6}",
+        "{:>7} {:>12} {:>12} {:>8} {:>8} {:>6} {:>6} {:>9} {:>8} {:>9} {:>9} {:>6}",
         "threads",
         "seq tx/s",
         "par tx/s",
         "speedup",
+        "ceiling",
+        "eff",
         "cores",
         "execs",
         "aborts",
@@ -192,11 +194,13 @@ fn engine_header() -> String {
 
 fn engine_row(e: &EngineReport) -> String {
     format!(
-        "{:>7} {:>12.0} {:>12.0} {:>7.2}x {:>6.2} {:>9} {:>8} {:>9} {:>9} {:>6}",
+        "{:>7} {:>12.0} {:>12.0} {:>7.2}x {:>7.2}x {:>5.0}% {:>6.2} {:>9} {:>8} {:>9} {:>9} {:>6}",
         e.threads,
         e.sequential_tps,
         e.tps,
         e.speedup,
+        e.ceiling_speedup,
+        e.efficiency * 100.0,
         e.cpu_cores_used,
         e.executions,
         e.aborts,
@@ -240,6 +244,8 @@ mod tests {
             sequential_seconds: 1.0,
             sequential_tps: 10.0,
             speedup: 1.0,
+            ceiling_speedup: 2.0,
+            efficiency: 0.5,
             cpu_cores_used: 1.0,
             roots_match,
             first_divergent_block: block,

@@ -15,6 +15,7 @@
 //! - A cell stays at the same place in its shard's arena until the block's writes are drained,
 //!   so a [`CellRef`] taken during the block stays valid for the whole block.
 
+use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 use smallvec::SmallVec;
 
@@ -115,13 +116,17 @@ impl Shard {
 }
 
 pub(crate) struct MvMemory {
-    shards: Vec<Mutex<Shard>>,
+    /// Each shard on its own cache line, so locking one does not steal its neighbours' lines
+    /// from the other cores.
+    shards: Vec<CachePadded<Mutex<Shard>>>,
 }
 
 impl MvMemory {
     pub(crate) fn new() -> MvMemory {
         MvMemory {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| CachePadded::new(Mutex::new(Shard::default())))
+                .collect(),
         }
     }
 

@@ -19,7 +19,7 @@ use crate::mvmemory::{CellRef, MvMemory, WriteOp};
 use crate::scheduler::{Claim, Scheduler, Task};
 use crate::sequential::{self, panic_message};
 use crate::types::{key_map_with_capacity, BlockOutput, Halt, Key, Storage, Vm, WriteSet};
-use crate::view::{fold_log, still_valid, OpLog, ParView, ReadSet, Seen};
+use crate::view::{fold_log, reads_hold, OpLog, ParView, ReadSet, Seen};
 
 /// Counters of one block's execution.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -92,12 +92,18 @@ struct Workspace {
     epoch: u64,
 }
 
+/// What a transaction's latest incarnation read and wrote, under one lock.
 #[derive(Default)]
-struct Slot {
-    reads: Mutex<ReadSet>,
-    /// The cells the latest incarnation wrote, tagged with the block they belong to (a slot
-    /// keeps the previous block's until its transaction first publishes writes in this one).
-    writes: Mutex<(u64, SmallVec<[CellRef; 4]>)>,
+struct Slot(Mutex<SlotData>);
+
+#[derive(Default)]
+struct SlotData {
+    /// The block these records belong to: a slot keeps the previous block's until its
+    /// transaction first publishes in this one.
+    epoch: u64,
+    reads: ReadSet,
+    /// The cells written.
+    writes: SmallVec<[CellRef; 4]>,
 }
 
 struct Block<'a, V: Vm, S> {
@@ -322,14 +328,13 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
 
         let mut folded: SmallVec<[(Key, WriteOp); 4]> = SmallVec::new();
         fold_log(log, &mut folded);
-        let slot = &self.slots[txn as usize];
         let mut wrote_new_key = false;
         {
-            let mut guard = slot.writes.lock();
-            if guard.0 != self.epoch {
-                *guard = (self.epoch, SmallVec::new());
+            let mut slot = self.slots[txn as usize].0.lock();
+            if slot.epoch != self.epoch {
+                slot.epoch = self.epoch;
+                slot.writes.clear();
             }
-            let written = &mut guard.1;
             let mut now: SmallVec<[CellRef; 4]> = SmallVec::new();
             for (key, op) in &folded {
                 let known = seen
@@ -337,33 +342,29 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
                     .find(|(k, ..)| k == key)
                     .map(|(_, cell, ..)| *cell);
                 let cell = self.mv.write(key, known, txn, inc, op);
-                wrote_new_key |= !written.contains(&cell);
+                wrote_new_key |= !slot.writes.contains(&cell);
                 now.push(cell);
             }
-            for old in written.iter() {
+            for old in slot.writes.iter() {
                 if !now.contains(old) {
                     self.mv.remove(*old, txn);
                 }
             }
-            *written = now;
+            slot.writes = now;
+            std::mem::swap(&mut slot.reads, reads);
         }
-        std::mem::swap(&mut *slot.reads.lock(), reads);
         *self.outputs[txn as usize].lock() = Some(output);
         self.scheduler.finish_execution(txn, inc, wrote_new_key)
     }
 
     fn validate(&self, txn: u32, inc: u32, stats: &mut ExecStats) -> Option<Task> {
         stats.validations += 1;
-        let slot = &self.slots[txn as usize];
-        let valid = slot
-            .reads
-            .lock()
-            .iter()
-            .all(|r| still_valid(self.mv, self.storage, txn, r));
+        let slot = &self.slots[txn as usize].0;
+        let valid = reads_hold(self.mv, self.storage, txn, &slot.lock().reads);
         let aborted = !valid && self.scheduler.try_validation_abort(txn, inc);
         if aborted {
             stats.aborts += 1;
-            for cell in slot.writes.lock().1.iter() {
+            for cell in slot.lock().writes.iter() {
                 self.mv.mark_estimate(*cell, txn);
             }
             self.conflict();
@@ -424,12 +425,7 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
             if self.scheduler.executed_incarnation(txn).is_none() {
                 return i;
             }
-            let valid = slot
-                .reads
-                .lock()
-                .iter()
-                .all(|r| still_valid(self.mv, self.storage, txn, r));
-            if !valid {
+            if !reads_hold(self.mv, self.storage, txn, &slot.0.lock().reads) {
                 return i;
             }
         }

@@ -163,17 +163,40 @@ impl<S: Storage> StateView for ParView<'_, S> {
     }
 }
 
-/// Whether a recorded read still holds for transaction `txn`.
-pub(crate) fn still_valid<S: Storage>(
+/// Whether every recorded read of transaction `txn` still holds. Consecutive records of one
+/// cell (a fee debit then a transfer debit of the same balance) share one lookup.
+pub(crate) fn reads_hold<S: Storage>(
+    mv: &MvMemory,
+    storage: &S,
+    txn: u32,
+    reads: &ReadSet,
+) -> bool {
+    let mut last: Option<(CellRef, Origin)> = None;
+    for read in reads {
+        let now = match last {
+            Some((cell, origin)) if cell == read.cell => origin,
+            _ => match mv.origin(read.cell, txn) {
+                Ok(origin) => origin,
+                Err(Blocked(_)) => return false,
+            },
+        };
+        last = Some((read.cell, now));
+        if !still_valid(mv, storage, txn, read, now) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether a recorded read still holds for transaction `txn`, given where a read of its cell
+/// would come from now.
+fn still_valid<S: Storage>(
     mv: &MvMemory,
     storage: &S,
     txn: u32,
     read: &ReadRecord,
+    now: Origin,
 ) -> bool {
-    let now = match mv.origin(read.cell, txn) {
-        Ok(origin) => origin,
-        Err(Blocked(_)) => return false,
-    };
     if now == read.origin && now != Origin::Resolved {
         return true;
     }

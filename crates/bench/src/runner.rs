@@ -289,7 +289,7 @@ fn verify_all(workload: &Workload, pool: &rayon::ThreadPool) -> Result<Duration,
 /// executor on `state`, with no coordination; returns the wall time. The outputs are discarded.
 fn split_run(
     vm: &parabit_modules::Runtime,
-    block: &[parabit_modules::Tx],
+    block: &[parabit_modules::BlockTx],
     state: &parabit_exec::KeyMap<parabit_exec::Value>,
     threads: usize,
     pool: &rayon::ThreadPool,

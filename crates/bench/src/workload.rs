@@ -23,7 +23,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use parabit_exec::{KeyMap, Value};
-use parabit_modules::{genesis_state, BankMsg, Call, Runtime, SignedTx, Tx};
+use parabit_modules::{block_txs, genesis_state, BankMsg, BlockTx, Call, Runtime, SignedTx, Tx};
 use parabit_primitives::{Address, Amount, AssetId, SigningKey};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -200,7 +200,9 @@ impl Accounts {
 }
 
 /// A generated workload: the runtime, the genesis state, and the blocks, both signed (for
-/// pre-verification) and unsigned (for execution). `blocks[b][i]` is `signed[b][i].tx`.
+/// pre-verification) and as the engine runs them (for execution): `blocks[b]` is
+/// [`block_txs`] of the unsigned `signed[b]`, so `blocks[b][i]` is `BlockTx::User(signed[b][i].tx)`
+/// followed by the block's end-block hooks, if any.
 pub struct Workload {
     /// What was generated.
     pub spec: WorkloadSpec,
@@ -208,8 +210,8 @@ pub struct Workload {
     pub runtime: Runtime,
     /// Every account funded in BTC.
     pub genesis: KeyMap<Value>,
-    /// The blocks to execute.
-    pub blocks: Vec<Vec<Tx>>,
+    /// The blocks to execute: user transactions, then end-block hooks.
+    pub blocks: Vec<Vec<BlockTx>>,
     /// The same blocks, signed.
     pub signed: Vec<Vec<SignedTx>>,
 }
@@ -297,7 +299,7 @@ impl Workload {
         .collect();
         let blocks = signed
             .iter()
-            .map(|b| b.iter().map(|s| s.tx.clone()).collect())
+            .map(|b| block_txs(Vec::new(), b.iter().map(|s| s.tx.clone()).collect()))
             .collect();
         tracing::debug!(workload = %spec.kind, txs = spec.txs, "generated workload");
         Ok(Workload {
@@ -309,9 +311,9 @@ impl Workload {
         })
     }
 
-    /// Transactions in all blocks.
+    /// User transactions in all blocks (hooks not counted).
     pub fn txs(&self) -> usize {
-        self.blocks.iter().map(Vec::len).sum()
+        self.signed.iter().map(Vec::len).sum()
     }
 }
 

@@ -3,12 +3,13 @@
 //! | module | what it owns |
 //! |---|---|
 //! | [`bank`] | assets, balances, nonces, transfers, asset creation, mint/burn |
+//! | [`dex`] | constant-product pools, LP shares, instant swaps and routes, batch auctions |
 //! | [`runtime`] | the [`Vm`](parabit_exec::Vm): chain id, nonce and fee checks, dispatch |
 //! | [`genesis`] | genesis state and conservation checks for tests, benches and the devnet |
 //!
 //! Invariants (each module's doc details its own):
 //! - Every module's state keys start with a prefix byte that no other module uses
-//!   (bank: `0x01`–`0x05`).
+//!   (bank: `0x01`–`0x05`, dex: `0x10`–`0x13`).
 //! - Value is conserved in every module; no balance goes below zero; every asset's supply
 //!   equals the sum of its balances.
 //! - Execution is deterministic and credits use commutative deltas, so the parallel engine
@@ -17,12 +18,14 @@
 //!   becomes a receipt.
 
 pub mod bank;
+pub mod dex;
 pub mod genesis;
 pub mod runtime;
 
 pub use bank::{AssetInfo, BankError, BankKey, BankMsg};
+pub use dex::{DexError, DexKey, DexMsg, PoolId};
 pub use genesis::{
     balance_of, check_conservation, genesis_state, supplies, total_supply, try_genesis_state,
     ConservationError, GenesisError,
 };
-pub use runtime::{Call, Runtime, SignedTx, Tx};
+pub use runtime::{block_txs, end_block_hooks, BlockTx, Call, Hook, Runtime, SignedTx, Tx};

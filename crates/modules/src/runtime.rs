@@ -10,6 +10,13 @@
 //! 4. Write nonce + 1, `add` the fee to the fee account, take a checkpoint, run the call.
 //! 5. The call fails → roll back to the checkpoint: `Failed(reason)`, fee and nonce kept.
 //!
+//! # Blocks and hooks
+//! The engine runs [`BlockTx`]s: a block is its begin-block hooks, its user transactions,
+//! then its end-block hooks ([`block_txs`]). A hook is a system transaction: no fee, no
+//! nonce, a `Success` or `Failed` receipt with `fee_paid == 0` (a failure rolls back all it
+//! did). End-block hooks: one [`Hook::SettleBatch`] per pool that received batch swaps, so
+//! pools settle in parallel. The block's height is [`Runtime::height`] (deadlines).
+//!
 //! # Invariants
 //! - `Invalid` and `Panicked` receipts come with no state change and `fee_paid == 0`;
 //!   `Success` and `Failed` receipts with `fee_paid == tx.fee`, moved from the sender to the
@@ -22,10 +29,11 @@
 //! - Value is conserved: the runtime itself only moves the fee.
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use parabit_exec::{num_of, StateResult, StateView, Value, Vm};
+use parabit_exec::{num_of, Halt, StateResult, StateView, Value, Vm};
 use parabit_primitives::{Address, AssetId, Receipt, SignedTransaction, Transaction, TxStatus};
 
 use crate::bank::{self, balance_key, nonce_key, BankError, BankMsg};
+use crate::dex::{self, DexError, DexMsg, PoolId};
 
 /// A transaction's call: one module's message.
 #[derive(
@@ -41,6 +49,8 @@ use crate::bank::{self, balance_key, nonce_key, BankError, BankMsg};
 pub enum Call {
     /// A bank message.
     Bank(BankMsg),
+    /// A dex message.
+    Dex(DexMsg),
 }
 
 /// A Parabit transaction.
@@ -55,6 +65,8 @@ pub struct Runtime {
     pub chain_id: u64,
     /// The sequencer's account, credited with every fee (in BTC).
     pub fee_account: Address,
+    /// The height of the block being executed (deadlines are checked against it).
+    pub height: u64,
 }
 
 impl Runtime {
@@ -63,24 +75,159 @@ impl Runtime {
         Runtime {
             chain_id,
             fee_account,
+            height: 0,
+        }
+    }
+
+    /// The same runtime executing the block at `height`.
+    pub fn at_height(self, height: u64) -> Runtime {
+        Runtime { height, ..self }
+    }
+}
+
+/// A system transaction the block builder inserts: no sender, no fee, no nonce.
+#[derive(
+    Clone,
+    PartialEq,
+    Eq,
+    Debug,
+    BorshSerialize,
+    BorshDeserialize,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub enum Hook {
+    /// End of block: settles a pool's batch auction over the named orders (sender, nonce of
+    /// each batch swap on the pool, in block order; those whose transaction failed are
+    /// skipped).
+    SettleBatch {
+        /// The pool.
+        pool: PoolId,
+        /// The orders placed in this block.
+        orders: Vec<(Address, u64)>,
+    },
+}
+
+/// One entry of a block as the engine executes it: a user transaction or a hook.
+/// A block is its begin-block hooks, then its user transactions, then its end-block hooks
+/// ([`block_txs`]).
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub enum BlockTx {
+    /// A signed (already verified) user transaction.
+    User(Tx),
+    /// A system hook.
+    Hook(Hook),
+}
+
+impl From<Tx> for BlockTx {
+    fn from(tx: Tx) -> BlockTx {
+        BlockTx::User(tx)
+    }
+}
+
+impl From<Hook> for BlockTx {
+    fn from(hook: Hook) -> BlockTx {
+        BlockTx::Hook(hook)
+    }
+}
+
+/// The end-block hooks of a block's user transactions: one [`Hook::SettleBatch`] per pool
+/// that received batch swaps, sorted by pool, naming its orders in block order.
+pub fn end_block_hooks(user_txs: &[Tx]) -> Vec<Hook> {
+    dex::batch_orders(user_txs.iter().filter_map(|tx| match &tx.call {
+        Call::Dex(msg) => Some((&tx.sender, tx.nonce, msg)),
+        _ => None,
+    }))
+    .into_iter()
+    .map(|(pool, orders)| Hook::SettleBatch { pool, orders })
+    .collect()
+}
+
+/// A block as the engine runs it: `begin` hooks, the user transactions, then the end-block
+/// hooks of [`end_block_hooks`].
+pub fn block_txs(begin: Vec<Hook>, user_txs: Vec<Tx>) -> Vec<BlockTx> {
+    let end = end_block_hooks(&user_txs);
+    let mut out = Vec::with_capacity(begin.len() + user_txs.len() + end.len());
+    out.extend(begin.into_iter().map(BlockTx::Hook));
+    out.extend(user_txs.into_iter().map(BlockTx::User));
+    out.extend(end.into_iter().map(BlockTx::Hook));
+    out
+}
+
+/// A module error that may carry the engine's `Halt`.
+trait ModuleError: std::fmt::Display {
+    fn halt(&self) -> Option<Halt>;
+}
+
+impl ModuleError for BankError {
+    fn halt(&self) -> Option<Halt> {
+        match self {
+            BankError::Halt(h) => Some(*h),
+            _ => None,
+        }
+    }
+}
+
+impl ModuleError for DexError {
+    fn halt(&self) -> Option<Halt> {
+        match self {
+            DexError::Halt(h) => Some(*h),
+            _ => None,
         }
     }
 }
 
 /// The outcome of a module call, with the engine's `Halt` split off.
-fn call_status(result: Result<(), BankError>) -> StateResult<Result<(), String>> {
+fn call_status<E: ModuleError>(result: Result<(), E>) -> StateResult<Result<(), String>> {
     match result {
         Ok(()) => Ok(Ok(())),
-        Err(BankError::Halt(h)) => Err(h),
-        Err(e) => Ok(Err(e.to_string())),
+        Err(e) => match e.halt() {
+            Some(h) => Err(h),
+            None => Ok(Err(e.to_string())),
+        },
     }
 }
 
 impl Vm for Runtime {
-    type Txn = Tx;
+    type Txn = BlockTx;
     type Output = Receipt;
 
-    fn execute<V: StateView>(&self, tx: &Tx, view: &mut V) -> StateResult<Receipt> {
+    fn execute<V: StateView>(&self, txn: &BlockTx, view: &mut V) -> StateResult<Receipt> {
+        match txn {
+            BlockTx::User(tx) => self.execute_user(tx, view),
+            BlockTx::Hook(hook) => self.execute_hook(hook, view),
+        }
+    }
+
+    fn panic_output(&self, _txn: &BlockTx, message: &str) -> Receipt {
+        Receipt::panicked(message)
+    }
+}
+
+impl Runtime {
+    /// Runs a hook: no fee, no nonce; a failure rolls back everything it did.
+    fn execute_hook<V: StateView>(&self, hook: &Hook, view: &mut V) -> StateResult<Receipt> {
+        let checkpoint = view.checkpoint();
+        let result = match hook {
+            Hook::SettleBatch { pool, orders } => {
+                call_status(dex::settle_batch(view, pool, orders).map(|_| ()))?
+            }
+        };
+        let status = match result {
+            Ok(()) => TxStatus::Success,
+            Err(reason) => {
+                view.rollback(checkpoint);
+                TxStatus::Failed(reason)
+            }
+        };
+        Ok(Receipt {
+            status,
+            fee_paid: 0,
+        })
+    }
+
+    /// Runs a user transaction (the steps in the module doc).
+    fn execute_user<V: StateView>(&self, tx: &Tx, view: &mut V) -> StateResult<Receipt> {
         if tx.chain_id != self.chain_id {
             return Ok(Receipt::invalid(format!(
                 "wrong chain id: expected {}, got {}",
@@ -111,9 +258,12 @@ impl Vm for Runtime {
         }
         let checkpoint = view.checkpoint();
         let result = match &tx.call {
-            Call::Bank(msg) => bank::execute(view, &tx.sender, tx.nonce, msg),
+            Call::Bank(msg) => call_status(bank::execute(view, &tx.sender, tx.nonce, msg))?,
+            Call::Dex(msg) => {
+                call_status(dex::execute(view, &tx.sender, tx.nonce, self.height, msg))?
+            }
         };
-        let status = match call_status(result)? {
+        let status = match result {
             Ok(()) => TxStatus::Success,
             Err(reason) => {
                 view.rollback(checkpoint);
@@ -124,9 +274,5 @@ impl Vm for Runtime {
             status,
             fee_paid: tx.fee,
         })
-    }
-
-    fn panic_output(&self, _tx: &Tx, message: &str) -> Receipt {
-        Receipt::panicked(message)
     }
 }

@@ -6,7 +6,7 @@ use parabit_bench::{
     WorkloadSpec, FEE,
 };
 use parabit_exec::{execute_sequential, Value};
-use parabit_modules::{check_conservation, BankMsg, Call};
+use parabit_modules::{check_conservation, BankMsg, BlockTx, Call};
 use parabit_primitives::{verify_batch, AssetId};
 
 fn spec(kind: WorkloadKind) -> WorkloadSpec {
@@ -69,7 +69,7 @@ fn blocks_have_the_requested_shape() {
         let sizes: Vec<usize> = w.blocks.iter().map(Vec::len).collect();
         assert_eq!(sizes, vec![128, 128, 128, 116], "{kind}");
         for (b, s) in w.blocks.iter().zip(&w.signed) {
-            let unsigned: Vec<_> = s.iter().map(|t| t.tx.clone()).collect();
+            let unsigned: Vec<_> = s.iter().map(|t| BlockTx::User(t.tx.clone())).collect();
             assert_eq!(*b, unsigned);
         }
     }
@@ -101,14 +101,16 @@ fn every_generated_transaction_is_valid() {
 #[test]
 fn hot_and_serial_workloads_have_their_shape() {
     let hot = generate(&spec(WorkloadKind::TransferHot));
-    let first = hot.blocks[0][0].clone();
+    let BlockTx::User(first) = hot.blocks[0][0].clone() else {
+        panic!("not a user transaction");
+    };
     let Call::Bank(BankMsg::Transfer {
         to: hot_account, ..
     }) = first.call
     else {
         panic!("not a transfer");
     };
-    for tx in hot.blocks.iter().flatten() {
+    for tx in hot.signed.iter().flatten().map(|s| &s.tx) {
         let Call::Bank(BankMsg::Transfer { to, asset, .. }) = &tx.call else {
             panic!("not a transfer");
         };
@@ -118,8 +120,8 @@ fn hot_and_serial_workloads_have_their_shape() {
     }
 
     let serial = generate(&spec(WorkloadKind::TransferSerial));
-    let sender = serial.blocks[0][0].sender;
-    for (i, tx) in serial.blocks.iter().flatten().enumerate() {
+    let sender = serial.signed[0][0].tx.sender;
+    for (i, tx) in serial.signed.iter().flatten().map(|s| &s.tx).enumerate() {
         assert_eq!(tx.sender, sender);
         assert_eq!(tx.nonce, i as u64);
     }

@@ -298,7 +298,7 @@ fn panic_output_is_a_panicked_receipt_without_fee() {
     use parabit_exec::Vm;
     let tx = transfer(account(0), 0, 10, account(1), AssetId::BTC, 1);
     assert_eq!(
-        runtime().panic_output(&tx, "boom"),
+        runtime().panic_output(&parabit_modules::BlockTx::User(tx), "boom"),
         Receipt {
             status: TxStatus::Panicked("boom".into()),
             fee_paid: 0

@@ -2,12 +2,13 @@
 //! executor and its parallel executor.
 
 mod bank;
+mod dex;
 mod mint_burn;
 mod props;
 
 use parabit_exec::{execute_sequential, BlockOutput, KeyMap, Value};
 use parabit_modules::BankMsg;
-use parabit_modules::{genesis_state, Call, Runtime, Tx};
+use parabit_modules::{genesis_state, BlockTx, Call, Runtime, Tx};
 use parabit_primitives::{Address, Amount, AssetId, Receipt, SigningKey};
 
 pub const CHAIN: u64 = 77;
@@ -46,7 +47,8 @@ pub fn run(
     state: &KeyMap<Value>,
     txs: &[Tx],
 ) -> (Vec<Receipt>, BlockOutput<Receipt>, KeyMap<Value>) {
-    let out = execute_sequential(&runtime(), txs, state);
+    let block: Vec<BlockTx> = txs.iter().cloned().map(BlockTx::User).collect();
+    let out = execute_sequential(&runtime(), &block, state);
     let mut after = state.clone();
     out.writes.apply_to(&mut after);
     (out.outputs.clone(), out, after)

@@ -10,7 +10,8 @@ use std::sync::OnceLock;
 use parabit_exec::{execute_sequential, ExecConfig, KeyMap, ParallelExecutor, Value};
 use parabit_modules::bank::{derive_asset_id, BankKey};
 use parabit_modules::{
-    balance_of, check_conservation, genesis_state, supplies, total_supply, BankMsg, Call, Tx,
+    balance_of, check_conservation, genesis_state, supplies, total_supply, BankMsg, BlockTx, Call,
+    Tx,
 };
 use parabit_primitives::{Address, AssetId, TxStatus};
 use proptest::prelude::*;
@@ -132,8 +133,9 @@ proptest! {
     ) {
         let base = genesis(&btc, &token);
         let txs = build(&ops);
+        let block: Vec<BlockTx> = txs.iter().cloned().map(BlockTx::User).collect();
         let vm = runtime();
-        let seq = execute_sequential(&vm, &txs, &base);
+        let seq = execute_sequential(&vm, &block, &base);
 
         for pool in pools() {
             for config in [
@@ -142,7 +144,7 @@ proptest! {
                 ExecConfig::default(),
             ] {
                 let par = ParallelExecutor::with_config(pool, config)
-                    .execute_block(&vm, &txs, &base);
+                    .execute_block(&vm, &block, &base);
                 prop_assert_eq!(&par.outputs, &seq.outputs);
                 prop_assert_eq!(&par.writes, &seq.writes);
             }
@@ -219,6 +221,7 @@ fn contended_block_runs_in_parallel_and_matches() {
             }
         })
         .collect();
+    let txs: Vec<BlockTx> = txs.into_iter().map(BlockTx::User).collect();
     let vm = runtime();
     let seq = execute_sequential(&vm, &txs, &base);
     assert!(seq.outputs.iter().all(|r| r.status.is_success()));

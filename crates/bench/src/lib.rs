@@ -32,5 +32,6 @@ pub use runner::{
     available_threads, process_cpu_time, run, EngineReport, Report, RunOptions, SigReport,
 };
 pub use workload::{
-    Accounts, Workload, WorkloadKind, WorkloadSpec, BASE_BALANCE, BENCH_CHAIN_ID, FEE, MAX_TRANSFER,
+    pool_token, Accounts, Workload, WorkloadKind, WorkloadSpec, BASE_BALANCE, BENCH_CHAIN_ID, FEE,
+    MAX_TRANSFER, POOL_RESERVE, SWAP_POOLS,
 };

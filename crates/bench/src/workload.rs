@@ -5,6 +5,14 @@
 //! | `transfer-uniform` | a random account | another random account | the common case: few conflicts |
 //! | `transfer-hot` | a random account other than the hot one | always account 0 | deltas: one key every transaction credits |
 //! | `transfer-serial` | always account 0, consecutive nonces | a random other account | the worst case: a dependency chain, nothing can run in parallel |
+//! | `swap-pools` | a random account | an instant swap BTC → token on one of [`SWAP_POOLS`] pools at random | independent pools: few conflicts |
+//! | `swap-hot` | a random account | an instant swap BTC → token on one pool | a chain on one pool's reserves: nothing can run in parallel |
+//! | `batchswap-hot` | a random account | a batch swap on one pool, either direction at random | batch orders only add to the pool's totals: no conflicts until the end-block settlement |
+//!
+//! The swap workloads start from pools created at genesis by a market-maker account
+//! (`BTC/token i`, [`POOL_RESERVE`] of each side); their blocks end with the dex's end-block
+//! hooks ([`block_txs`]). Swaps move 2 to [`MAX_TRANSFER`] base units with `min_out` 0 (a
+//! batch order too small to receive anything is refunded; its transaction still succeeds).
 //!
 //! Every transaction pays [`FEE`] to the runtime's fee account and moves a random amount of
 //! 1 to [`MAX_TRANSFER`] satoshis of BTC. Some senders of `transfer-uniform` and
@@ -22,8 +30,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-use parabit_exec::{KeyMap, Value};
-use parabit_modules::{block_txs, genesis_state, BankMsg, BlockTx, Call, Runtime, SignedTx, Tx};
+use parabit_exec::{execute_sequential, KeyMap, Value};
+use parabit_modules::{
+    block_txs, genesis_state, BankMsg, BlockTx, Call, DexMsg, Runtime, SignedTx, Tx,
+};
 use parabit_primitives::{Address, Amount, AssetId, SigningKey};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -43,6 +53,18 @@ pub const BASE_BALANCE: Amount = 1_000_000;
 
 /// Seed of the runtime's fee account key.
 const FEE_ACCOUNT_SEED: &[u8] = b"parabit-bench/fee-account";
+/// Seed of the key of the account that provides the swap workloads' liquidity at genesis.
+const MARKET_MAKER_SEED: &[u8] = b"parabit-bench/market-maker";
+
+/// Pools of `swap-pools`.
+pub const SWAP_POOLS: u32 = 1_000;
+/// Each side of every pool of the swap workloads at genesis.
+pub const POOL_RESERVE: Amount = 1_000_000_000_000;
+
+/// The token of the swap workloads' pool `i` (paired with BTC).
+pub fn pool_token(i: u32) -> AssetId {
+    AssetId(0x7062_0000_0000 + u64::from(i))
+}
 
 /// A workload's name: shared by `parabit bench`, the criterion benches and the README.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -53,14 +75,23 @@ pub enum WorkloadKind {
     TransferHot,
     /// Every transaction comes from one sender.
     TransferSerial,
+    /// Instant swaps on [`SWAP_POOLS`] independent pools.
+    SwapPools,
+    /// Instant swaps on one pool.
+    SwapHot,
+    /// Batch swaps on one pool, settled at end of block.
+    BatchswapHot,
 }
 
 impl WorkloadKind {
     /// Every workload, in the order `--workload all` runs them.
-    pub const ALL: [WorkloadKind; 3] = [
+    pub const ALL: [WorkloadKind; 6] = [
         WorkloadKind::TransferUniform,
         WorkloadKind::TransferHot,
         WorkloadKind::TransferSerial,
+        WorkloadKind::SwapPools,
+        WorkloadKind::SwapHot,
+        WorkloadKind::BatchswapHot,
     ];
 
     /// The workload's name.
@@ -69,6 +100,18 @@ impl WorkloadKind {
             WorkloadKind::TransferUniform => "transfer-uniform",
             WorkloadKind::TransferHot => "transfer-hot",
             WorkloadKind::TransferSerial => "transfer-serial",
+            WorkloadKind::SwapPools => "swap-pools",
+            WorkloadKind::SwapHot => "swap-hot",
+            WorkloadKind::BatchswapHot => "batchswap-hot",
+        }
+    }
+
+    /// Pools the workload trades on (created at genesis).
+    pub fn pools(self) -> u32 {
+        match self {
+            WorkloadKind::SwapPools => SWAP_POOLS,
+            WorkloadKind::SwapHot | WorkloadKind::BatchswapHot => 1,
+            _ => 0,
         }
     }
 
@@ -216,12 +259,15 @@ pub struct Workload {
     pub signed: Vec<Vec<SignedTx>>,
 }
 
-/// One planned transaction: sender index, recipient index, amount.
+/// One planned transaction: sender index, recipient index (transfers), pool and direction
+/// (swaps), amount.
 struct Planned {
     from: u32,
     to: u32,
     nonce: u64,
     amount: Amount,
+    pool: u32,
+    sell_token: bool,
 }
 
 impl Workload {
@@ -252,17 +298,32 @@ impl Workload {
         let plan = plan(spec);
 
         let mut sends = vec![0 as Amount; n];
+        let mut token_sends = vec![0 as Amount; n];
         for p in &plan {
-            sends[p.from as usize] += p.amount + FEE;
+            sends[p.from as usize] += FEE;
+            if p.sell_token {
+                token_sends[p.from as usize] += p.amount;
+            } else {
+                sends[p.from as usize] += p.amount;
+            }
         }
-        let balances: Vec<(Address, AssetId, Amount)> = (0..n)
+        let mut balances: Vec<(Address, AssetId, Amount)> = (0..n)
             .map(|i| (accounts.address(i), AssetId::BTC, BASE_BALANCE + sends[i]))
             .collect();
-        let genesis = genesis_state(&balances);
+        if spec.kind == WorkloadKind::BatchswapHot {
+            balances.extend((0..n).map(|i| {
+                (
+                    accounts.address(i),
+                    pool_token(0),
+                    BASE_BALANCE + token_sends[i],
+                )
+            }));
+        }
         let runtime = Runtime::new(
             BENCH_CHAIN_ID,
             SigningKey::from_seed(FEE_ACCOUNT_SEED).address(),
         );
+        let genesis = with_pools(&runtime, balances, spec.kind.pools())?;
 
         let bar = Progress::new(progress, plan.len() as u64, "signing transactions");
         let signed: Vec<SignedTx> = plan
@@ -271,16 +332,43 @@ impl Workload {
             .with_min_len(128)
             .map(|(i, p)| {
                 let key = accounts.key(p.from as usize);
+                let token = pool_token(p.pool);
+                let call = match spec.kind {
+                    WorkloadKind::TransferUniform
+                    | WorkloadKind::TransferHot
+                    | WorkloadKind::TransferSerial => Call::Bank(BankMsg::Transfer {
+                        to: accounts.address(p.to as usize),
+                        asset: AssetId::BTC,
+                        amount: p.amount,
+                    }),
+                    WorkloadKind::SwapPools | WorkloadKind::SwapHot => {
+                        Call::Dex(DexMsg::SwapExactIn {
+                            path: vec![AssetId::BTC, token],
+                            amount_in: p.amount,
+                            min_out: 0,
+                            deadline: u64::MAX,
+                        })
+                    }
+                    WorkloadKind::BatchswapHot => {
+                        let (asset_in, asset_out) = if p.sell_token {
+                            (token, AssetId::BTC)
+                        } else {
+                            (AssetId::BTC, token)
+                        };
+                        Call::Dex(DexMsg::BatchSwap {
+                            asset_in,
+                            asset_out,
+                            amount_in: p.amount,
+                            min_out: 0,
+                        })
+                    }
+                };
                 let tx = Tx {
                     chain_id: BENCH_CHAIN_ID,
                     sender: key.address(),
                     nonce: p.nonce,
                     fee: FEE,
-                    call: Call::Bank(BankMsg::Transfer {
-                        to: accounts.address(p.to as usize),
-                        asset: AssetId::BTC,
-                        amount: p.amount,
-                    }),
+                    call,
                 };
                 let signed = key.sign(tx);
                 if i % 128 == 127 {
@@ -317,6 +405,53 @@ impl Workload {
     }
 }
 
+/// The genesis state of `balances` plus `pools` pools `BTC/pool_token(i)` holding
+/// [`POOL_RESERVE`] on each side, created by a market-maker account through the runtime.
+fn with_pools(
+    runtime: &Runtime,
+    mut balances: Vec<(Address, AssetId, Amount)>,
+    pools: u32,
+) -> Result<KeyMap<Value>, BenchError> {
+    if pools == 0 {
+        return Ok(genesis_state(&balances));
+    }
+    let maker = SigningKey::from_seed(MARKET_MAKER_SEED).address();
+    balances.push((maker, AssetId::BTC, POOL_RESERVE * Amount::from(pools)));
+    balances.extend((0..pools).map(|i| (maker, pool_token(i), POOL_RESERVE)));
+    let mut state = genesis_state(&balances);
+    let setup: Vec<Tx> = (0..pools)
+        .map(|i| Tx {
+            chain_id: runtime.chain_id,
+            sender: maker,
+            nonce: u64::from(i),
+            fee: 0,
+            call: Call::Dex(DexMsg::AddLiquidity {
+                asset_x: AssetId::BTC,
+                asset_y: pool_token(i),
+                amount_x_desired: POOL_RESERVE,
+                amount_y_desired: POOL_RESERVE,
+                amount_x_min: POOL_RESERVE,
+                amount_y_min: POOL_RESERVE,
+                deadline: u64::MAX,
+            }),
+        })
+        .collect();
+    let out = execute_sequential(runtime, &block_txs(Vec::new(), setup), &state);
+    if let Some((i, r)) = out
+        .outputs
+        .iter()
+        .enumerate()
+        .find(|(_, r)| !r.status.is_success())
+    {
+        return Err(BenchError::InvalidSpec(format!(
+            "creating pool {i} at genesis failed: {:?}",
+            r.status
+        )));
+    }
+    out.writes.apply_to(&mut state);
+    Ok(state)
+}
+
 /// The ChaCha8 stream of a workload: seeded by the seed and the workload's name.
 fn rng_for(spec: &WorkloadSpec) -> ChaCha8Rng {
     let mut seed = [0u8; 32];
@@ -334,6 +469,8 @@ fn plan(spec: &WorkloadSpec) -> Vec<Planned> {
     let mut nonces = vec![0u64; spec.accounts];
     (0..spec.txs)
         .map(|_| {
+            let mut pool = 0;
+            let mut sell_token = false;
             let (from, to) = match spec.kind {
                 WorkloadKind::TransferUniform => {
                     let from = rng.gen_range(0..n);
@@ -342,8 +479,23 @@ fn plan(spec: &WorkloadSpec) -> Vec<Planned> {
                 }
                 WorkloadKind::TransferHot => (rng.gen_range(1..n), 0),
                 WorkloadKind::TransferSerial => (0, rng.gen_range(1..n)),
+                WorkloadKind::SwapPools => {
+                    pool = rng.gen_range(0..SWAP_POOLS);
+                    (rng.gen_range(0..n), 0)
+                }
+                WorkloadKind::SwapHot => (rng.gen_range(0..n), 0),
+                WorkloadKind::BatchswapHot => {
+                    sell_token = rng.gen_bool(0.5);
+                    (rng.gen_range(0..n), 0)
+                }
             };
             let amount = rng.gen_range(1..=MAX_TRANSFER);
+            // A swap of 1 base unit at a 1:1 price pays nothing (0.3% fee): swaps move 2 or more.
+            let amount = if spec.kind.pools() > 0 {
+                amount.max(2)
+            } else {
+                amount
+            };
             let nonce = nonces[from as usize];
             nonces[from as usize] += 1;
             Planned {
@@ -351,6 +503,8 @@ fn plan(spec: &WorkloadSpec) -> Vec<Planned> {
                 to,
                 nonce,
                 amount,
+                pool,
+                sell_token,
             }
         })
         .collect()

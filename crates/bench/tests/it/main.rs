@@ -66,11 +66,19 @@ fn blocks_have_the_requested_shape() {
     for kind in WorkloadKind::ALL {
         let w = generate(&spec(kind));
         assert_eq!(w.txs(), 500);
-        let sizes: Vec<usize> = w.blocks.iter().map(Vec::len).collect();
+        let sizes: Vec<usize> = w.signed.iter().map(Vec::len).collect();
         assert_eq!(sizes, vec![128, 128, 128, 116], "{kind}");
         for (b, s) in w.blocks.iter().zip(&w.signed) {
             let unsigned: Vec<_> = s.iter().map(|t| BlockTx::User(t.tx.clone())).collect();
-            assert_eq!(*b, unsigned);
+            assert_eq!(b[..s.len()], unsigned[..]);
+            // Then the end-block hooks: one settlement per pool with batch orders.
+            let hooks = if kind == WorkloadKind::BatchswapHot {
+                1
+            } else {
+                0
+            };
+            assert_eq!(b.len(), s.len() + hooks, "{kind}");
+            assert!(b[s.len()..].iter().all(|t| matches!(t, BlockTx::Hook(_))));
         }
     }
 }
@@ -90,7 +98,8 @@ fn every_generated_transaction_is_valid() {
                     "{kind}: tx {i}: {:?}",
                     receipt.status
                 );
-                assert_eq!(receipt.fee_paid, FEE);
+                let fee = if i < signed.len() { FEE } else { 0 };
+                assert_eq!(receipt.fee_paid, fee, "{kind}: tx {i}");
             }
             out.writes.apply_to(&mut state);
         }

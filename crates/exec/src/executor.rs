@@ -21,6 +21,10 @@ use crate::sequential::{self, panic_message};
 use crate::types::{key_map_with_capacity, BlockOutput, Halt, Key, Storage, Vm, WriteSet};
 use crate::view::{fold_log, reads_hold, OpLog, ParView, ReadSet, Seen};
 
+/// Transactions started before the conflict rate is judged: a burst of conflicts at the start
+/// of a block (everyone reading what a begin-block hook writes) is not a chain.
+const FALLBACK_MIN_STARTED: usize = 128;
+
 /// Counters of one block's execution.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecStats {
@@ -67,7 +71,7 @@ impl Default for ExecConfig {
         ExecConfig {
             min_parallel_txns: 32,
             fallback: true,
-            fallback_min_conflicts: 16,
+            fallback_min_conflicts: 8,
             chunk: 8,
         }
     }
@@ -116,6 +120,9 @@ struct Block<'a, V: Vm, S> {
     epoch: u64,
     outputs: Vec<Mutex<Option<V::Output>>>,
     conflicts: AtomicUsize,
+    /// Conflicts needed before a fallback: at least the configured number, and more than the
+    /// burst of conflicts that the first transactions of every worker can cause at once.
+    fallback_min_conflicts: usize,
     config: &'a ExecConfig,
 }
 
@@ -186,6 +193,10 @@ impl<'p> ParallelExecutor<'p> {
             epoch: *epoch,
             outputs: (0..txns.len()).map(|_| Mutex::new(None)).collect(),
             conflicts: AtomicUsize::new(0),
+            fallback_min_conflicts: self
+                .config
+                .fallback_min_conflicts
+                .max(2 * threads * self.config.chunk),
             config: &self.config,
         };
         let mut stats = ExecStats::default();
@@ -278,9 +289,11 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
 
     fn conflict(&self) {
         let conflicts = self.conflicts.fetch_add(1, Ordering::Relaxed) + 1;
+        let started = self.scheduler.execution_cursor();
         if self.config.fallback
-            && conflicts >= self.config.fallback_min_conflicts
-            && conflicts * 16 >= self.scheduler.execution_cursor()
+            && conflicts >= self.fallback_min_conflicts
+            && started >= FALLBACK_MIN_STARTED
+            && conflicts * 32 >= started
         {
             self.scheduler.halt();
         }

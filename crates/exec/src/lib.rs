@@ -34,7 +34,7 @@
 //! operations wrap modulo 2^128, so deltas commute exactly.
 //!
 //! **Adaptive fallback.** Tiny blocks (and single-thread pools) run sequentially. When a block
-//! turns out to be a dependency chain (conflicts reach a sixteenth of the transactions started), the workers
+//! turns out to be a dependency chain (conflicts reach 1 in 32 of the transactions started, past a start-up burst), the workers
 //! stop, the longest executed-and-valid prefix is re-validated in order, and the rest of the
 //! block runs sequentially on top of it, instead of burning every core on re-executions.
 //!

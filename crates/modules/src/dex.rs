@@ -1257,7 +1257,7 @@ pub fn settle_batch<V: StateView>(
     orders: &[(Address, u64)],
 ) -> Result<Option<Clearing>, DexError> {
     let mut seen = BTreeSet::new();
-    let mut found: Vec<(Address, BatchOrder)> = Vec::new();
+    let mut found: Vec<(Address, BatchOrder, u64)> = Vec::new();
     for &(owner, nonce) in orders {
         if !seen.insert((owner, nonce)) {
             continue;
@@ -1269,8 +1269,7 @@ pub fn settle_batch<V: StateView>(
                 let order = BatchOrder::try_from_slice(&b).map_err(|_| {
                     DexError::Corrupt(format!("batch order of pool {pool} does not decode"))
                 })?;
-                found.push((owner, order));
-                view.write(key, None);
+                found.push((owner, order, nonce));
             }
             Some(Value::Num(_)) => {
                 return Err(DexError::Corrupt(format!(
@@ -1283,21 +1282,35 @@ pub fn settle_batch<V: StateView>(
         return Ok(None);
     }
     let (x, y) = read_reserves(view, pool)?;
-    let list: Vec<BatchOrder> = found.iter().map(|(_, o)| o.clone()).collect();
+    // Deleted after all the reads: a transaction's reads look through its own writes first.
+    for (owner, _, nonce) in &found {
+        view.write(DexKey::Order(*pool, *owner, *nonce).key(), None);
+    }
+    let list: Vec<BatchOrder> = found.iter().map(|(_, o, _)| o.clone()).collect();
     let clearing = clear_batch(x, y, &list);
+    // The vault is debited once per asset (one `try_sub` each, however many orders), every
+    // owner credited by a delta.
     let vault = vault_address(pool);
     let mut totals = [0u128; 2];
-    for ((owner, order), fill) in found.iter().zip(&clearing.fills) {
-        let (asset_in, asset_out) = if order.dir == A_TO_B {
-            (pool.a, pool.b)
-        } else {
-            (pool.b, pool.a)
+    let mut paid = [0u128; 2];
+    let mut credits = Vec::with_capacity(found.len());
+    for ((owner, order, _), fill) in found.iter().zip(&clearing.fills) {
+        let side_in = usize::from(order.dir == B_TO_A);
+        totals[side_in] += order.amount_in;
+        let (side, amount) = match fill {
+            Some(out) => (1 - side_in, *out),
+            None => (side_in, order.amount_in),
         };
-        totals[usize::from(order.dir == B_TO_A)] += order.amount_in;
-        match fill {
-            Some(out) => bank::transfer(view, &vault, owner, asset_out, *out)?,
-            None => bank::transfer(view, &vault, owner, asset_in, order.amount_in)?,
+        paid[side] += amount;
+        credits.push((owner, [pool.a, pool.b][side], amount));
+    }
+    for (asset, total) in [(pool.a, paid[0]), (pool.b, paid[1])] {
+        if total > 0 {
+            bank::debit_key(view, bank::balance_key(&vault, asset), asset, total)?;
         }
+    }
+    for (owner, asset, amount) in credits {
+        view.add(bank::balance_key(owner, asset), amount);
     }
     for (dir, total) in [(A_TO_B, totals[0]), (B_TO_A, totals[1])] {
         if total > 0 {

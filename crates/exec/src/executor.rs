@@ -19,7 +19,7 @@ use crate::mvmemory::{CellRef, MvMemory, WriteOp};
 use crate::scheduler::{Claim, Scheduler, Task};
 use crate::sequential::{self, panic_message};
 use crate::types::{key_map_with_capacity, BlockOutput, Halt, Key, Storage, Vm, WriteSet};
-use crate::view::{fold_log, reads_hold, OpLog, ParView, ReadSet, Seen};
+use crate::view::{reads_hold, ParView, ReadSet, Scratch};
 
 /// Transactions started before the conflict rate is judged: a burst of conflicts at the start
 /// of a block (everyone reading what a begin-block hook writes) is not a chain.
@@ -229,9 +229,7 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
     /// One worker: takes tasks until the block is done or the scheduler halts.
     fn work(&self) -> ExecStats {
         let mut stats = ExecStats::default();
-        let mut reads: ReadSet = Vec::new();
-        let mut log: OpLog = Vec::new();
-        let mut seen = Vec::new();
+        let mut scratch = Scratch::default();
         let sched = &self.scheduler;
         let mut follow_up: Option<Task> = None;
         let mut claim: Option<Claim> = None;
@@ -275,9 +273,7 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
                 break;
             }
             follow_up = match task {
-                Task::Execute { txn, inc } => {
-                    self.execute(txn, inc, &mut reads, &mut log, &mut seen, &mut stats)
-                }
+                Task::Execute { txn, inc } => self.execute(txn, inc, &mut scratch, &mut stats),
                 Task::Validate { txn, inc } => self.validate(txn, inc, &mut stats),
             };
         }
@@ -303,23 +299,17 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
         &self,
         txn: u32,
         inc: u32,
-        reads: &mut ReadSet,
-        log: &mut OpLog,
-        seen: &mut Vec<Seen>,
+        scratch: &mut Scratch,
         stats: &mut ExecStats,
     ) -> Option<Task> {
         let output = loop {
-            reads.clear();
-            log.clear();
-            seen.clear();
+            scratch.clear();
             stats.executions += 1;
             let mut view = ParView {
                 mv: self.mv,
                 storage: self.storage,
                 txn,
-                reads: &mut *reads,
-                log: &mut *log,
-                seen: &mut *seen,
+                scratch: &mut *scratch,
             };
             let txn_ref = &self.txns[txn as usize];
             match catch_unwind(AssertUnwindSafe(|| self.vm.execute(txn_ref, &mut view))) {
@@ -333,14 +323,14 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
                     // The dependency finished meanwhile: run again at once.
                 }
                 Err(payload) => {
-                    log.clear();
+                    scratch.discard_writes();
                     break self.vm.panic_output(txn_ref, &panic_message(&payload));
                 }
             }
         };
 
         let mut folded: SmallVec<[(Key, WriteOp); 4]> = SmallVec::new();
-        fold_log(log, &mut folded);
+        scratch.fold(&mut folded);
         let mut wrote_new_key = false;
         {
             let mut slot = self.slots[txn as usize].0.lock();
@@ -350,10 +340,7 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
             }
             let mut now: SmallVec<[CellRef; 4]> = SmallVec::new();
             for (key, op) in &folded {
-                let known = seen
-                    .iter()
-                    .find(|(k, ..)| k == key)
-                    .map(|(_, cell, ..)| *cell);
+                let known = scratch.seen_cell(key);
                 let cell = self.mv.write(key, known, txn, inc, op);
                 wrote_new_key |= !slot.writes.contains(&cell);
                 now.push(cell);
@@ -364,7 +351,7 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
                 }
             }
             slot.writes = now;
-            std::mem::swap(&mut slot.reads, reads);
+            std::mem::swap(&mut slot.reads, &mut scratch.reads);
         }
         *self.outputs[txn as usize].lock() = Some(output);
         self.scheduler.finish_execution(txn, inc, wrote_new_key)

@@ -12,7 +12,10 @@
 use smallvec::SmallVec;
 
 use crate::mvmemory::{Blocked, CellRef, MvMemory, Origin, WriteOp};
-use crate::types::{num_of, Checkpoint, Halt, Key, StateResult, StateView, Storage, Value};
+use crate::types::{
+    key_map_with_capacity, num_of, Checkpoint, Halt, Key, KeyMap, StateResult, StateView, Storage,
+    Value,
+};
 
 /// What validation re-checks for one read.
 #[derive(Debug, Clone)]
@@ -41,26 +44,105 @@ pub(crate) type Seen = (Key, CellRef, Origin, Option<Value>);
 pub(crate) type ReadSet = Vec<ReadRecord>;
 pub(crate) type OpLog = Vec<(Key, WriteOp)>;
 
-pub(crate) struct ParView<'a, S> {
-    pub(crate) mv: &'a MvMemory,
-    pub(crate) storage: &'a S,
-    pub(crate) txn: u32,
-    pub(crate) reads: &'a mut ReadSet,
-    pub(crate) log: &'a mut OpLog,
-    /// Values this incarnation already read from outside itself: a key is looked up in the
-    /// multi-version memory once per incarnation, and the transaction sees one value of it.
-    pub(crate) seen: &'a mut Vec<Seen>,
+/// Logs longer than this get a per-key index, so that a transaction touching many keys (an
+/// end-of-block settlement paying thousands of orders) stays linear, not quadratic.
+const LONG: usize = 24;
+
+/// One worker's buffers for the incarnation it is executing, reused from one to the next.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    /// Reads from outside the transaction, for validation.
+    pub(crate) reads: ReadSet,
+    /// Writes, adds and successful subtractions, in order.
+    log: OpLog,
+    /// Values already read from outside: a key is looked up in the multi-version memory once
+    /// per incarnation, and the transaction sees one value of it.
+    seen: Vec<Seen>,
+    /// The log folded per key, kept once the log is long.
+    local: Option<KeyMap<Local>>,
+    /// Positions in `seen`, kept once it is long.
+    seen_index: Option<KeyMap<usize>>,
 }
 
-/// The transaction's own effect on a key so far: `Some(value)` if it set it (deltas after the
-/// set applied), else the sum of its deltas (zero if none).
-enum Local {
-    Set(Option<Value>),
-    Deltas { sum: u128, any: bool },
-}
+impl Scratch {
+    /// Empties every buffer for a new incarnation.
+    pub(crate) fn clear(&mut self) {
+        self.reads.clear();
+        self.log.clear();
+        self.seen.clear();
+        self.local = None;
+        self.seen_index = None;
+    }
 
-impl<S: Storage> ParView<'_, S> {
+    /// Drops the writes (a panicked incarnation's), keeping the reads.
+    pub(crate) fn discard_writes(&mut self) {
+        self.log.clear();
+        self.local = None;
+    }
+
+    /// The cell of a key this incarnation read, if it did.
+    pub(crate) fn seen_cell(&self, key: &Key) -> Option<CellRef> {
+        self.seen_position(key).map(|i| self.seen[i].1)
+    }
+
+    fn seen_position(&self, key: &Key) -> Option<usize> {
+        match &self.seen_index {
+            Some(index) => index.get(key).copied(),
+            None => self.seen.iter().position(|(k, ..)| k == key),
+        }
+    }
+
+    fn remember(&mut self, seen: Seen) {
+        let key = seen.0;
+        self.seen.push(seen);
+        match &mut self.seen_index {
+            Some(index) => {
+                index.insert(key, self.seen.len() - 1);
+            }
+            None if self.seen.len() > LONG => {
+                let mut index = key_map_with_capacity(self.seen.len() * 2);
+                for (i, (k, ..)) in self.seen.iter().enumerate() {
+                    index.insert(*k, i);
+                }
+                self.seen_index = Some(index);
+            }
+            None => {}
+        }
+    }
+
+    fn push(&mut self, key: Key, op: WriteOp) {
+        if let Some(local) = &mut self.local {
+            let now = match local.get(&key) {
+                None => Local::Deltas { sum: 0, any: false },
+                Some(l) => l.clone(),
+            };
+            local.insert(key, now.then(&op));
+        }
+        self.log.push((key, op));
+        if self.local.is_none() && self.log.len() > LONG {
+            self.index_log();
+        }
+    }
+
+    fn index_log(&mut self) {
+        let mut local: KeyMap<Local> = key_map_with_capacity(self.log.len() * 2);
+        for (key, op) in &self.log {
+            let now = local
+                .remove(key)
+                .unwrap_or(Local::Deltas { sum: 0, any: false });
+            local.insert(*key, now.then(op));
+        }
+        self.local = Some(local);
+    }
+
+    /// The transaction's own effect on `key` so far.
     fn local(&self, key: &Key) -> Local {
+        if let Some(local) = &self.local {
+            return local
+                .get(key)
+                .cloned()
+                .unwrap_or(Local::Deltas { sum: 0, any: false });
+        }
         let mut sum: u128 = 0;
         let mut any = false;
         for (k, op) in self.log.iter().rev() {
@@ -84,13 +166,86 @@ impl<S: Storage> ParView<'_, S> {
         Local::Deltas { sum, any }
     }
 
+    fn rollback(&mut self, len: usize) {
+        self.log.truncate(len);
+        if self.local.is_some() {
+            self.local = None;
+            if self.log.len() > LONG {
+                self.index_log();
+            }
+        }
+    }
+
+    /// Folds the log into one operation per key.
+    pub(crate) fn fold(&self, out: &mut SmallVec<[(Key, WriteOp); 4]>) {
+        out.clear();
+        if let Some(local) = &self.local {
+            out.extend(local.iter().map(|(k, l)| (*k, l.as_op())));
+            return;
+        }
+        for (key, op) in &self.log {
+            match out.iter_mut().find(|(k, _)| k == key) {
+                None => out.push((*key, op.clone())),
+                Some((_, prev)) => *prev = Local::from_op(prev).then(op).as_op(),
+            }
+        }
+    }
+}
+
+pub(crate) struct ParView<'a, S> {
+    pub(crate) mv: &'a MvMemory,
+    pub(crate) storage: &'a S,
+    pub(crate) txn: u32,
+    pub(crate) scratch: &'a mut Scratch,
+}
+
+/// The transaction's own effect on a key so far: the value if it set it (deltas after the
+/// set applied), else the sum of its deltas (`any`: whether there were some).
+#[derive(Clone)]
+enum Local {
+    Set(Option<Value>),
+    Deltas { sum: u128, any: bool },
+}
+
+impl Local {
+    /// The effect after one more operation.
+    fn then(self, op: &WriteOp) -> Local {
+        match (self, op) {
+            (_, WriteOp::Set(v)) => Local::Set(v.clone()),
+            (Local::Set(v), WriteOp::Delta(d)) => {
+                Local::Set(Some(Value::Num(num_of(&v).wrapping_add(*d))))
+            }
+            (Local::Deltas { sum, .. }, WriteOp::Delta(d)) => Local::Deltas {
+                sum: sum.wrapping_add(*d),
+                any: true,
+            },
+        }
+    }
+
+    fn from_op(op: &WriteOp) -> Local {
+        match op {
+            WriteOp::Set(v) => Local::Set(v.clone()),
+            WriteOp::Delta(d) => Local::Deltas { sum: *d, any: true },
+        }
+    }
+
+    fn as_op(&self) -> WriteOp {
+        match self {
+            Local::Set(v) => WriteOp::Set(v.clone()),
+            Local::Deltas { sum, .. } => WriteOp::Delta(*sum),
+        }
+    }
+}
+
+impl<S: Storage> ParView<'_, S> {
     fn outside(&mut self, key: &Key) -> StateResult<(CellRef, Origin, Option<Value>)> {
-        if let Some((_, cell, origin, value)) = self.seen.iter().find(|(k, ..)| k == key) {
+        if let Some(i) = self.scratch.seen_position(key) {
+            let (_, cell, origin, value) = &self.scratch.seen[i];
             return Ok((*cell, *origin, value.clone()));
         }
         match self.mv.read(key, self.txn, self.storage) {
             Ok((cell, origin, value)) => {
-                self.seen.push((*key, cell, origin, value.clone()));
+                self.scratch.remember((*key, cell, origin, value.clone()));
                 Ok((cell, origin, value))
             }
             Err(Blocked(blocking)) => Err(Halt { blocking }),
@@ -100,7 +255,7 @@ impl<S: Storage> ParView<'_, S> {
 
 impl<S: Storage> StateView for ParView<'_, S> {
     fn read(&mut self, key: &Key) -> StateResult<Option<Value>> {
-        let (sum, any) = match self.local(key) {
+        let (sum, any) = match self.scratch.local(key) {
             Local::Set(v) => return Ok(v),
             Local::Deltas { sum, any } => (sum, any),
         };
@@ -109,7 +264,7 @@ impl<S: Storage> StateView for ParView<'_, S> {
             Origin::Resolved => Some(num_of(&value)),
             _ => None,
         };
-        self.reads.push(ReadRecord {
+        self.scratch.reads.push(ReadRecord {
             cell,
             origin,
             check: Check::Exact(exact),
@@ -122,20 +277,20 @@ impl<S: Storage> StateView for ParView<'_, S> {
     }
 
     fn write(&mut self, key: Key, value: Option<Value>) {
-        self.log.push((key, WriteOp::Set(value)));
+        self.scratch.push(key, WriteOp::Set(value));
     }
 
     fn add(&mut self, key: Key, delta: u128) {
-        self.log.push((key, WriteOp::Delta(delta)));
+        self.scratch.push(key, WriteOp::Delta(delta));
     }
 
     fn try_sub(&mut self, key: Key, amount: u128) -> StateResult<bool> {
-        let ok = match self.local(&key) {
+        let ok = match self.scratch.local(&key) {
             Local::Set(v) => num_of(&v) >= amount,
             Local::Deltas { sum, .. } => {
                 let (cell, origin, value) = self.outside(&key)?;
                 let ok = num_of(&value).wrapping_add(sum) >= amount;
-                self.reads.push(ReadRecord {
+                self.scratch.reads.push(ReadRecord {
                     cell,
                     origin,
                     check: Check::Threshold {
@@ -148,18 +303,18 @@ impl<S: Storage> StateView for ParView<'_, S> {
             }
         };
         if ok {
-            self.log
-                .push((key, WriteOp::Delta(0u128.wrapping_sub(amount))));
+            self.scratch
+                .push(key, WriteOp::Delta(0u128.wrapping_sub(amount)));
         }
         Ok(ok)
     }
 
     fn checkpoint(&self) -> Checkpoint {
-        Checkpoint(self.log.len())
+        Checkpoint(self.scratch.log.len())
     }
 
     fn rollback(&mut self, checkpoint: Checkpoint) {
-        self.log.truncate(checkpoint.0);
+        self.scratch.rollback(checkpoint.0);
     }
 }
 
@@ -211,24 +366,5 @@ fn still_valid<S: Storage>(
             Ok((_, value)) => (num_of(&value).wrapping_add(before) >= amount) == ok,
             Err(_) => false,
         },
-    }
-}
-
-/// Folds an incarnation's operation log into one operation per key, in first-write order.
-pub(crate) fn fold_log(log: &OpLog, out: &mut SmallVec<[(Key, WriteOp); 4]>) {
-    out.clear();
-    for (key, op) in log {
-        match out.iter_mut().find(|(k, _)| k == key) {
-            None => out.push((*key, op.clone())),
-            Some((_, prev)) => {
-                *prev = match (&*prev, op) {
-                    (_, WriteOp::Set(v)) => WriteOp::Set(v.clone()),
-                    (WriteOp::Set(v), WriteOp::Delta(d)) => {
-                        WriteOp::Set(Some(Value::Num(num_of(v).wrapping_add(*d))))
-                    }
-                    (WriteOp::Delta(a), WriteOp::Delta(b)) => WriteOp::Delta(a.wrapping_add(*b)),
-                };
-            }
-        }
     }
 }

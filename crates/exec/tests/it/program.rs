@@ -166,6 +166,8 @@ pub fn block(max_txns: usize) -> impl Strategy<Value = (Vec<(u8, Option<Value>)>
         );
         let txn = prop_oneof![
             6 => proptest::collection::vec(op(keys), 1..8).prop_map(Program),
+            // Long programs: past the view's threshold for indexing its log.
+            1 => proptest::collection::vec(op(keys), 25..90).prop_map(Program),
             // Hot key 0, credit only: must never conflict.
             2 => (1u64..100).prop_map(|d| Program(vec![Op::Add(0, d)])),
             // A chain: read-modify-write of key 1.

@@ -91,7 +91,10 @@ impl Key {
 
 impl PartialEq for Key {
     fn eq(&self, other: &Key) -> bool {
-        self.hash == other.hash && self.as_bytes() == other.as_bytes()
+        // Bytes past `len` are always zero, so the whole fixed-size arrays compare equal exactly
+        // when the keys do; comparing them whole compiles to a few vector compares, not a
+        // `memcmp` call.
+        self.hash == other.hash && self.len == other.len && self.bytes == other.bytes
     }
 }
 impl Eq for Key {}
@@ -316,4 +319,45 @@ pub struct BlockOutput<O> {
     pub outputs: Vec<O>,
     /// Every key the block changed, with its final value.
     pub writes: WriteSet,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_built_any_way_from_the_same_bytes_are_equal() {
+        let a = Key::new(&[1, 2, 3]).expect("short key");
+        let b = Key::from_array([1, 2, 3]);
+        let c = Key::from_parts(&[&[1], &[2, 3]]).expect("short key");
+        assert_eq!(a, b);
+        assert_eq!(b, c);
+        assert_eq!(a.hash64(), c.hash64());
+        assert_eq!(a.as_bytes(), &[1, 2, 3]);
+    }
+
+    #[test]
+    fn trailing_zeros_make_a_different_key() {
+        let short = Key::new(&[1]).expect("short key");
+        let long = Key::new(&[1, 0]).expect("short key");
+        assert_ne!(short, long);
+        assert!(short < long);
+    }
+
+    #[test]
+    fn keys_longer_than_the_maximum_are_refused() {
+        assert_eq!(
+            Key::new(&[0; MAX_KEY_LEN + 1]),
+            Err(KeyTooLong(MAX_KEY_LEN + 1))
+        );
+        assert!(Key::from_parts(&[&[0; 40], &[0; 40]]).is_err());
+        assert!(Key::new(&[7; MAX_KEY_LEN]).is_ok());
+    }
+
+    #[test]
+    fn numeric_reading_of_values() {
+        assert_eq!(num_of(&None), 0);
+        assert_eq!(num_of(&Some(Value::Num(9))), 9);
+        assert_eq!(num_of(&Some(Value::bytes(vec![1, 2]))), 0);
+    }
 }

@@ -64,7 +64,7 @@
 //! - Every failure is a typed [`DexError`]; a `Halt` is passed up at once as
 //!   [`DexError::Halt`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -1256,13 +1256,13 @@ pub fn settle_batch<V: StateView>(
     pool: &PoolId,
     orders: &[(Address, u64)],
 ) -> Result<Option<Clearing>, DexError> {
-    let mut seen = BTreeSet::new();
-    let mut found: Vec<(Address, BatchOrder, u64)> = Vec::new();
+    let mut seen = parabit_exec::key_map_with_capacity::<()>(orders.len());
+    let mut found: Vec<(Address, BatchOrder, u64)> = Vec::with_capacity(orders.len());
     for &(owner, nonce) in orders {
-        if !seen.insert((owner, nonce)) {
+        let key = DexKey::Order(*pool, owner, nonce).key();
+        if seen.insert(key, ()).is_some() {
             continue;
         }
-        let key = DexKey::Order(*pool, owner, nonce).key();
         match view.read(&key)? {
             None => continue,
             Some(Value::Bytes(b)) => {

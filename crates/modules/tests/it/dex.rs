@@ -1067,3 +1067,50 @@ fn batch_swaps_on_one_pool_do_not_conflict() {
     seq.writes.apply_to(&mut after);
     check_conservation(&after).expect("conserved");
 }
+
+/// Dex calls survive signing and the canonical encoding; a quote sees the pending batch.
+#[test]
+fn dex_calls_encode_and_batch_quotes_see_pending_orders() {
+    let key = parabit_primitives::SigningKey::from_seed(b"dex-encoding");
+    for msg in [
+        add(X, Y, 5, 6),
+        swap_in(&[X, Y, Z], 10, 9),
+        batch(Y, X, 3, 1),
+        DexMsg::SwapExactOut {
+            path: vec![Z, Y],
+            amount_out: 4,
+            max_in: 8,
+            deadline: 12,
+        },
+        DexMsg::RemoveLiquidity {
+            asset_x: X,
+            asset_y: Z,
+            liquidity: 7,
+            amount_x_min: 1,
+            amount_y_min: 2,
+            deadline: 3,
+        },
+    ] {
+        let mut tx = dex_tx(1, 4, msg);
+        tx.sender = key.address();
+        let signed = key.sign(tx);
+        let bytes = signed.encode();
+        let back = parabit_modules::SignedTx::decode(&bytes).expect("decodes");
+        assert_eq!(back, signed);
+        assert!(parabit_primitives::verify_one(&back).is_ok());
+    }
+    // A pending order of 10,000 a is visible to a quote of 4,000 b: the b seller is quoted
+    // the netted price.
+    let state = with_pool(1_000_000, 1_000_000);
+    let p = pool(X, Y);
+    let mut pending = state.clone();
+    pending.insert(DexKey::BatchTotal(p, A_TO_B).key(), Value::Num(10_000));
+    let q = quote_batch(&pending, Y, X, 4_000).expect("quote");
+    let c = clear_batch(
+        1_000_000,
+        1_000_000,
+        &[order(A_TO_B, 10_000, 0), order(B_TO_A, 4_000, 0)],
+    );
+    assert_eq!(Some(q.price), c.price);
+    assert_eq!(Some(q.amount_out), c.fills[1]);
+}

@@ -120,6 +120,9 @@ struct Block<'a, V: Vm, S> {
     epoch: u64,
     outputs: Vec<Mutex<Option<V::Output>>>,
     conflicts: AtomicUsize,
+    /// For each barrier transaction, the last non-barrier transaction before it (empty when
+    /// the block has no barrier).
+    anchors: Vec<Option<u32>>,
     /// Conflicts needed before a fallback: at least the configured number, and more than the
     /// burst of conflicts that the first transactions of every worker can cause at once.
     fallback_min_conflicts: usize,
@@ -193,6 +196,7 @@ impl<'p> ParallelExecutor<'p> {
             epoch: *epoch,
             outputs: (0..txns.len()).map(|_| Mutex::new(None)).collect(),
             conflicts: AtomicUsize::new(0),
+            anchors: barrier_anchors(vm, txns),
             fallback_min_conflicts: self
                 .config
                 .fallback_min_conflicts
@@ -223,6 +227,24 @@ impl<'p> ParallelExecutor<'p> {
         });
         (output, stats)
     }
+}
+
+/// For each barrier transaction, the last non-barrier transaction before it; empty if the
+/// block has no barrier.
+fn barrier_anchors<V: Vm>(vm: &V, txns: &[V::Txn]) -> Vec<Option<u32>> {
+    let mut anchors = Vec::new();
+    let mut last = None;
+    for (i, txn) in txns.iter().enumerate() {
+        if vm.is_barrier(txn) {
+            if anchors.is_empty() {
+                anchors.resize(txns.len(), None);
+            }
+            anchors[i] = last;
+        } else {
+            last = Some(i as u32);
+        }
+    }
+    anchors
 }
 
 impl<V: Vm, S: Storage> Block<'_, V, S> {
@@ -302,6 +324,13 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
         scratch: &mut Scratch,
         stats: &mut ExecStats,
     ) -> Option<Task> {
+        if let Some(anchor) = self.anchors.get(txn as usize).copied().flatten() {
+            if self.scheduler.executed_incarnation(anchor).is_none()
+                && self.scheduler.add_dependency(txn, anchor)
+            {
+                return None;
+            }
+        }
         let output = loop {
             scratch.clear();
             stats.executions += 1;

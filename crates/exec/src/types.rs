@@ -247,6 +247,14 @@ pub trait Vm: Sync {
     /// The output recorded for a transaction whose execution panicked; all its writes are
     /// discarded.
     fn panic_output(&self, txn: &Self::Txn, message: &str) -> Self::Output;
+
+    /// Whether `txn` reads what the whole block before it did (an end-of-block settlement).
+    /// The parallel engine then holds it until the last non-barrier transaction before it has
+    /// executed, instead of running it speculatively early and again later. A scheduling hint
+    /// only: results are identical either way.
+    fn is_barrier(&self, _txn: &Self::Txn) -> bool {
+        false
+    }
 }
 
 /// The read-only state a block executes on (the state after the previous block).

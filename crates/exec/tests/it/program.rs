@@ -30,6 +30,8 @@ pub enum Op {
     PanicIfDivisible(u8, u8),
     /// Burn CPU for this many rounds (to make a transaction slow).
     Work(u32),
+    /// No effect; a program that starts with it is a barrier (see `Vm::is_barrier`).
+    Barrier,
 }
 
 /// A test transaction.
@@ -118,6 +120,7 @@ impl Vm for ProgramVm {
                     }
                     acc = mix(acc, n);
                 }
+                Op::Barrier => {}
                 Op::Work(rounds) => {
                     for i in 0..rounds {
                         acc = std::hint::black_box(mix(acc, i as u128));
@@ -131,6 +134,10 @@ impl Vm for ProgramVm {
 
     fn panic_output(&self, _txn: &Program, message: &str) -> Vec<u128> {
         vec![0xdead, message.len() as u128]
+    }
+
+    fn is_barrier(&self, txn: &Program) -> bool {
+        matches!(txn.0.first(), Some(Op::Barrier))
     }
 }
 
@@ -168,6 +175,10 @@ pub fn block(max_txns: usize) -> impl Strategy<Value = (Vec<(u8, Option<Value>)>
             6 => proptest::collection::vec(op(keys), 1..8).prop_map(Program),
             // Long programs: past the view's threshold for indexing its log.
             1 => proptest::collection::vec(op(keys), 25..90).prop_map(Program),
+            // Barriers (end-of-block settlements): read many keys, write some.
+            1 => proptest::collection::vec(op(keys), 1..12).prop_map(|ops| {
+                Program(std::iter::once(Op::Barrier).chain(ops).collect())
+            }),
             // Hot key 0, credit only: must never conflict.
             2 => (1u64..100).prop_map(|d| Program(vec![Op::Add(0, d)])),
             // A chain: read-modify-write of key 1.

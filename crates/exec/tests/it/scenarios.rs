@@ -140,3 +140,28 @@ fn rollback_discards_writes_but_keeps_the_fee_like_prefix() {
     assert!(out.writes.0.contains(&(key(9), Some(Value::Num(200)))));
     assert_eq!(out, execute_sequential(&ProgramVm, &txns, &state));
 }
+
+#[test]
+fn a_barrier_waits_for_the_transactions_before_it() {
+    // A slow credit, then a barrier that reads the credited key: the barrier is held until the
+    // credit has executed, so it runs once and never reads a stale value.
+    let txns = vec![
+        Program(vec![Op::Work(300_000), Op::Add(0, 5)]),
+        Program(vec![Op::Barrier, Op::Read(0), Op::WriteNum(1, 0)]),
+    ];
+    let state: KeyMap<Value> = key_map_with_capacity(0);
+    let pool = pool(2);
+    let exec = ParallelExecutor::with_config(
+        &pool,
+        ExecConfig {
+            chunk: 1,
+            ..no_fallback()
+        },
+    );
+    for _ in 0..5 {
+        let (out, stats) = exec.execute_block_with_stats(&ProgramVm, &txns, &state);
+        assert_eq!(stats.executions, 2, "{stats:?}");
+        assert_eq!(stats.aborts, 0, "{stats:?}");
+        assert_eq!(out, execute_sequential(&ProgramVm, &txns, &state));
+    }
+}

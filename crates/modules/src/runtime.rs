@@ -202,6 +202,12 @@ impl Vm for Runtime {
     fn panic_output(&self, _txn: &BlockTx, message: &str) -> Receipt {
         Receipt::panicked(message)
     }
+
+    /// A batch settlement reads every order the block placed: the engine holds it until the
+    /// user transactions before it have executed rather than run it early and again.
+    fn is_barrier(&self, txn: &BlockTx) -> bool {
+        matches!(txn, BlockTx::Hook(Hook::SettleBatch { .. }))
+    }
 }
 
 impl Runtime {

@@ -41,6 +41,8 @@ pub struct ExecStats {
     pub sequential_from: Option<usize>,
     /// Worker panics (engine bugs) survived by re-running the block sequentially.
     pub engine_failures: u64,
+    /// Transactions from the first barrier on, run after the rest of the block committed.
+    pub after_barrier: u64,
 }
 
 impl ExecStats {
@@ -120,9 +122,8 @@ struct Block<'a, V: Vm, S> {
     epoch: u64,
     outputs: Vec<Mutex<Option<V::Output>>>,
     conflicts: AtomicUsize,
-    /// For each barrier transaction, the last non-barrier transaction before it (empty when
-    /// the block has no barrier).
-    anchors: Vec<Option<u32>>,
+    /// Transactions before the first barrier: the part run by the workers.
+    parallel_len: usize,
     /// Conflicts needed before a fallback: at least the configured number, and more than the
     /// burst of conflicts that the first transactions of every worker can cause at once.
     fallback_min_conflicts: usize,
@@ -173,30 +174,34 @@ impl<'p> ParallelExecutor<'p> {
         let threads = self.threads();
         let min = self.config.min_parallel_txns;
         if (threads <= 1 && min > 0) || txns.len() < min || txns.len() >= u32::MAX as usize {
-            let stats = ExecStats {
-                executions: txns.len() as u64,
-                sequential_from: Some(0),
-                ..ExecStats::default()
-            };
-            return (sequential::execute_sequential(vm, txns, storage), stats);
+            return run_sequentially(vm, txns, storage);
+        }
+        // Barriers (end-of-block settlements) and what follows them run once everything before
+        // them is committed.
+        let parallel_len = txns
+            .iter()
+            .position(|t| vm.is_barrier(t))
+            .unwrap_or(txns.len());
+        if parallel_len < min {
+            return run_sequentially(vm, txns, storage);
         }
         let mut workspace = self.workspace.lock();
         let Workspace { mv, slots, epoch } = &mut *workspace;
         *epoch += 1;
-        if slots.len() < txns.len() {
-            slots.resize_with(txns.len(), Slot::default);
+        if slots.len() < parallel_len {
+            slots.resize_with(parallel_len, Slot::default);
         }
         let block = Block {
             vm,
             txns,
             storage,
             mv,
-            scheduler: Scheduler::new(txns.len()),
-            slots: &slots[..txns.len()],
+            scheduler: Scheduler::new(parallel_len),
+            slots: &slots[..parallel_len],
             epoch: *epoch,
-            outputs: (0..txns.len()).map(|_| Mutex::new(None)).collect(),
+            outputs: (0..parallel_len).map(|_| Mutex::new(None)).collect(),
             conflicts: AtomicUsize::new(0),
-            anchors: barrier_anchors(vm, txns),
+            parallel_len,
             fallback_min_conflicts: self
                 .config
                 .fallback_min_conflicts
@@ -229,22 +234,18 @@ impl<'p> ParallelExecutor<'p> {
     }
 }
 
-/// For each barrier transaction, the last non-barrier transaction before it; empty if the
-/// block has no barrier.
-fn barrier_anchors<V: Vm>(vm: &V, txns: &[V::Txn]) -> Vec<Option<u32>> {
-    let mut anchors = Vec::new();
-    let mut last = None;
-    for (i, txn) in txns.iter().enumerate() {
-        if vm.is_barrier(txn) {
-            if anchors.is_empty() {
-                anchors.resize(txns.len(), None);
-            }
-            anchors[i] = last;
-        } else {
-            last = Some(i as u32);
-        }
-    }
-    anchors
+/// The whole block on the calling thread, by the reference executor.
+fn run_sequentially<V: Vm, S: Storage>(
+    vm: &V,
+    txns: &[V::Txn],
+    storage: &S,
+) -> (BlockOutput<V::Output>, ExecStats) {
+    let stats = ExecStats {
+        executions: txns.len() as u64,
+        sequential_from: Some(0),
+        ..ExecStats::default()
+    };
+    (sequential::execute_sequential(vm, txns, storage), stats)
 }
 
 impl<V: Vm, S: Storage> Block<'_, V, S> {
@@ -324,13 +325,6 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
         scratch: &mut Scratch,
         stats: &mut ExecStats,
     ) -> Option<Task> {
-        if let Some(anchor) = self.anchors.get(txn as usize).copied().flatten() {
-            if self.scheduler.executed_incarnation(anchor).is_none()
-                && self.scheduler.add_dependency(txn, anchor)
-            {
-                return None;
-            }
-        }
         let output = loop {
             scratch.clear();
             stats.executions += 1;
@@ -407,7 +401,7 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
     fn finish(&self, stats: &mut ExecStats) -> BlockOutput<V::Output> {
         let n = self.txns.len();
         let mut committed = if self.scheduler.is_done() {
-            n
+            self.parallel_len
         } else {
             self.committed_prefix()
         };
@@ -429,8 +423,13 @@ impl<V: Vm, S: Storage> Block<'_, V, S> {
                 writes: WriteSet(writes),
             };
         }
-        // Finish sequentially on top of the committed prefix's writes.
-        stats.sequential_from = Some(committed);
+        // Finish sequentially on top of the committed prefix's writes: after a fallback, or the
+        // barriers at the end of the block.
+        if committed < self.parallel_len {
+            stats.sequential_from = Some(committed);
+        } else {
+            stats.after_barrier = (n - committed) as u64;
+        }
         let mut overlay = key_map_with_capacity(writes.len() + (n - committed) * 4);
         overlay.extend(writes);
         sequential::run(

@@ -249,9 +249,9 @@ pub trait Vm: Sync {
     fn panic_output(&self, txn: &Self::Txn, message: &str) -> Self::Output;
 
     /// Whether `txn` reads what the whole block before it did (an end-of-block settlement).
-    /// The parallel engine then holds it until the last non-barrier transaction before it has
-    /// executed, instead of running it speculatively early and again later. A scheduling hint
-    /// only: results are identical either way.
+    /// The parallel engine runs the block up to its first barrier, then the barrier and what
+    /// follows it on top of that committed state, instead of running a barrier speculatively
+    /// early (and again later). A scheduling hint only: results are identical either way.
     fn is_barrier(&self, _txn: &Self::Txn) -> bool {
         false
     }

@@ -4,12 +4,13 @@
 //! |---|---|
 //! | [`bank`] | assets, balances, nonces, transfers, asset creation, mint/burn |
 //! | [`dex`] | constant-product pools, LP shares, instant swaps and routes, batch auctions |
+//! | [`lending`] | markets per asset, supply shares, borrows, jump-rate interest, health, liquidation, oracle |
 //! | [`runtime`] | the [`Vm`](parabit_exec::Vm): chain id, nonce and fee checks, dispatch |
 //! | [`genesis`] | genesis state and conservation checks for tests, benches and the devnet |
 //!
 //! Invariants (each module's doc details its own):
 //! - Every module's state keys start with a prefix byte that no other module uses
-//!   (bank: `0x01`–`0x05`, dex: `0x10`–`0x13`).
+//!   (bank: `0x01`–`0x05`, dex: `0x10`–`0x13`, lending: `0x20`–`0x2a`).
 //! - Value is conserved in every module; no balance goes below zero; every asset's supply
 //!   equals the sum of its balances.
 //! - Execution is deterministic and credits use commutative deltas, so the parallel engine
@@ -20,6 +21,7 @@
 pub mod bank;
 pub mod dex;
 pub mod genesis;
+pub mod lending;
 pub mod runtime;
 
 pub use bank::{AssetInfo, BankError, BankKey, BankMsg};
@@ -28,4 +30,7 @@ pub use genesis::{
     balance_of, check_conservation, genesis_state, supplies, total_supply, try_genesis_state,
     ConservationError, GenesisError,
 };
-pub use runtime::{block_txs, end_block_hooks, BlockTx, Call, Hook, Runtime, SignedTx, Tx};
+pub use lending::{LendingError, LendingKey, LendingMsg, MarketParams};
+pub use runtime::{
+    begin_block_hooks, block_txs, end_block_hooks, BlockTx, Call, Hook, Runtime, SignedTx, Tx,
+};

@@ -34,6 +34,7 @@ use parabit_primitives::{Address, AssetId, Receipt, SignedTransaction, Transacti
 
 use crate::bank::{self, balance_key, nonce_key, BankError, BankMsg};
 use crate::dex::{self, DexError, DexMsg, PoolId};
+use crate::lending::{self, LendingError, LendingMsg};
 
 /// A transaction's call: one module's message.
 #[derive(
@@ -51,6 +52,8 @@ pub enum Call {
     Bank(BankMsg),
     /// A dex message.
     Dex(DexMsg),
+    /// A lending message.
+    Lending(LendingMsg),
 }
 
 /// A Parabit transaction.
@@ -97,6 +100,12 @@ impl Runtime {
     serde::Deserialize,
 )]
 pub enum Hook {
+    /// Begin of block: accrues a lending market's interest up to the block's height (one hook
+    /// per market, so markets accrue in parallel; afterwards its indices are read-only).
+    AccrueInterest {
+        /// The market's asset.
+        market: AssetId,
+    },
     /// End of block: settles a pool's batch auction over the named orders (sender, nonce of
     /// each batch swap on the pool, in block order; those whose transaction failed are
     /// skipped).
@@ -143,6 +152,15 @@ pub fn end_block_hooks(user_txs: &[Tx]) -> Vec<Hook> {
     .collect()
 }
 
+/// The begin-block hooks of lending: one [`Hook::AccrueInterest`] per market, in the order
+/// given (the market list, [`lending::market_list`]).
+pub fn begin_block_hooks(markets: &[AssetId]) -> Vec<Hook> {
+    markets
+        .iter()
+        .map(|&market| Hook::AccrueInterest { market })
+        .collect()
+}
+
 /// A block as the engine runs it: `begin` hooks, the user transactions, then the end-block
 /// hooks of [`end_block_hooks`].
 pub fn block_txs(begin: Vec<Hook>, user_txs: Vec<Tx>) -> Vec<BlockTx> {
@@ -163,6 +181,15 @@ impl ModuleError for BankError {
     fn halt(&self) -> Option<Halt> {
         match self {
             BankError::Halt(h) => Some(*h),
+            _ => None,
+        }
+    }
+}
+
+impl ModuleError for LendingError {
+    fn halt(&self) -> Option<Halt> {
+        match self {
+            LendingError::Halt(h) => Some(*h),
             _ => None,
         }
     }
@@ -218,6 +245,9 @@ impl Runtime {
             Hook::SettleBatch { pool, orders } => {
                 call_status(dex::settle_batch(view, pool, orders).map(|_| ()))?
             }
+            Hook::AccrueInterest { market } => {
+                call_status(lending::accrue(view, *market, self.height).map(|_| ()))?
+            }
         };
         let status = match result {
             Ok(()) => TxStatus::Success,
@@ -267,6 +297,9 @@ impl Runtime {
             Call::Bank(msg) => call_status(bank::execute(view, &tx.sender, tx.nonce, msg))?,
             Call::Dex(msg) => {
                 call_status(dex::execute(view, &tx.sender, tx.nonce, self.height, msg))?
+            }
+            Call::Lending(msg) => {
+                call_status(lending::execute(view, &tx.sender, self.height, msg))?
             }
         };
         let status = match result {

@@ -3,6 +3,7 @@
 
 mod bank;
 mod dex;
+mod lending;
 mod mint_burn;
 mod props;
 

@@ -1,0 +1,54 @@
+//! Runs one workload's blocks through the parallel engine in a loop, without signatures or the
+//! sequential comparison, for profilers:
+//! `cargo run --release -p parabit-bench --example engine_profile -- swap-pools 2`.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use parabit_bench::{Workload, WorkloadKind, WorkloadSpec};
+use parabit_exec::{execute_sequential, ParallelExecutor};
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let kind: WorkloadKind = args
+        .next()
+        .unwrap_or_else(|| "transfer-uniform".into())
+        .parse()
+        .map_err(|_| anyhow::anyhow!("unknown workload"))?;
+    let threads: usize = args
+        .next()
+        .map_or(Ok(2), |s| s.parse())
+        .context("threads")?;
+    let sequential = std::env::var_os("SEQUENTIAL").is_some();
+    let spec = WorkloadSpec {
+        kind,
+        accounts: 100_000,
+        txs: 50_000,
+        block_size: 10_000,
+        seed: 1,
+    };
+    let workload = Workload::generate(&spec).context("generate")?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
+    let exec = ParallelExecutor::new(&pool);
+    let start = Instant::now();
+    for _ in 0..5 {
+        let mut state = workload.genesis.clone();
+        for block in &workload.blocks {
+            let out = if sequential {
+                execute_sequential(&workload.runtime, block, &state)
+            } else {
+                exec.execute_block(&workload.runtime, block, &state)
+            };
+            out.writes.apply_to(&mut state);
+        }
+    }
+    let txs = 5 * workload.blocks.iter().map(Vec::len).sum::<usize>();
+    println!(
+        "{kind}: {:.0} tx/s ({})",
+        txs as f64 / start.elapsed().as_secs_f64(),
+        if sequential { "sequential" } else { "parallel" }
+    );
+    Ok(())
+}

@@ -39,8 +39,9 @@
 //! - Value is conserved: tokens only move through bank transfers between accounts and the
 //!   vault, and for every asset `bank balance(vault, asset) == Cash(asset)`.
 //! - `TotalShares(a) == Σ Shares(_, a)` and `TotalScaledDebt(a) == Σ ScaledDebt(_, a)`.
-//! - Solvency: `Σ floor(shares × supply_index) + reserves <= cash + Σ ceil(debt × borrow_index)`
-//!   (all figures of one market): every rounding goes the protocol's way: shares minted and
+//! - Solvency, per market: `total_shares × supply_index + reserves <= cash +
+//!   total_scaled_debt × borrow_index` (exact products), hence `Σ floor(shares ×
+//!   supply_index) + reserves <= cash + Σ ceil(scaled_debt × borrow_index)`: every rounding goes the protocol's way: shares minted and
 //!   debt repaid round down, shares burned and debt created round up, a supplier's value and
 //!   the interest credited to suppliers round down, a borrower's debt rounds up, seized
 //!   collateral rounds down.
@@ -1166,8 +1167,11 @@ pub fn accrue<V: StateView>(view: &mut V, asset: AssetId, height: u64) -> Result
     if shares > 0 {
         let rise = mul_div(to_suppliers, WAD, shares, false)?;
         m.supply_index = add(m.supply_index, rise)?;
-        // What the rounding of the rise left over stays with the protocol.
-        let credited = mul_div(rise, shares, WAD, false)?;
+        // What the rounding of the rise left over stays with the protocol. Suppliers are
+        // counted as credited the rounded-up `shares × rise`: their claims are
+        // `shares × supply_index` before any per-account rounding, so reserves never take
+        // what a supplier can withdraw.
+        let credited = mul_div(rise, shares, WAD, true)?;
         to_reserves = add(to_reserves, to_suppliers - credited.min(to_suppliers))?;
     } else {
         to_reserves = interest;

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use parabit_exec::{execute_sequential, KeyMap, Value};
+use parabit_exec::{execute_sequential, ExecConfig, KeyMap, ParallelExecutor, Value};
 use parabit_modules::lending::{
     self, borrow_rate_per_block, config_entry, per_block_rates, query_account, query_market,
     seize_amount, supply_rate_per_block, utilization, vault_address, LendingConfig, LendingKey,
@@ -18,6 +18,7 @@ use parabit_modules::{
     LendingMsg, Tx,
 };
 use parabit_primitives::{Address, Amount, AssetId, Receipt, TxStatus};
+use proptest::prelude::*;
 
 use crate::{account, runtime, CHAIN};
 
@@ -652,4 +653,279 @@ fn liquidation_failures() {
         liquidate(borrower, USDC, BTC, 15_000_000_000),
         "insufficient balance: have 1000000000, need 15000000000",
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Properties
+
+const USERS: u32 = 5;
+
+/// Checks the module's invariants over a whole state: bank conservation, vault == cash,
+/// shares and scaled debts sum to their totals, and solvency
+/// (`Σ supplied + reserves <= cash + Σ debt`).
+fn check_invariants(state: &KeyMap<Value>) -> Result<(), String> {
+    check_conservation(state).map_err(|e| e.to_string())?;
+    let markets =
+        lending::market_list(&mut lending::StorageReader(state)).map_err(|e| e.to_string())?;
+    let num = |k: LendingKey| state.get(&k.key()).map_or(0, Value::as_num);
+    for asset in markets {
+        let m = query_market(state, asset).map_err(|e| e.to_string())?;
+        let cash = num(LendingKey::Cash(asset));
+        if balance_of(state, &vault_address(), asset) != cash {
+            return Err(format!("market {asset}: vault balance != cash {cash}"));
+        }
+        let (mut shares, mut scaled, mut supplied, mut debt) = (0u128, 0u128, 0u128, 0u128);
+        for (k, v) in state {
+            match LendingKey::from_bytes(k.as_bytes()) {
+                Some(LendingKey::Shares(_, a)) if a == asset => {
+                    shares += v.as_num();
+                    supplied += lending::supply_of(v.as_num(), m.market.supply_index)
+                        .map_err(|e| e.to_string())?;
+                }
+                Some(LendingKey::ScaledDebt(_, a)) if a == asset => {
+                    scaled += v.as_num();
+                    debt += lending::debt_of(v.as_num(), m.market.borrow_index)
+                        .map_err(|e| e.to_string())?;
+                }
+                _ => {}
+            }
+        }
+        if shares != num(LendingKey::TotalShares(asset)) {
+            return Err(format!("market {asset}: shares sum {shares} != total"));
+        }
+        if scaled != num(LendingKey::TotalScaledDebt(asset)) {
+            return Err(format!(
+                "market {asset}: scaled debts sum {scaled} != total"
+            ));
+        }
+        let reserves = num(LendingKey::Reserves(asset));
+        if supplied + reserves > cash + debt {
+            return Err(format!(
+                "market {asset}: insolvent: supplied {supplied} + reserves {reserves} > cash {cash} + debt {debt}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// (kind, user, other user, asset, amount, extra)
+type LOp = (u8, u8, u8, bool, u32, u8);
+
+fn asset_of(b: bool) -> AssetId {
+    if b {
+        BTC
+    } else {
+        USDC
+    }
+}
+
+/// BTC amounts in thousands of sats, USDC amounts in whole dollars' worth of units / 10.
+fn amount_of(asset: AssetId, x: u32) -> Amount {
+    if asset == BTC {
+        u128::from(x % 200_000) * 100
+    } else {
+        u128::from(x % 200_000) * 100_000
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Random sequences of supply/withdraw/borrow/repay/price changes/liquidations/accruals/
+    /// transfers by random users keep every invariant; a successful borrow or withdrawal
+    /// leaves the sender's borrow health (hence health factor) >= 1; a liquidation happens
+    /// only below 1, and when the health factor `h` before it is at least
+    /// `(1 + bonus) × lt` of the seized market (by a 1% margin for roundings) it strictly
+    /// improves.
+    #[test]
+    fn random_sequences_keep_the_invariants(ops in prop::collection::vec(any::<LOp>(), 1..60)) {
+        let mut c = leveraged();
+        for (kind, u, v, a, x, extra) in ops {
+            let user = account(u32::from(u) % USERS);
+            let other = account(u32::from(v) % USERS);
+            let asset = asset_of(a);
+            let amount = amount_of(asset, x);
+            match kind % 9 {
+                0 | 1 => { c.send(user, supply(asset, amount)); }
+                2 => {
+                    if c.send(user, withdraw(asset, amount)) == TxStatus::Success {
+                        let h = query_account(&c.state, &user).expect("health");
+                        prop_assert!(h.borrow_health >= WAD, "withdraw left {:?}", h);
+                    }
+                }
+                3 | 4 => {
+                    if c.send(user, borrow(asset, amount / 4)) == TxStatus::Success {
+                        let h = query_account(&c.state, &user).expect("health");
+                        prop_assert!(h.borrow_health >= WAD, "borrow left {:?}", h);
+                        prop_assert!(h.health_factor >= WAD);
+                    }
+                }
+                5 => { c.send(user, repay(asset, amount)); }
+                6 => {
+                    let base = if asset == BTC { BTC_PRICE } else { USDC_PRICE };
+                    // 40% to 160% of the starting price.
+                    let price = base / 100 * (40 + u128::from(extra) * 120 / 255);
+                    c.price(asset, price);
+                }
+                7 => {
+                    // Run at the previous block's height: the hooks accrue nothing, so the
+                    // health measured here is the one the liquidation sees.
+                    c.height -= 1;
+                    // Mostly the leveraged accounts' USDC debt against their BTC.
+                    let (debt_asset, asset) = if extra % 4 != 0 { (USDC, BTC) } else { (asset_of(!a), asset) };
+                    let other = if v % 4 != 0 { account(u32::from(v) % 3) } else { other };
+                    let before = query_account(&c.state, &other).expect("health");
+                    let debt = before.positions.iter().find(|p| p.asset == debt_asset).map_or(0, |p| p.debt);
+                    let repay_amount = debt / 2 * (u128::from(extra) + 1) / 256;
+                    let status = c.send(user, liquidate(other, debt_asset, asset, repay_amount));
+                    if status == TxStatus::Success {
+                        prop_assert!(before.health_factor < WAD);
+                        let after = query_account(&c.state, &other).expect("health");
+                        let p = if asset == BTC { btc_params() } else { usdc_params() };
+                        let bar = lending::mul_div(p.liquidation_threshold, WAD + p.liquidation_bonus, WAD, true).expect("bar");
+                        if before.health_factor >= bar + bar / 100 {
+                            prop_assert!(after.health_factor > before.health_factor,
+                                "liquidation lowered health: {:?} -> {:?}", before, after);
+                        }
+                    }
+                }
+                _ => {
+                    // Let interest run for up to ~255k blocks.
+                    c.height += u64::from(extra) * 1_000;
+                    c.block(vec![]);
+                }
+            }
+            if let Err(e) = check_invariants(&c.state) {
+                prop_assert!(false, "{}", e);
+            }
+        }
+    }
+}
+
+/// Users 3 and 4 lend both assets; users 0 to 2 hold BTC collateral ($25,000 each) and borrow
+/// $17,000, $16,000 and $15,000 of USDC (health factors 1.17 to 1.33): a BTC price fall
+/// makes them liquidatable.
+fn leveraged() -> Chain {
+    let mut c = Chain::new(USERS);
+    for i in 3..USERS {
+        c.ok(account(i), supply(USDC, 100_000_000_000));
+        c.ok(account(i), supply(BTC, 50_000_000));
+    }
+    for i in 0..3 {
+        c.ok(account(i), supply(BTC, 50_000_000));
+        c.ok(
+            account(i),
+            borrow(USDC, 17_000_000_000 - u128::from(i) * 1_000_000_000),
+        );
+    }
+    c
+}
+
+fn pools() -> &'static [rayon::ThreadPool] {
+    static POOLS: std::sync::OnceLock<Vec<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOLS.get_or_init(|| {
+        [1, 2, 4]
+            .into_iter()
+            .map(|n| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build()
+                    .expect("thread pool")
+            })
+            .collect()
+    })
+}
+
+/// A state with both markets, suppliers of both assets and some borrowers.
+fn seeded() -> Chain {
+    let mut c = Chain::new(USERS + 1);
+    for i in 0..USERS {
+        c.ok(account(i), supply(USDC, 50_000_000_000));
+        c.ok(account(i), supply(BTC, 50_000_000));
+    }
+    for i in 0..3 {
+        c.ok(
+            account(i),
+            borrow(USDC, 15_000_000_000 + u128::from(i) * 1_000_000_000),
+        );
+        c.ok(account(i), borrow(BTC, 1_000_000));
+    }
+    c
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// Random blocks of lending transactions and bank transfers, after the accrual hooks,
+    /// give identical receipts and writes sequentially and in parallel on 1, 2 and 4 threads,
+    /// and keep the invariants.
+    #[test]
+    fn lending_blocks_parallel_equals_sequential(
+        ops in prop::collection::vec(any::<LOp>(), 1..80),
+        skip in 1u64..5_000,
+    ) {
+        let mut c = seeded();
+        let base = c.state.clone();
+        let height = c.height + skip;
+        let mut txs = Vec::new();
+        for (kind, u, v, a, x, extra) in ops {
+            let user = account(u32::from(u) % (USERS + 1));
+            let other = account(u32::from(v) % (USERS + 1));
+            let asset = asset_of(a);
+            let amount = amount_of(asset, x);
+            let msg = match kind % 10 {
+                0 | 1 => supply(asset, amount),
+                2 => withdraw(asset, amount),
+                3 => borrow(asset, amount / 8),
+                4 => repay(asset, amount),
+                5 => {
+                    let base = if asset == BTC { BTC_PRICE } else { USDC_PRICE };
+                    let tx = c.tx(oracle(), LendingMsg::SetPrice {
+                        asset,
+                        price: base / 100 * (40 + u128::from(extra) * 120 / 255),
+                    });
+                    txs.push(tx);
+                    continue;
+                }
+                6 => liquidate(other, asset_of(!a), asset, amount / 16),
+                _ => {
+                    let n = c.nonces.entry(user).or_insert(0);
+                    let tx = Tx {
+                        chain_id: CHAIN,
+                        sender: user,
+                        nonce: *n,
+                        fee: u128::from(extra % 3),
+                        call: Call::Bank(BankMsg::Transfer { to: other, asset, amount: amount / 2 + 1 }),
+                    };
+                    *n += 1;
+                    txs.push(tx);
+                    continue;
+                }
+            };
+            txs.push(c.tx(user, msg));
+        }
+        let markets = lending::market_list(&mut lending::StorageReader(&base)).expect("markets");
+        let mut block: Vec<BlockTx> = begin_block_hooks(&markets).into_iter().map(BlockTx::Hook).collect();
+        block.extend(txs.into_iter().map(BlockTx::User));
+        let vm = runtime().at_height(height);
+        let seq = execute_sequential(&vm, &block, &base);
+        for pool in pools() {
+            for config in [
+                ExecConfig { min_parallel_txns: 0, ..ExecConfig::default() },
+                ExecConfig { min_parallel_txns: 0, fallback: false, ..ExecConfig::default() },
+            ] {
+                let par = ParallelExecutor::with_config(pool, config).execute_block(&vm, &block, &base);
+                prop_assert_eq!(&par.outputs, &seq.outputs);
+                prop_assert_eq!(&par.writes, &seq.writes);
+            }
+        }
+        for r in &seq.outputs {
+            prop_assert!(!matches!(r.status, TxStatus::Panicked(_)), "{:?}", r);
+        }
+        let mut after = base.clone();
+        seq.writes.apply_to(&mut after);
+        if let Err(e) = check_invariants(&after) {
+            prop_assert!(false, "{}", e);
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! Runs one workload's blocks through the parallel engine in a loop, without signatures or the
 //! sequential comparison, for profilers:
-//! `cargo run --release -p parabit-bench --example engine_profile -- swap-pools 2`.
+//! `cargo run --release -p parabit-bench --example engine_profile -- swap-pools 2`
+//! (`SEQUENTIAL=1`: the sequential executor; `FORCE_PAR=1`: the parallel machinery even on one
+//! thread).
 
 use std::time::Instant;
 
@@ -31,22 +33,34 @@ fn main() -> Result<()> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;
-    let exec = ParallelExecutor::new(&pool);
+    let mut config = parabit_exec::ExecConfig::default();
+    if std::env::var_os("FORCE_PAR").is_some() {
+        // The parallel machinery even on one thread.
+        config.min_parallel_txns = 0;
+    }
+    let exec = ParallelExecutor::with_config(&pool, config);
     let start = Instant::now();
+    let mut total = parabit_exec::ExecStats::default();
     for _ in 0..5 {
         let mut state = workload.genesis.clone();
         for block in &workload.blocks {
             let out = if sequential {
                 execute_sequential(&workload.runtime, block, &state)
             } else {
-                exec.execute_block(&workload.runtime, block, &state)
+                let (out, stats) = exec.execute_block_with_stats(&workload.runtime, block, &state);
+                total.executions += stats.executions;
+                total.validations += stats.validations;
+                total.aborts += stats.aborts;
+                total.suspensions += stats.suspensions;
+                total.after_barrier += stats.after_barrier;
+                out
             };
             out.writes.apply_to(&mut state);
         }
     }
     let txs = 5 * workload.blocks.iter().map(Vec::len).sum::<usize>();
     println!(
-        "{kind}: {:.0} tx/s ({})",
+        "{kind}: {:.0} tx/s ({}) {total:?}",
         txs as f64 / start.elapsed().as_secs_f64(),
         if sequential { "sequential" } else { "parallel" }
     );

@@ -8,6 +8,14 @@
 //! | `swap-pools` | a random account | an instant swap BTC → token on one of [`SWAP_POOLS`] pools at random | independent pools: few conflicts |
 //! | `swap-hot` | a random account | an instant swap BTC → token on one pool | a chain on one pool's reserves: nothing can run in parallel |
 //! | `batchswap-hot` | a random account | a batch swap on one pool, either direction at random | batch orders only add to the pool's totals: no conflicts until the end-block settlement |
+//! | `lending-mix` | a random account | supply BTC 30%, borrow the token 25%, repay 20%, withdraw BTC 15%, BTC transfer 10% on two lending markets | market totals move by deltas: many users on one market without conflicts |
+//!
+//! `lending-mix` starts from a BTC and a token market created at genesis through the runtime
+//! (prices 1:1, a lender supplying the token), every account supplying [`LENDING_COLLATERAL`]
+//! sats and owing [`LENDING_DEBT`] of the token; its blocks begin with the markets' accrual
+//! hooks. The plan tracks each account's collateral and debt, so a borrow or a withdrawal
+//! that would leave it under-collateralised, or a repay above its debt, is planned as a
+//! supply instead: every transaction succeeds.
 //!
 //! The swap workloads start from pools created at genesis by a market-maker account
 //! (`BTC/token i`, [`POOL_RESERVE`] of each side); their blocks end with the dex's end-block
@@ -31,8 +39,10 @@ use std::fmt;
 use std::str::FromStr;
 
 use parabit_exec::{execute_sequential, KeyMap, Value};
+use parabit_modules::lending;
 use parabit_modules::{
-    block_txs, genesis_state, BankMsg, BlockTx, Call, DexMsg, Runtime, SignedTx, Tx,
+    begin_block_hooks, block_txs, genesis_state, BankMsg, BlockTx, Call, DexMsg, LendingMsg,
+    Runtime, SignedTx, Tx,
 };
 use parabit_primitives::{Address, Amount, AssetId, SigningKey};
 use rand::{Rng, SeedableRng};
@@ -61,6 +71,13 @@ pub const SWAP_POOLS: u32 = 1_000;
 /// Each side of every pool of the swap workloads at genesis.
 pub const POOL_RESERVE: Amount = 1_000_000_000_000;
 
+/// The token borrowed in `lending-mix`.
+pub const LENDING_TOKEN: AssetId = AssetId(0x7062_1000_0000);
+/// BTC every `lending-mix` account supplies at genesis, in satoshis.
+pub const LENDING_COLLATERAL: Amount = 500_000;
+/// Token every `lending-mix` account owes at genesis.
+pub const LENDING_DEBT: Amount = 100_000;
+
 /// The token of the swap workloads' pool `i` (paired with BTC).
 pub fn pool_token(i: u32) -> AssetId {
     AssetId(0x7062_0000_0000 + u64::from(i))
@@ -81,17 +98,20 @@ pub enum WorkloadKind {
     SwapHot,
     /// Batch swaps on one pool, settled at end of block.
     BatchswapHot,
+    /// Supplies, borrows, repays, withdrawals and transfers on two lending markets.
+    LendingMix,
 }
 
 impl WorkloadKind {
     /// Every workload, in the order `--workload all` runs them.
-    pub const ALL: [WorkloadKind; 6] = [
+    pub const ALL: [WorkloadKind; 7] = [
         WorkloadKind::TransferUniform,
         WorkloadKind::TransferHot,
         WorkloadKind::TransferSerial,
         WorkloadKind::SwapPools,
         WorkloadKind::SwapHot,
         WorkloadKind::BatchswapHot,
+        WorkloadKind::LendingMix,
     ];
 
     /// The workload's name.
@@ -103,6 +123,7 @@ impl WorkloadKind {
             WorkloadKind::SwapPools => "swap-pools",
             WorkloadKind::SwapHot => "swap-hot",
             WorkloadKind::BatchswapHot => "batchswap-hot",
+            WorkloadKind::LendingMix => "lending-mix",
         }
     }
 
@@ -268,6 +289,8 @@ struct Planned {
     amount: Amount,
     pool: u32,
     sell_token: bool,
+    /// `lending-mix`: 0 supply, 1 borrow, 2 repay, 3 withdraw, 4 transfer.
+    lend_op: u8,
 }
 
 impl Workload {
@@ -301,7 +324,13 @@ impl Workload {
         let mut token_sends = vec![0 as Amount; n];
         for p in &plan {
             sends[p.from as usize] += FEE;
-            if p.sell_token {
+            if spec.kind == WorkloadKind::LendingMix {
+                match p.lend_op {
+                    0 | 4 => sends[p.from as usize] += p.amount,
+                    2 => token_sends[p.from as usize] += p.amount,
+                    _ => {}
+                }
+            } else if p.sell_token {
                 token_sends[p.from as usize] += p.amount;
             } else {
                 sends[p.from as usize] += p.amount;
@@ -323,7 +352,22 @@ impl Workload {
             BENCH_CHAIN_ID,
             SigningKey::from_seed(FEE_ACCOUNT_SEED).address(),
         );
-        let genesis = with_pools(&runtime, balances, spec.kind.pools())?;
+        let genesis = if spec.kind == WorkloadKind::LendingMix {
+            // So far `balances` holds each account's BTC only.
+            for b in balances.iter_mut() {
+                b.2 += LENDING_COLLATERAL;
+            }
+            balances.extend((0..n).map(|i| {
+                (
+                    accounts.address(i),
+                    LENDING_TOKEN,
+                    BASE_BALANCE + token_sends[i],
+                )
+            }));
+            with_lending(&runtime, balances, accounts)?
+        } else {
+            with_pools(&runtime, balances, spec.kind.pools())?
+        };
 
         let bar = Progress::new(progress, plan.len() as u64, "signing transactions");
         let signed: Vec<SignedTx> = plan
@@ -347,6 +391,40 @@ impl Workload {
                             amount_in: p.amount,
                             min_out: 0,
                             deadline: u64::MAX,
+                        })
+                    }
+                    WorkloadKind::LendingMix => {
+                        let amount = p.amount;
+                        Call::Lending(match p.lend_op {
+                            0 => LendingMsg::Supply {
+                                asset: AssetId::BTC,
+                                amount,
+                            },
+                            1 => LendingMsg::Borrow {
+                                asset: LENDING_TOKEN,
+                                amount,
+                            },
+                            2 => LendingMsg::Repay {
+                                asset: LENDING_TOKEN,
+                                amount,
+                            },
+                            3 => LendingMsg::Withdraw {
+                                asset: AssetId::BTC,
+                                amount,
+                            },
+                            _ => {
+                                return key.sign(Tx {
+                                    chain_id: BENCH_CHAIN_ID,
+                                    sender: key.address(),
+                                    nonce: p.nonce,
+                                    fee: FEE,
+                                    call: Call::Bank(BankMsg::Transfer {
+                                        to: accounts.address(p.to as usize),
+                                        asset: AssetId::BTC,
+                                        amount,
+                                    }),
+                                })
+                            }
                         })
                     }
                     WorkloadKind::BatchswapHot => {
@@ -387,7 +465,14 @@ impl Workload {
         .collect();
         let blocks = signed
             .iter()
-            .map(|b| block_txs(Vec::new(), b.iter().map(|s| s.tx.clone()).collect()))
+            .map(|b| {
+                let begin = if spec.kind == WorkloadKind::LendingMix {
+                    begin_block_hooks(&[AssetId::BTC, LENDING_TOKEN])
+                } else {
+                    Vec::new()
+                };
+                block_txs(begin, b.iter().map(|s| s.tx.clone()).collect())
+            })
             .collect();
         tracing::debug!(workload = %spec.kind, txs = spec.txs, "generated workload");
         Ok(Workload {
@@ -452,6 +537,103 @@ fn with_pools(
     Ok(state)
 }
 
+/// The genesis state of `balances` plus `lending-mix`'s two markets, created through the
+/// runtime: a lender (the market-maker key, also admin and oracle) creates the BTC and
+/// [`LENDING_TOKEN`] markets, prices both at 1, supplies the token, then every account
+/// supplies [`LENDING_COLLATERAL`] sats and borrows [`LENDING_DEBT`] (nonces 0 and 1).
+fn with_lending(
+    runtime: &Runtime,
+    mut balances: Vec<(Address, AssetId, Amount)>,
+    accounts: &Accounts,
+) -> Result<KeyMap<Value>, BenchError> {
+    let maker = SigningKey::from_seed(MARKET_MAKER_SEED).address();
+    let n = accounts.len() as Amount;
+    let cash = POOL_RESERVE + n * LENDING_DEBT;
+    balances.push((maker, LENDING_TOKEN, cash));
+    let mut state = genesis_state(&balances);
+    let (k, v) = lending::config_entry(&lending::LendingConfig {
+        admin: maker,
+        oracle: maker,
+    });
+    state.insert(k, v);
+    let params = lending::MarketParams {
+        base_rate_per_year: 20_000_000_000_000_000,
+        multiplier_per_year: 100_000_000_000_000_000,
+        jump_multiplier_per_year: 1_090_000_000_000_000_000,
+        kink: 800_000_000_000_000_000,
+        blocks_per_year: 2_102_400,
+        reserve_factor: lending::WAD / 10,
+        collateral_factor: 750_000_000_000_000_000,
+        liquidation_threshold: 800_000_000_000_000_000,
+        liquidation_bonus: lending::WAD / 10,
+        close_factor: lending::WAD / 2,
+    };
+    let tx = |sender: Address, nonce: u64, msg: LendingMsg| Tx {
+        chain_id: runtime.chain_id,
+        sender,
+        nonce,
+        fee: 0,
+        call: Call::Lending(msg),
+    };
+    let mut setup = Vec::with_capacity(accounts.len() * 2 + 5);
+    for (i, asset) in [AssetId::BTC, LENDING_TOKEN].into_iter().enumerate() {
+        setup.push(tx(
+            maker,
+            2 * i as u64,
+            LendingMsg::CreateMarket { asset, params },
+        ));
+        setup.push(tx(
+            maker,
+            2 * i as u64 + 1,
+            LendingMsg::SetPrice {
+                asset,
+                price: lending::WAD,
+            },
+        ));
+    }
+    setup.push(tx(
+        maker,
+        4,
+        LendingMsg::Supply {
+            asset: LENDING_TOKEN,
+            amount: cash,
+        },
+    ));
+    for i in 0..accounts.len() {
+        let a = accounts.address(i);
+        setup.push(tx(
+            a,
+            0,
+            LendingMsg::Supply {
+                asset: AssetId::BTC,
+                amount: LENDING_COLLATERAL,
+            },
+        ));
+        setup.push(tx(
+            a,
+            1,
+            LendingMsg::Borrow {
+                asset: LENDING_TOKEN,
+                amount: LENDING_DEBT,
+            },
+        ));
+    }
+    let out = execute_sequential(runtime, &block_txs(Vec::new(), setup), &state);
+    if let Some((i, r)) = out
+        .outputs
+        .iter()
+        .enumerate()
+        .find(|(_, r)| !r.status.is_success())
+    {
+        return Err(BenchError::InvalidSpec(format!(
+            "lending setup transaction {i} at genesis failed: {:?}",
+            r.status
+        )));
+    }
+    out.writes.apply_to(&mut state);
+    Ok(state)
+}
+
 /// The ChaCha8 stream of a workload: seeded by the seed and the workload's name.
 fn rng_for(spec: &WorkloadSpec) -> ChaCha8Rng {
     let mut seed = [0u8; 32];
@@ -466,11 +648,18 @@ fn rng_for(spec: &WorkloadSpec) -> ChaCha8Rng {
 fn plan(spec: &WorkloadSpec) -> Vec<Planned> {
     let mut rng = rng_for(spec);
     let n = spec.accounts as u32;
-    let mut nonces = vec![0u64; spec.accounts];
+    let lending = spec.kind == WorkloadKind::LendingMix;
+    // `lending-mix` accounts used nonces 0 and 1 at genesis.
+    let mut nonces = vec![if lending { 2u64 } else { 0 }; spec.accounts];
+    // `lending-mix`: each account's collateral and debt (prices 1:1, indices 1: no interest
+    // accrues at the workload's fixed height).
+    let mut collateral = vec![if lending { LENDING_COLLATERAL } else { 0 }; spec.accounts];
+    let mut debt = vec![if lending { LENDING_DEBT } else { 0 }; spec.accounts];
     (0..spec.txs)
         .map(|_| {
             let mut pool = 0;
             let mut sell_token = false;
+            let mut lend_op = 0;
             let (from, to) = match spec.kind {
                 WorkloadKind::TransferUniform => {
                     let from = rng.gen_range(0..n);
@@ -488,6 +677,19 @@ fn plan(spec: &WorkloadSpec) -> Vec<Planned> {
                     sell_token = rng.gen_bool(0.5);
                     (rng.gen_range(0..n), 0)
                 }
+                WorkloadKind::LendingMix => {
+                    let r = rng.gen_range(0..100u32);
+                    lend_op = match r {
+                        0..=29 => 0,
+                        30..=54 => 1,
+                        55..=74 => 2,
+                        75..=89 => 3,
+                        _ => 4,
+                    };
+                    let from = rng.gen_range(0..n);
+                    let to = rng.gen_range(0..n - 1);
+                    (from, if to >= from { to + 1 } else { to })
+                }
             };
             let amount = rng.gen_range(1..=MAX_TRANSFER);
             // A swap of 1 base unit at a 1:1 price pays nothing (0.3% fee): swaps move 2 or more.
@@ -496,6 +698,24 @@ fn plan(spec: &WorkloadSpec) -> Vec<Planned> {
             } else {
                 amount
             };
+            if lending {
+                // Collateral factor 0.75 with a margin of a few units for the roundings.
+                let (c, d) = (&mut collateral[from as usize], &mut debt[from as usize]);
+                lend_op = match lend_op {
+                    1 if (*d + amount) * 4 + 8 <= *c * 3 => 1,
+                    2 if *d > amount => 2,
+                    3 if *c > amount && (*c - amount) * 3 >= *d * 4 + 8 => 3,
+                    4 => 4,
+                    _ => 0,
+                };
+                match lend_op {
+                    0 => *c += amount,
+                    1 => *d += amount,
+                    2 => *d -= amount,
+                    3 => *c -= amount,
+                    _ => {}
+                }
+            }
             let nonce = nonces[from as usize];
             nonces[from as usize] += 1;
             Planned {
@@ -505,6 +725,7 @@ fn plan(spec: &WorkloadSpec) -> Vec<Planned> {
                 amount,
                 pool,
                 sell_token,
+                lend_op,
             }
         })
         .collect()

@@ -1073,7 +1073,7 @@ fn queries_and_keys() {
         lending::mul_div(u128::MAX, u128::MAX, u128::MAX, false),
         Ok(u128::MAX)
     );
-    assert_eq!(lending::mul_div(u128::MAX, 3, 2, true).is_err(), true);
+    assert!(lending::mul_div(u128::MAX, 3, 2, true).is_err());
     assert_eq!(
         lending::mul_div(1 << 100, 1 << 100, 1 << 120, true),
         Ok(1 << 80)

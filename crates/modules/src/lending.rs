@@ -903,7 +903,7 @@ pub fn set_price<V: StateView>(
     Ok(())
 }
 
-/// Supplies `amount`; returns the shares minted (rounded down).
+/// Supplies `amount` for `floor(amount / supply_index)` shares (refused if that is 0).
 pub fn supply<V: StateView>(
     view: &mut V,
     sender: &Address,

@@ -18,7 +18,9 @@ use smallvec::SmallVec;
 use crate::mvmemory::{CellRef, MvMemory, WriteOp};
 use crate::scheduler::{Claim, Scheduler, Task};
 use crate::sequential::{self, panic_message};
-use crate::types::{key_map_with_capacity, BlockOutput, Halt, Key, Storage, Vm, WriteSet};
+use crate::types::{
+    key_map_with_capacity, BlockOutput, Halt, Key, KeyMap, Storage, Value, Vm, WriteSet,
+};
 use crate::view::{reads_hold, ParView, ReadSet, Scratch};
 
 /// Transactions started before the conflict rate is judged: a burst of conflicts at the start
@@ -43,6 +45,8 @@ pub struct ExecStats {
     pub engine_failures: u64,
     /// Transactions from the first barrier on, run after the rest of the block committed.
     pub after_barrier: u64,
+    /// Prologue transactions, run before the rest of the block.
+    pub prologue: u64,
 }
 
 impl ExecStats {
@@ -171,6 +175,45 @@ impl<'p> ParallelExecutor<'p> {
         txns: &[V::Txn],
         storage: &S,
     ) -> (BlockOutput<V::Output>, ExecStats) {
+        // A prologue (begin-of-block hooks that the rest reads) runs first, on its own; the
+        // rest of the block runs on top of its writes.
+        let lead = txns.iter().take_while(|t| vm.is_prologue(t)).count();
+        if lead == 0 || lead == txns.len() {
+            return self.execute_body(vm, txns, storage);
+        }
+        let head = sequential::execute_sequential(vm, &txns[..lead], storage);
+        let mut top = key_map_with_capacity(head.writes.len());
+        top.extend(head.writes.0.iter().cloned());
+        let layered = Layered {
+            top: &top,
+            base: storage,
+        };
+        let (tail, mut stats) = self.execute_body(vm, &txns[lead..], &layered);
+        stats.prologue = lead as u64;
+        // The tail's writes win; keep the prologue's writes the tail did not overwrite.
+        for (key, _) in &tail.writes.0 {
+            top.remove(key);
+        }
+        let mut writes = tail.writes.0;
+        writes.extend(top);
+        let mut outputs = head.outputs;
+        outputs.extend(tail.outputs);
+        (
+            BlockOutput {
+                outputs,
+                writes: WriteSet(writes),
+            },
+            stats,
+        )
+    }
+
+    /// A block without a prologue.
+    fn execute_body<V: Vm, S: Storage>(
+        &self,
+        vm: &V,
+        txns: &[V::Txn],
+        storage: &S,
+    ) -> (BlockOutput<V::Output>, ExecStats) {
         let threads = self.threads();
         let min = self.config.min_parallel_txns;
         if (threads <= 1 && min > 0) || txns.len() < min || txns.len() >= u32::MAX as usize {
@@ -231,6 +274,21 @@ impl<'p> ParallelExecutor<'p> {
             block.finish(&mut stats)
         });
         (output, stats)
+    }
+}
+
+/// The base state under a prologue's writes.
+struct Layered<'a, S> {
+    top: &'a KeyMap<Option<Value>>,
+    base: &'a S,
+}
+
+impl<S: Storage> Storage for Layered<'_, S> {
+    fn get(&self, key: &Key) -> Option<Value> {
+        match self.top.get(key) {
+            Some(v) => v.clone(),
+            None => self.base.get(key),
+        }
     }
 }
 

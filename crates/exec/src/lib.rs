@@ -38,9 +38,12 @@
 //! stop, the longest executed-and-valid prefix is re-validated in order, and the rest of the
 //! block runs sequentially on top of it, instead of burning every core on re-executions.
 //!
-//! **Barriers.** A transaction the `Vm` marks as a barrier (an end-of-block settlement that
-//! reads everything the block did) is not run speculatively: the workers execute the block up
-//! to the first barrier, and the barrier and what follows it run on top of that committed state.
+//! **Prologue and barriers.** Two scheduling hints from the `Vm`, which never change results.
+//! Leading *prologue* transactions (begin-of-block hooks that the whole block reads, such as
+//! interest accrual) run first, and the rest of the block runs on top of their writes, so nothing
+//! reads those keys before they are written. A *barrier* (an end-of-block settlement that reads
+//! everything the block did) is not run speculatively: the workers execute the block up to the
+//! first barrier, and the barrier and what follows it run on top of that committed state.
 //!
 //! **Panics.** A panic inside `Vm::execute` fails that transaction only: its writes are
 //! discarded and the `Vm` supplies its output. No lock is held while the `Vm` runs.

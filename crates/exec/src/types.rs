@@ -255,6 +255,14 @@ pub trait Vm: Sync {
     fn is_barrier(&self, _txn: &Self::Txn) -> bool {
         false
     }
+
+    /// Whether `txn` belongs to the block's prologue (begin-of-block hooks that much of the
+    /// block reads, such as interest accrual). The leading prologue transactions run first, and
+    /// the rest of the block on top of their writes, so nothing reads their keys before they
+    /// are written. A scheduling hint only: results are identical either way.
+    fn is_prologue(&self, _txn: &Self::Txn) -> bool {
+        false
+    }
 }
 
 /// The read-only state a block executes on (the state after the previous block).

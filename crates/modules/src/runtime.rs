@@ -235,6 +235,12 @@ impl Vm for Runtime {
     fn is_barrier(&self, txn: &BlockTx) -> bool {
         matches!(txn, BlockTx::Hook(Hook::SettleBatch { .. }))
     }
+
+    /// Interest accrual rewrites the indices that every lending transaction of the block reads:
+    /// the engine runs the accrual hooks first, then the block on top of them.
+    fn is_prologue(&self, txn: &BlockTx) -> bool {
+        matches!(txn, BlockTx::Hook(Hook::AccrueInterest { .. }))
+    }
 }
 
 impl Runtime {

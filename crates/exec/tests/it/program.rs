@@ -32,6 +32,8 @@ pub enum Op {
     Work(u32),
     /// No effect; a program that starts with it is a barrier (see `Vm::is_barrier`).
     Barrier,
+    /// No effect; a program that starts with it is a prologue (see `Vm::is_prologue`).
+    Prologue,
 }
 
 /// A test transaction.
@@ -120,7 +122,7 @@ impl Vm for ProgramVm {
                     }
                     acc = mix(acc, n);
                 }
-                Op::Barrier => {}
+                Op::Barrier | Op::Prologue => {}
                 Op::Work(rounds) => {
                     for i in 0..rounds {
                         acc = std::hint::black_box(mix(acc, i as u128));
@@ -138,6 +140,10 @@ impl Vm for ProgramVm {
 
     fn is_barrier(&self, txn: &Program) -> bool {
         matches!(txn.0.first(), Some(Op::Barrier))
+    }
+
+    fn is_prologue(&self, txn: &Program) -> bool {
+        matches!(txn.0.first(), Some(Op::Prologue))
     }
 }
 
@@ -178,6 +184,10 @@ pub fn block(max_txns: usize) -> impl Strategy<Value = (Vec<(u8, Option<Value>)>
             // Barriers (end-of-block settlements): read many keys, write some.
             1 => proptest::collection::vec(op(keys), 1..12).prop_map(|ops| {
                 Program(std::iter::once(Op::Barrier).chain(ops).collect())
+            }),
+            // Prologue transactions (begin-of-block hooks); only a leading run counts as one.
+            1 => proptest::collection::vec(op(keys), 1..6).prop_map(|ops| {
+                Program(std::iter::once(Op::Prologue).chain(ops).collect())
             }),
             // Hot key 0, credit only: must never conflict.
             2 => (1u64..100).prop_map(|d| Program(vec![Op::Add(0, d)])),

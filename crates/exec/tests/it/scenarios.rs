@@ -166,3 +166,22 @@ fn a_barrier_waits_for_the_transactions_before_it() {
         assert_eq!(out, execute_sequential(&ProgramVm, &txns, &state));
     }
 }
+
+#[test]
+fn a_prologue_runs_before_the_block_that_reads_it() {
+    // An accrual-like hook rewrites key 0; every other transaction reads it. Run first, the
+    // hook leaves nothing for the others to conflict on.
+    let mut txns = vec![Program(vec![
+        Op::Prologue,
+        Op::Work(50_000),
+        Op::WriteNum(0, 7),
+    ])];
+    txns.extend((0..400).map(|i| Program(vec![Op::Read(0), Op::Add(1 + (i % 50) as u8, 1)])));
+    let state: KeyMap<Value> = key_map_with_capacity(0);
+    let pool = pool(2);
+    let exec = ParallelExecutor::with_config(&pool, no_fallback());
+    let (out, stats) = exec.execute_block_with_stats(&ProgramVm, &txns, &state);
+    assert_eq!(stats.prologue, 1, "{stats:?}");
+    assert_eq!(stats.aborts + stats.suspensions, 0, "{stats:?}");
+    assert_eq!(out, execute_sequential(&ProgramVm, &txns, &state));
+}

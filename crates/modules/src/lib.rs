@@ -5,12 +5,13 @@
 //! | [`bank`] | assets, balances, nonces, transfers, asset creation, mint/burn |
 //! | [`dex`] | constant-product pools, LP shares, instant swaps and routes, batch auctions |
 //! | [`lending`] | markets per asset, supply shares, borrows, jump-rate interest, health, liquidation, oracle |
+//! | [`staking`] | staking pools, unbonding, reward-per-share rewards, slashing |
 //! | [`runtime`] | the [`Vm`](parabit_exec::Vm): chain id, nonce and fee checks, dispatch |
 //! | [`genesis`] | genesis state and conservation checks for tests, benches and the devnet |
 //!
 //! Invariants (each module's doc details its own):
 //! - Every module's state keys start with a prefix byte that no other module uses
-//!   (bank: `0x01`–`0x05`, dex: `0x10`–`0x13`, lending: `0x20`–`0x2a`).
+//!   (bank: `0x01`–`0x05`, dex: `0x10`–`0x13`, lending: `0x20`–`0x2a`, staking: `0x30`–`0x38`).
 //! - Value is conserved in every module; no balance goes below zero; every asset's supply
 //!   equals the sum of its balances.
 //! - Execution is deterministic and credits use commutative deltas, so the parallel engine
@@ -23,6 +24,7 @@ pub mod dex;
 pub mod genesis;
 pub mod lending;
 pub mod runtime;
+pub mod staking;
 
 pub use bank::{AssetInfo, BankError, BankKey, BankMsg};
 pub use dex::{DexError, DexKey, DexMsg, PoolId};
@@ -34,3 +36,4 @@ pub use lending::{LendingError, LendingKey, LendingMsg, MarketParams};
 pub use runtime::{
     begin_block_hooks, block_txs, end_block_hooks, BlockTx, Call, Hook, Runtime, SignedTx, Tx,
 };
+pub use staking::{StakingError, StakingKey, StakingMsg, StakingPoolId};

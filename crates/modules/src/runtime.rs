@@ -35,6 +35,7 @@ use parabit_primitives::{Address, AssetId, Receipt, SignedTransaction, Transacti
 use crate::bank::{self, balance_key, nonce_key, BankError, BankMsg};
 use crate::dex::{self, DexError, DexMsg, PoolId};
 use crate::lending::{self, LendingError, LendingMsg};
+use crate::staking::{self, StakingError, StakingMsg};
 
 /// A transaction's call: one module's message.
 #[derive(
@@ -54,6 +55,8 @@ pub enum Call {
     Dex(DexMsg),
     /// A lending message.
     Lending(LendingMsg),
+    /// A staking message.
+    Staking(StakingMsg),
 }
 
 /// A Parabit transaction.
@@ -195,6 +198,15 @@ impl ModuleError for LendingError {
     }
 }
 
+impl ModuleError for StakingError {
+    fn halt(&self) -> Option<Halt> {
+        match self {
+            StakingError::Halt(h) => Some(*h),
+            _ => None,
+        }
+    }
+}
+
 impl ModuleError for DexError {
     fn halt(&self) -> Option<Halt> {
         match self {
@@ -307,6 +319,13 @@ impl Runtime {
             Call::Lending(msg) => {
                 call_status(lending::execute(view, &tx.sender, self.height, msg))?
             }
+            Call::Staking(msg) => call_status(staking::execute(
+                view,
+                &tx.sender,
+                tx.nonce,
+                self.height,
+                msg,
+            ))?,
         };
         let status = match result {
             Ok(()) => TxStatus::Success,

@@ -6,6 +6,7 @@ mod dex;
 mod lending;
 mod mint_burn;
 mod props;
+mod staking;
 
 use parabit_exec::{execute_sequential, BlockOutput, KeyMap, Value};
 use parabit_modules::BankMsg;

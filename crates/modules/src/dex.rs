@@ -467,20 +467,7 @@ pub enum DexError {
     Halt(Halt),
 }
 
-impl From<Halt> for DexError {
-    fn from(h: Halt) -> DexError {
-        DexError::Halt(h)
-    }
-}
-
-impl From<BankError> for DexError {
-    fn from(e: BankError) -> DexError {
-        match e {
-            BankError::Halt(h) => DexError::Halt(h),
-            e => DexError::Bank(e),
-        }
-    }
-}
+module_error_conversions!(DexError);
 
 // ---------------------------------------------------------------------------------------
 // Arithmetic: 256-bit intermediates, Uniswap V2's formulas.

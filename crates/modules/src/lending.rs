@@ -457,20 +457,7 @@ pub enum LendingError {
     Halt(Halt),
 }
 
-impl From<Halt> for LendingError {
-    fn from(h: Halt) -> LendingError {
-        LendingError::Halt(h)
-    }
-}
-
-impl From<BankError> for LendingError {
-    fn from(e: BankError) -> LendingError {
-        match e {
-            BankError::Halt(h) => LendingError::Halt(h),
-            e => LendingError::Bank(e),
-        }
-    }
-}
+module_error_conversions!(LendingError);
 
 type Result<T> = std::result::Result<T, LendingError>;
 

@@ -19,6 +19,28 @@
 //! - No transaction content can panic the runtime: every failure is a typed error that
 //!   becomes a receipt.
 
+/// Implements the two conversions every module error needs: a [`Halt`](parabit_exec::Halt)
+/// from the engine, and a bank error (whose own `Halt` stays a halt). The error type must have
+/// `Halt(Halt)` and `Bank(BankError)` variants.
+macro_rules! module_error_conversions {
+    ($error:ident) => {
+        impl From<parabit_exec::Halt> for $error {
+            fn from(h: parabit_exec::Halt) -> $error {
+                $error::Halt(h)
+            }
+        }
+
+        impl From<$crate::bank::BankError> for $error {
+            fn from(e: $crate::bank::BankError) -> $error {
+                match e {
+                    $crate::bank::BankError::Halt(h) => $error::Halt(h),
+                    e => $error::Bank(e),
+                }
+            }
+        }
+    };
+}
+
 pub mod bank;
 pub mod dex;
 pub mod genesis;

@@ -315,20 +315,7 @@ pub enum StakingError {
     Halt(Halt),
 }
 
-impl From<Halt> for StakingError {
-    fn from(h: Halt) -> StakingError {
-        StakingError::Halt(h)
-    }
-}
-
-impl From<BankError> for StakingError {
-    fn from(e: BankError) -> StakingError {
-        match e {
-            BankError::Halt(h) => StakingError::Halt(h),
-            e => StakingError::Bank(e),
-        }
-    }
-}
+module_error_conversions!(StakingError);
 
 type Result<T> = std::result::Result<T, StakingError>;
 

@@ -17,7 +17,8 @@ use parabit_bench::{
 /// Arguments of `parabit bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Workload to run: transfer-uniform, transfer-hot, transfer-serial, or all.
+    /// Workload to run: transfer-uniform, transfer-hot, transfer-serial, swap-pools, swap-hot,
+    /// batchswap-hot, lending-mix, or all.
     #[arg(long, default_value = "transfer-uniform", value_parser = parse_workloads)]
     workload: Workloads,
 

@@ -41,21 +41,23 @@ fn bench_json_lines_parse_and_roots_match() {
         })
         .collect();
     // Per workload: one engine line per thread count, then one sigverify line per count.
-    assert_eq!(lines.len(), 3 * 4, "{stdout}");
+    let all: Vec<&str> = parabit_bench::WorkloadKind::ALL
+        .iter()
+        .map(|k| k.name())
+        .collect();
+    assert_eq!(lines.len(), all.len() * 4, "{stdout}");
     let engines: Vec<_> = lines
         .iter()
         .filter(|l| l["workload"] != "sigverify")
         .collect();
-    assert_eq!(engines.len(), 6);
+    assert_eq!(engines.len(), all.len() * 2);
     let mut names: Vec<&str> = engines
         .iter()
         .filter_map(|l| l["workload"].as_str())
         .collect();
     names.dedup();
-    assert_eq!(
-        names,
-        ["transfer-uniform", "transfer-hot", "transfer-serial"]
-    );
+    assert_eq!(names, all);
+    assert!(names.contains(&"transfer-serial") && names.contains(&"batchswap-hot"));
     for l in &engines {
         assert_eq!(l["roots_match"], true, "{l}");
         assert_eq!(l["accounts"], 50);

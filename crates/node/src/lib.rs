@@ -1,0 +1,1 @@
+//! Parabit's node (being built).

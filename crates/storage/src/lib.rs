@@ -1,0 +1,1 @@
+//! Parabit's durable store (being built).

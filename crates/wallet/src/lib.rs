@@ -1,0 +1,1 @@
+//! Parabit's wallet (being built).

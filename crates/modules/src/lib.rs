@@ -6,12 +6,14 @@
 //! | [`dex`] | constant-product pools, LP shares, instant swaps and routes, batch auctions |
 //! | [`lending`] | markets per asset, supply shares, borrows, jump-rate interest, health, liquidation, oracle |
 //! | [`staking`] | staking pools, unbonding, reward-per-share rewards, slashing |
+//! | [`insurance`] | cover pools, underwriter shares, utilisation-priced cover, assessor-voted claims |
 //! | [`runtime`] | the [`Vm`](parabit_exec::Vm): chain id, nonce and fee checks, dispatch |
 //! | [`genesis`] | genesis state and conservation checks for tests, benches and the devnet |
 //!
 //! Invariants (each module's doc details its own):
 //! - Every module's state keys start with a prefix byte that no other module uses
-//!   (bank: `0x01`–`0x05`, dex: `0x10`–`0x13`, lending: `0x20`–`0x2a`, staking: `0x30`–`0x38`).
+//!   (bank: `0x01`–`0x05`, dex: `0x10`–`0x13`, lending: `0x20`–`0x2a`, staking: `0x30`–`0x38`,
+//!   insurance: `0x40`–`0x4d`).
 //! - Value is conserved in every module; no balance goes below zero; every asset's supply
 //!   equals the sum of its balances.
 //! - Execution is deterministic and credits use commutative deltas, so the parallel engine
@@ -44,6 +46,7 @@ macro_rules! module_error_conversions {
 pub mod bank;
 pub mod dex;
 pub mod genesis;
+pub mod insurance;
 pub mod lending;
 pub mod runtime;
 pub mod staking;
@@ -54,6 +57,7 @@ pub use genesis::{
     balance_of, check_conservation, genesis_state, supplies, total_supply, try_genesis_state,
     ConservationError, GenesisError,
 };
+pub use insurance::{InsuranceError, InsuranceId, InsuranceKey, InsuranceMsg, InsurancePool};
 pub use lending::{LendingError, LendingKey, LendingMsg, MarketParams};
 pub use runtime::{
     begin_block_hooks, block_txs, end_block_hooks, BlockTx, Call, Hook, Runtime, SignedTx, Tx,

@@ -34,6 +34,7 @@ use parabit_primitives::{Address, AssetId, Receipt, SignedTransaction, Transacti
 
 use crate::bank::{self, balance_key, nonce_key, BankError, BankMsg};
 use crate::dex::{self, DexError, DexMsg, PoolId};
+use crate::insurance::{self, InsuranceError, InsuranceMsg};
 use crate::lending::{self, LendingError, LendingMsg};
 use crate::staking::{self, StakingError, StakingMsg};
 
@@ -57,6 +58,8 @@ pub enum Call {
     Lending(LendingMsg),
     /// A staking message.
     Staking(StakingMsg),
+    /// An insurance message.
+    Insurance(InsuranceMsg),
 }
 
 /// A Parabit transaction.
@@ -207,6 +210,15 @@ impl ModuleError for StakingError {
     }
 }
 
+impl ModuleError for InsuranceError {
+    fn halt(&self) -> Option<Halt> {
+        match self {
+            InsuranceError::Halt(h) => Some(*h),
+            _ => None,
+        }
+    }
+}
+
 impl ModuleError for DexError {
     fn halt(&self) -> Option<Halt> {
         match self {
@@ -320,6 +332,13 @@ impl Runtime {
                 call_status(lending::execute(view, &tx.sender, self.height, msg))?
             }
             Call::Staking(msg) => call_status(staking::execute(
+                view,
+                &tx.sender,
+                tx.nonce,
+                self.height,
+                msg,
+            ))?,
+            Call::Insurance(msg) => call_status(insurance::execute(
                 view,
                 &tx.sender,
                 tx.nonce,

@@ -10,7 +10,7 @@
 //!   before anything after it runs sequentially, so the prefix equals sequential execution.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use smallvec::SmallVec;
@@ -26,6 +26,10 @@ use crate::view::{reads_hold, ParView, ReadSet, Scratch};
 /// Transactions started before the conflict rate is judged: a burst of conflicts at the start
 /// of a block (everyone reading what a begin-block hook writes) is not a chain.
 const FALLBACK_MIN_STARTED: usize = 128;
+
+/// After a block fell back, the next ones run sequentially while their first `PROBE_TXNS`
+/// transactions are watched for dependencies; parallel execution resumes when few are found.
+const PROBE_TXNS: usize = 256;
 
 /// Counters of one block's execution.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,6 +51,9 @@ pub struct ExecStats {
     pub after_barrier: u64,
     /// Prologue transactions, run before the rest of the block.
     pub prologue: u64,
+    /// Whether the block ran sequentially because the previous one was a chain (it was probed
+    /// for dependencies to decide about the next block).
+    pub predicted_chain: bool,
 }
 
 impl ExecStats {
@@ -91,6 +98,9 @@ pub struct ParallelExecutor<'p> {
     pool: &'p rayon::ThreadPool,
     config: ExecConfig,
     workspace: Mutex<Workspace>,
+    /// Set when a block fell back to sequential execution: the next block is probed
+    /// sequentially instead of detecting the chain again in parallel.
+    predict_chain: AtomicBool,
 }
 
 /// Memory reused from block to block: the multi-version map and the per-transaction records
@@ -150,6 +160,7 @@ impl<'p> ParallelExecutor<'p> {
                 slots: Vec::new(),
                 epoch: 0,
             }),
+            predict_chain: AtomicBool::new(false),
         }
     }
 
@@ -228,6 +239,9 @@ impl<'p> ParallelExecutor<'p> {
         if parallel_len < min {
             return run_sequentially(vm, txns, storage);
         }
+        if self.config.fallback && self.predict_chain.load(Ordering::Relaxed) {
+            return self.run_probed(vm, txns, storage, parallel_len);
+        }
         let mut workspace = self.workspace.lock();
         let Workspace { mv, slots, epoch } = &mut *workspace;
         *epoch += 1;
@@ -273,6 +287,35 @@ impl<'p> ParallelExecutor<'p> {
             }
             block.finish(&mut stats)
         });
+        if stats.engine_failures == 0 && stats.sequential_from.is_some_and(|i| i < parallel_len) {
+            self.predict_chain.store(true, Ordering::Relaxed);
+        }
+        (output, stats)
+    }
+
+    /// Runs a block sequentially (the previous one was a chain) and decides from its first
+    /// transactions whether the next block goes back to the parallel engine: it does when
+    /// fewer than 1 in 32 of them depend on one of the transactions that would be in flight
+    /// beside them, the same rate below which the engine does not fall back.
+    fn run_probed<V: Vm, S: Storage>(
+        &self,
+        vm: &V,
+        txns: &[V::Txn],
+        storage: &S,
+        parallel_len: usize,
+    ) -> (BlockOutput<V::Output>, ExecStats) {
+        let probe = PROBE_TXNS.min(parallel_len);
+        let window = self.threads() * self.config.chunk;
+        let (output, close) = sequential::execute_probed(vm, txns, storage, probe, window);
+        if close * 32 < probe {
+            self.predict_chain.store(false, Ordering::Relaxed);
+        }
+        let stats = ExecStats {
+            executions: txns.len() as u64,
+            sequential_from: Some(0),
+            predicted_chain: true,
+            ..ExecStats::default()
+        };
         (output, stats)
     }
 }

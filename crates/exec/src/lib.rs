@@ -37,6 +37,11 @@
 //! turns out to be a dependency chain (conflicts reach 1 in 32 of the transactions started, past a start-up burst), the workers
 //! stop, the longest executed-and-valid prefix is re-validated in order, and the rest of the
 //! block runs sequentially on top of it, instead of burning every core on re-executions.
+//! The next block is not thrown at the workers again: it runs sequentially while its first
+//! 256 transactions are watched for reads of what a transaction less than one window (threads ×
+//! chunk) before them wrote; parallel execution resumes with the block after one where such
+//! close dependencies are rarer than 1 in 32. A stream of chains thus costs one detection, not
+//! one per block.
 //!
 //! **Prologue and barriers.** Two scheduling hints from the `Vm`, which never change results.
 //! Leading *prologue* transactions (begin-of-block hooks that the whole block reads, such as

@@ -85,6 +85,53 @@ fn a_dependency_chain_falls_back_to_sequential() {
 }
 
 #[test]
+fn after_a_chain_the_next_blocks_are_probed_and_parallelism_resumes() {
+    let chain: Vec<Program> = (0..1000)
+        .map(|i| Program(vec![Op::Work(20_000), Op::Read(1), Op::WriteNum(1, i)]))
+        .collect();
+    // Independent transactions: each reads and writes its own key.
+    let independent: Vec<Program> = (0..200u8)
+        .map(|i| Program(vec![Op::Read(10 + i), Op::WriteNum(10 + i, 1)]))
+        .collect();
+    // Independent apart from one transaction in 16 that reads the key its predecessor wrote.
+    let mostly: Vec<Program> = (0..200u8)
+        .map(|i| {
+            let k = if i % 16 == 1 { 9 + i } else { 10 + i };
+            Program(vec![Op::Read(k), Op::WriteNum(10 + i, 1)])
+        })
+        .collect();
+    let state: KeyMap<Value> = key_map_with_capacity(0);
+    let pool = pool(2);
+    let executor = ParallelExecutor::new(&pool);
+    let run = |txns: &[Program]| {
+        let (out, stats) = executor.execute_block_with_stats(&ProgramVm, txns, &state);
+        assert_eq!(out, execute_sequential(&ProgramVm, txns, &state));
+        stats
+    };
+    let first = run(&chain);
+    assert!(
+        first.sequential_from.is_some() && !first.predicted_chain,
+        "{first:?}"
+    );
+    // The next chain is not started in parallel again: it is run sequentially and probed.
+    let second = run(&chain);
+    assert!(second.predicted_chain, "{second:?}");
+    assert_eq!(second.sequential_from, Some(0));
+    assert_eq!(second.validations, 0);
+    // A block with close dependencies in 1 of 16 transactions keeps it sequential...
+    let third = run(&mostly);
+    assert!(third.predicted_chain, "{third:?}");
+    // ...and so the independent block after it is only probed...
+    let fourth = run(&independent);
+    assert!(fourth.predicted_chain, "{fourth:?}");
+    // ...but it showed no dependencies, so the following one runs in parallel.
+    let fifth = run(&independent);
+    assert!(!fifth.predicted_chain, "{fifth:?}");
+    assert_eq!(fifth.sequential_from, None, "{fifth:?}");
+    assert!(fifth.validations > 0, "{fifth:?}");
+}
+
+#[test]
 fn a_chain_without_fallback_still_completes_and_agrees() {
     let txns: Vec<Program> = (0..500)
         .map(|i| Program(vec![Op::Read(1), Op::WriteNum(1, i), Op::Add(2, 1)]))

@@ -389,3 +389,45 @@ fn production_params_work() {
     assert_eq!(ks.kdf_params(), KdfParams::production());
     assert_eq!(ks.len(), 1);
 }
+
+mod mutation {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Changing any one byte of the file never panics and never yields different keys:
+        /// `open` either fails or returns exactly the original keys.
+        #[test]
+        fn one_byte_change_never_yields_other_keys(pos in any::<prop::sample::Index>(), byte in any::<u8>()) {
+            let (_dir, path, alice, bob) = two_keys();
+            let mut bytes = fs::read(&path).expect("read");
+            let i = pos.index(bytes.len());
+            prop_assume!(bytes[i] != byte);
+            bytes[i] = byte;
+            fs::write(&path, &bytes).expect("write");
+            let _ = list_addresses(&path);
+            if let Ok(ks) = Keystore::open(&path, PW) {
+                prop_assert_eq!(ks.len(), 2);
+                prop_assert_eq!(ks.get("alice").expect("alice").secret_bytes(), alice.secret_bytes());
+                prop_assert_eq!(ks.get("bob").expect("bob").secret_bytes(), bob.secret_bytes());
+            }
+        }
+    }
+}
+
+#[test]
+fn default_path_and_env_override() {
+    // The only test that touches this variable.
+    std::env::set_var(parabit_wallet::KEYSTORE_ENV, "/tmp/custom/ks.json");
+    assert_eq!(
+        parabit_wallet::default_keystore_path().expect("path"),
+        PathBuf::from("/tmp/custom/ks.json")
+    );
+    std::env::remove_var(parabit_wallet::KEYSTORE_ENV);
+    match parabit_wallet::default_keystore_path() {
+        Ok(p) => assert!(p.ends_with("parabit/keystore.json"), "{p:?}"),
+        Err(e) => assert!(matches!(e, KeystoreError::NoDataDir)),
+    }
+}

@@ -1,1 +1,5 @@
 //! Parabit's node (being built).
+
+pub mod mempool;
+
+pub use mempool::{AccountState, Mempool, MempoolConfig, MempoolError, VerifiedTx};

@@ -192,3 +192,177 @@ pub fn check_conservation(state: &KeyMap<Value>) -> Result<(), ConservationError
     }
     Ok(())
 }
+
+/// A chain's genesis as a file describes it (`genesis.json`): the chain id, where fees go, the
+/// initial balances and asset descriptions, the lending authorities, and setup calls run in
+/// order at genesis (pools, markets, prices: anything a module's messages can create).
+///
+/// Every node that builds the state from the same spec gets the same state: [`Self::build`] is
+/// deterministic, and the spec is part of what a full node must be given.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisSpec {
+    /// The chain id every transaction must carry.
+    pub chain_id: u64,
+    /// The genesis block's timestamp, in milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// The sequencer's account, credited with every fee.
+    pub fee_account: Address,
+    /// Initial balances (duplicates add up).
+    #[serde(default)]
+    pub balances: Vec<GenesisBalance>,
+    /// Descriptions of the genesis assets other than BTC (those without one are shown as
+    /// `GENESIS` with 0 decimals).
+    #[serde(default)]
+    pub assets: Vec<GenesisAsset>,
+    /// Who may create lending markets and set prices; no lending without it.
+    #[serde(default)]
+    pub lending: Option<crate::lending::LendingConfig>,
+    /// Calls run in order at genesis, without fees; each sender's nonces count from 0.
+    #[serde(default)]
+    pub setup: Vec<GenesisCall>,
+}
+
+/// An initial balance.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisBalance {
+    /// The owner.
+    pub address: Address,
+    /// The asset.
+    pub asset: AssetId,
+    /// In base units.
+    pub amount: Amount,
+}
+
+/// The description of a genesis asset.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisAsset {
+    /// Its id (not BTC's 0).
+    pub asset: AssetId,
+    /// 1 to 12 ASCII uppercase letters or digits.
+    pub symbol: String,
+    /// At most 18.
+    pub decimals: u8,
+}
+
+/// A call run at genesis on behalf of `sender`.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisCall {
+    /// Whose call it is.
+    pub sender: Address,
+    /// The call.
+    pub call: crate::runtime::Call,
+}
+
+/// Why a genesis spec cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GenesisSpecError {
+    /// The balances are invalid.
+    #[error(transparent)]
+    Balances(#[from] GenesisError),
+    /// An asset description is invalid.
+    #[error("genesis asset {asset}: {reason}")]
+    Asset {
+        /// The asset.
+        asset: AssetId,
+        /// Why.
+        reason: String,
+    },
+    /// A setup call failed.
+    #[error("genesis setup call {index} ({sender}) failed: {reason}")]
+    Setup {
+        /// Its position in `setup`.
+        index: usize,
+        /// Its sender.
+        sender: Address,
+        /// The receipt's reason.
+        reason: String,
+    },
+}
+
+impl GenesisSpec {
+    /// The runtime of this chain.
+    pub fn runtime(&self) -> crate::runtime::Runtime {
+        crate::runtime::Runtime::new(self.chain_id, self.fee_account)
+    }
+
+    /// Builds the genesis state: balances, asset descriptions, lending authorities, then the
+    /// setup calls, executed by the runtime at height 0.
+    pub fn build(&self) -> Result<KeyMap<Value>, GenesisSpecError> {
+        let balances: Vec<(Address, AssetId, Amount)> = self
+            .balances
+            .iter()
+            .map(|b| (b.address, b.asset, b.amount))
+            .collect();
+        let mut state = try_genesis_state(&balances)?;
+        for a in &self.assets {
+            let fail = |reason: &str| GenesisSpecError::Asset {
+                asset: a.asset,
+                reason: reason.to_string(),
+            };
+            if a.asset == AssetId::BTC {
+                return Err(fail("BTC's description is fixed"));
+            }
+            if !crate::bank::is_valid_symbol(&a.symbol) {
+                return Err(fail(
+                    "symbol must be 1 to 12 ASCII uppercase letters or digits",
+                ));
+            }
+            if a.decimals > 18 {
+                return Err(fail("at most 18 decimals"));
+            }
+            let info = AssetInfo {
+                symbol: a.symbol.clone(),
+                decimals: a.decimals,
+                creator: Address([0; 32]),
+            };
+            state.insert(BankKey::AssetInfo(a.asset).key(), encode_asset_info(&info));
+            if !state.contains_key(&BankKey::Supply(a.asset).key()) {
+                state.insert(BankKey::Supply(a.asset).key(), Value::Num(0));
+                state.insert(BankKey::MintHeadroom(a.asset).key(), Value::Num(u128::MAX));
+            }
+        }
+        if let Some(config) = &self.lending {
+            let (k, v) = crate::lending::config_entry(config);
+            state.insert(k, v);
+        }
+        if self.setup.is_empty() {
+            return Ok(state);
+        }
+        let mut nonces: BTreeMap<Address, u64> = BTreeMap::new();
+        let txs: Vec<crate::runtime::Tx> = self
+            .setup
+            .iter()
+            .map(|c| {
+                let nonce = nonces.entry(c.sender).or_insert(0);
+                let tx = crate::runtime::Tx {
+                    chain_id: self.chain_id,
+                    sender: c.sender,
+                    nonce: *nonce,
+                    fee: 0,
+                    call: c.call.clone(),
+                };
+                *nonce += 1;
+                tx
+            })
+            .collect();
+        let block = crate::runtime::block_txs(Vec::new(), txs);
+        let out = parabit_exec::execute_sequential(&self.runtime(), &block, &state);
+        // The block is the setup calls, then the end-block hooks of any batch swaps.
+        for (index, receipt) in out.outputs.iter().enumerate() {
+            if !receipt.status.is_success() {
+                let sender = self.setup.get(index).map_or(Address([0; 32]), |c| c.sender);
+                return Err(GenesisSpecError::Setup {
+                    index,
+                    sender,
+                    reason: receipt.status.to_string(),
+                });
+            }
+        }
+        out.writes.apply_to(&mut state);
+        Ok(state)
+    }
+}

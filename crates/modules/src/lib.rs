@@ -55,7 +55,8 @@ pub use bank::{AssetInfo, BankError, BankKey, BankMsg};
 pub use dex::{DexError, DexKey, DexMsg, PoolId};
 pub use genesis::{
     balance_of, check_conservation, genesis_state, supplies, total_supply, try_genesis_state,
-    ConservationError, GenesisError,
+    ConservationError, GenesisAsset, GenesisBalance, GenesisCall, GenesisError, GenesisSpec,
+    GenesisSpecError,
 };
 pub use insurance::{InsuranceError, InsuranceId, InsuranceKey, InsuranceMsg, InsurancePool};
 pub use lending::{LendingError, LendingKey, LendingMsg, MarketParams};

@@ -41,6 +41,17 @@ impl TxStatus {
     }
 }
 
+impl std::fmt::Display for TxStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TxStatus::Success => f.write_str("success"),
+            TxStatus::Failed(r) => write!(f, "failed: {r}"),
+            TxStatus::Invalid(r) => write!(f, "invalid: {r}"),
+            TxStatus::Panicked(r) => write!(f, "panicked: {r}"),
+        }
+    }
+}
+
 /// What executing a transaction yields.
 #[derive(
     Clone,
@@ -101,6 +112,8 @@ mod tests {
             let bytes = borsh::to_vec(&r).expect("borsh");
             assert_eq!(borsh::from_slice::<Receipt>(&bytes).expect("borsh back"), r);
         }
+        assert_eq!(TxStatus::Success.to_string(), "success");
+        assert_eq!(TxStatus::Invalid("x".into()).to_string(), "invalid: x");
         let r = Receipt {
             status: TxStatus::Failed("no".into()),
             fee_paid: 2,

@@ -3,6 +3,8 @@
 
 mod bank;
 mod dex;
+mod genesis_spec;
+mod insurance;
 mod lending;
 mod mint_burn;
 mod props;

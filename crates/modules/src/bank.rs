@@ -142,6 +142,11 @@ pub struct AssetInfo {
     pub creator: Address,
 }
 
+/// Decodes a stored [`AssetInfo`]; `None` if the bytes are not one.
+pub fn decode_asset_info(bytes: &[u8]) -> Option<AssetInfo> {
+    borsh::from_slice(bytes).ok()
+}
+
 impl AssetInfo {
     /// The description of BTC.
     pub fn btc() -> AssetInfo {

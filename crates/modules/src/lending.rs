@@ -1231,6 +1231,12 @@ pub fn query_market<S: Storage>(storage: &S, asset: AssetId) -> Result<MarketInf
     })
 }
 
+/// The assets of every market in committed storage, in creation order: the block builder's
+/// interest-accrual hooks.
+pub fn query_market_list<S: Storage>(storage: &S) -> Result<Vec<AssetId>> {
+    market_list(&mut StorageReader(storage))
+}
+
 /// Every market in committed storage.
 pub fn query_markets<S: Storage>(storage: &S) -> Result<Vec<MarketInfo>> {
     let list = market_list(&mut StorageReader(storage))?;

@@ -369,6 +369,14 @@ pub fn pool_config<V: StateView>(view: &mut V, pool: StakingPoolId) -> Result<Po
     }
 }
 
+/// A pool's configuration from committed storage; `None` if there is no such pool.
+pub fn query_pool<S: parabit_exec::Storage>(state: &S, pool: StakingPoolId) -> Option<PoolConfig> {
+    match state.get(&StakingKey::Pool(pool).key()) {
+        Some(Value::Bytes(b)) => PoolConfig::try_from_slice(&b).ok(),
+        _ => None,
+    }
+}
+
 fn num<V: StateView>(view: &mut V, key: StakingKey) -> Result<u128> {
     Ok(num_of(&view.read(&key.key())?))
 }

@@ -9,11 +9,13 @@
 //!   a transaction, including the chain id.
 
 mod address;
+mod block;
 mod keys;
 mod receipt;
 mod tx;
 
 pub use address::{Address, AddressError, Network, MAINNET_HRP, REGTEST_HRP};
+pub use block::{tx_root, Block, BlockHeader};
 pub use keys::{KeyError, SigningKey};
 pub use receipt::{Receipt, TxStatus};
 pub use tx::{

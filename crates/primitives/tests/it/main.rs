@@ -1,6 +1,7 @@
 //! Integration tests of parabit-primitives: addresses, signing, encoding.
 
 mod address;
+mod block;
 mod encoding;
 mod signing;
 

@@ -9,6 +9,7 @@
 //! | `swap-hot` | a random account | an instant swap BTC → token on one pool | a chain on one pool's reserves: nothing can run in parallel |
 //! | `batchswap-hot` | a random account | a batch swap on one pool, either direction at random | batch orders only add to the pool's totals: no conflicts until the end-block settlement |
 //! | `lending-mix` | a random account | supply BTC 30%, borrow the token 25%, repay 20%, withdraw BTC 15%, BTC transfer 10% on two lending markets | market totals move by deltas: many users on one market without conflicts |
+//! | `defi-mix` | a random account | every module at once, in the proportions below | a realistic block: mostly independent, some chains on hot pools |
 //!
 //! `lending-mix` starts from a BTC and a token market created at genesis through the runtime
 //! (prices 1:1, a lender supplying the token), every account supplying [`LENDING_COLLATERAL`]
@@ -16,6 +17,37 @@
 //! hooks. The plan tracks each account's collateral and debt, so a borrow or a withdrawal
 //! that would leave it under-collateralised, or a repay above its debt, is planned as a
 //! supply instead: every transaction succeeds.
+//!
+//! `defi-mix` mixes every module, by share of transactions:
+//!
+//! | share | transaction |
+//! |---|---|
+//! | 40% | BTC transfer to a random account |
+//! | 20% | instant swap BTC → token on one of [`DEFI_SWAP_POOLS`] pools at random |
+//! | 10% | batch swap, either direction, on one of the first [`DEFI_BATCH_POOLS`] of them |
+//! | 6% / 5% / 4% | lending: supply BTC / borrow the token / repay it |
+//! | 6% / 4% | staking: stake BTC / unbond it |
+//! | 3% / 2% | insurance: buy cover / underwrite, on one of [`DEFI_INSURANCE_POOLS`] pools |
+//!
+//! Where the proportions come from: on public chains with a DeFi ecosystem (Ethereum and its
+//! rollups, as broken down by transaction count on public dashboards such as Dune's and
+//! Etherscan's top contracts), plain and token transfers are the largest group (roughly 40–50%
+//! of transactions), DEX trades the next (roughly a quarter to a third; we split them 2:1
+//! between instant swaps and batch auctions), lending a few to ten percent, staking deposits
+//! and withdrawals a few percent, and on-chain insurance well under one percent. These are
+//! rounded orders of magnitude, not a measurement; insurance is over-weighted (5%) so that its
+//! paths carry weight in the figure. Swaps are spread uniformly over the pools, batch swaps
+//! concentrate on a few hot pairs (as trading volume does).
+//!
+//! Its genesis is built through the runtime: `lending-mix`'s two markets and positions, the
+//! [`DEFI_SWAP_POOLS`] dex pools of the swap workloads, one staking pool of BTC in which every
+//! account stakes [`DEFI_STAKE`], and [`DEFI_INSURANCE_POOLS`] insurance pools of BTC each
+//! underwritten with [`INSURANCE_CAPITAL`] by the market maker. Its blocks begin with the
+//! markets' accrual hooks and end with the batch settlements. The plan keeps lending positions
+//! collateralised (as `lending-mix`), unbonds at most the planned stake (and at most 32
+//! entries), funds each cover buyer with the premium at full utilisation (an upper bound,
+//! also its `max_premium`) and underwrites at least 1,000 sats (worth more than one share):
+//! every transaction succeeds.
 //!
 //! The swap workloads start from pools created at genesis by a market-maker account
 //! (`BTC/token i`, [`POOL_RESERVE`] of each side); their blocks end with the dex's end-block
@@ -35,15 +67,17 @@
 //! - Every account holds [`BASE_BALANCE`] at genesis plus exactly what it sends (amounts and
 //!   fees), so every transaction succeeds and every account of the population is in the state.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use parabit_exec::{execute_sequential, KeyMap, Value};
-use parabit_modules::lending;
+use parabit_modules::staking::{self, StakingPoolId};
 use parabit_modules::{
-    begin_block_hooks, block_txs, genesis_state, BankMsg, BlockTx, Call, DexMsg, LendingMsg,
-    Runtime, SignedTx, Tx,
+    begin_block_hooks, block_txs, genesis_state, BankMsg, BlockTx, Call, DexMsg, InsuranceId,
+    InsuranceMsg, InsurancePool, LendingMsg, Runtime, SignedTx, StakingMsg, Tx,
 };
+use parabit_modules::{insurance, lending};
 use parabit_primitives::{Address, Amount, AssetId, SigningKey};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -78,6 +112,30 @@ pub const LENDING_COLLATERAL: Amount = 500_000;
 /// Token every `lending-mix` account owes at genesis.
 pub const LENDING_DEBT: Amount = 100_000;
 
+/// `defi-mix`: pools for instant swaps (`BTC/pool_token(i)`, created at genesis).
+pub const DEFI_SWAP_POOLS: u32 = 64;
+/// `defi-mix`: batch swaps go to the first this many of the swap pools.
+pub const DEFI_BATCH_POOLS: u32 = 4;
+/// `defi-mix`: insurance pools of BTC.
+pub const DEFI_INSURANCE_POOLS: u32 = 16;
+/// `defi-mix`: capital the market maker underwrites in each insurance pool at genesis.
+pub const INSURANCE_CAPITAL: Amount = 1_000_000_000_000;
+/// `defi-mix`: BTC every account stakes at genesis.
+pub const DEFI_STAKE: Amount = 100_000;
+/// `defi-mix` insurance pools: capacity 50% of capital, 2% + 8% · utilisation per 100,000
+/// blocks, 100 blocks' notice, 50 blocks of voting, quorum 20%.
+const INSURANCE_PARAMS: InsurancePool = InsurancePool {
+    asset: AssetId::BTC,
+    max_cover_bps: 5_000,
+    base_rate_bps: 200,
+    slope_bps: 800,
+    notice_blocks: 100,
+    vote_blocks: 50,
+    quorum_bps: 2_000,
+};
+/// `defi-mix` cover names.
+const RISKS: [&str; 4] = ["bridge", "oracle", "contract-bug", "depeg"];
+
 /// The token of the swap workloads' pool `i` (paired with BTC).
 pub fn pool_token(i: u32) -> AssetId {
     AssetId(0x7062_0000_0000 + u64::from(i))
@@ -100,11 +158,13 @@ pub enum WorkloadKind {
     BatchswapHot,
     /// Supplies, borrows, repays, withdrawals and transfers on two lending markets.
     LendingMix,
+    /// Every module at once: transfers, swaps, batch swaps, lending, staking, insurance.
+    DefiMix,
 }
 
 impl WorkloadKind {
     /// Every workload, in the order `--workload all` runs them.
-    pub const ALL: [WorkloadKind; 7] = [
+    pub const ALL: [WorkloadKind; 8] = [
         WorkloadKind::TransferUniform,
         WorkloadKind::TransferHot,
         WorkloadKind::TransferSerial,
@@ -112,6 +172,7 @@ impl WorkloadKind {
         WorkloadKind::SwapHot,
         WorkloadKind::BatchswapHot,
         WorkloadKind::LendingMix,
+        WorkloadKind::DefiMix,
     ];
 
     /// The workload's name.
@@ -124,6 +185,7 @@ impl WorkloadKind {
             WorkloadKind::SwapHot => "swap-hot",
             WorkloadKind::BatchswapHot => "batchswap-hot",
             WorkloadKind::LendingMix => "lending-mix",
+            WorkloadKind::DefiMix => "defi-mix",
         }
     }
 
@@ -132,8 +194,14 @@ impl WorkloadKind {
         match self {
             WorkloadKind::SwapPools => SWAP_POOLS,
             WorkloadKind::SwapHot | WorkloadKind::BatchswapHot => 1,
+            WorkloadKind::DefiMix => DEFI_SWAP_POOLS,
             _ => 0,
         }
+    }
+
+    /// Whether its blocks begin with the lending markets' accrual hooks.
+    pub fn accrues(self) -> bool {
+        matches!(self, WorkloadKind::LendingMix | WorkloadKind::DefiMix)
     }
 
     /// All names, comma-separated (for error messages and help).
@@ -291,6 +359,108 @@ struct Planned {
     sell_token: bool,
     /// `lending-mix`: 0 supply, 1 borrow, 2 repay, 3 withdraw, 4 transfer.
     lend_op: u8,
+    /// `defi-mix`: what the transaction does.
+    defi: DefiOp,
+    /// `defi-mix` cover: its period, its premium bound, its risk's index in [`RISKS`].
+    period: u64,
+    max_premium: Amount,
+    risk: usize,
+}
+
+/// A `defi-mix` transaction's kind.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum DefiOp {
+    Transfer,
+    Swap,
+    BatchSwap,
+    Supply,
+    Borrow,
+    Repay,
+    Stake,
+    Unbond,
+    BuyCover,
+    Underwrite,
+}
+
+impl DefiOp {
+    /// The kind of a draw `r` in `0..100` (the proportions of the module doc).
+    fn of(r: u32) -> DefiOp {
+        match r {
+            0..=39 => DefiOp::Transfer,
+            40..=59 => DefiOp::Swap,
+            60..=69 => DefiOp::BatchSwap,
+            70..=75 => DefiOp::Supply,
+            76..=80 => DefiOp::Borrow,
+            81..=84 => DefiOp::Repay,
+            85..=90 => DefiOp::Stake,
+            91..=94 => DefiOp::Unbond,
+            95..=97 => DefiOp::BuyCover,
+            _ => DefiOp::Underwrite,
+        }
+    }
+}
+
+/// The call of a planned `defi-mix` transaction.
+fn defi_call(p: &Planned, accounts: &Accounts) -> Call {
+    let amount = p.amount;
+    let token = pool_token(p.pool);
+    match p.defi {
+        DefiOp::Transfer => Call::Bank(BankMsg::Transfer {
+            to: accounts.address(p.to as usize),
+            asset: AssetId::BTC,
+            amount,
+        }),
+        DefiOp::Swap => Call::Dex(DexMsg::SwapExactIn {
+            path: vec![AssetId::BTC, token],
+            amount_in: amount,
+            min_out: 0,
+            deadline: u64::MAX,
+        }),
+        DefiOp::BatchSwap => {
+            let (asset_in, asset_out) = if p.sell_token {
+                (token, AssetId::BTC)
+            } else {
+                (AssetId::BTC, token)
+            };
+            Call::Dex(DexMsg::BatchSwap {
+                asset_in,
+                asset_out,
+                amount_in: amount,
+                min_out: 0,
+            })
+        }
+        DefiOp::Supply => Call::Lending(LendingMsg::Supply {
+            asset: AssetId::BTC,
+            amount,
+        }),
+        DefiOp::Borrow => Call::Lending(LendingMsg::Borrow {
+            asset: LENDING_TOKEN,
+            amount,
+        }),
+        DefiOp::Repay => Call::Lending(LendingMsg::Repay {
+            asset: LENDING_TOKEN,
+            amount,
+        }),
+        DefiOp::Stake => Call::Staking(StakingMsg::Stake {
+            pool: defi_staking_pool(),
+            amount,
+        }),
+        DefiOp::Unbond => Call::Staking(StakingMsg::Unbond {
+            pool: defi_staking_pool(),
+            amount,
+        }),
+        DefiOp::BuyCover => Call::Insurance(InsuranceMsg::BuyCover {
+            pool: defi_insurance_pool(p.pool),
+            risk: RISKS[p.risk % RISKS.len()].to_string(),
+            amount,
+            period_blocks: p.period,
+            max_premium: p.max_premium,
+        }),
+        DefiOp::Underwrite => Call::Insurance(InsuranceMsg::Underwrite {
+            pool: defi_insurance_pool(p.pool),
+            amount,
+        }),
+    }
 }
 
 impl Workload {
@@ -322,9 +492,21 @@ impl Workload {
 
         let mut sends = vec![0 as Amount; n];
         let mut token_sends = vec![0 as Amount; n];
+        // `defi-mix`: (account, pool) → the pool token the account sells in batch swaps.
+        let mut pool_token_sends: BTreeMap<(u32, u32), Amount> = BTreeMap::new();
         for p in &plan {
             sends[p.from as usize] += FEE;
-            if spec.kind == WorkloadKind::LendingMix {
+            if spec.kind == WorkloadKind::DefiMix {
+                match p.defi {
+                    DefiOp::BatchSwap if p.sell_token => {
+                        *pool_token_sends.entry((p.from, p.pool)).or_default() += p.amount
+                    }
+                    DefiOp::Repay => token_sends[p.from as usize] += p.amount,
+                    DefiOp::BuyCover => sends[p.from as usize] += p.max_premium,
+                    DefiOp::Borrow | DefiOp::Unbond => {}
+                    _ => sends[p.from as usize] += p.amount,
+                }
+            } else if spec.kind == WorkloadKind::LendingMix {
                 match p.lend_op {
                     0 | 4 => sends[p.from as usize] += p.amount,
                     2 => token_sends[p.from as usize] += p.amount,
@@ -352,7 +534,23 @@ impl Workload {
             BENCH_CHAIN_ID,
             SigningKey::from_seed(FEE_ACCOUNT_SEED).address(),
         );
-        let genesis = if spec.kind == WorkloadKind::LendingMix {
+        let genesis = if spec.kind == WorkloadKind::DefiMix {
+            // So far `balances` holds each account's BTC only.
+            for b in balances.iter_mut() {
+                b.2 += LENDING_COLLATERAL + DEFI_STAKE;
+            }
+            balances.extend((0..n).map(|i| {
+                (
+                    accounts.address(i),
+                    LENDING_TOKEN,
+                    BASE_BALANCE + token_sends[i],
+                )
+            }));
+            balances.extend(pool_token_sends.iter().map(|(&(i, pool), &amount)| {
+                (accounts.address(i as usize), pool_token(pool), amount)
+            }));
+            with_defi(&runtime, balances, accounts)?
+        } else if spec.kind == WorkloadKind::LendingMix {
             // So far `balances` holds each account's BTC only.
             for b in balances.iter_mut() {
                 b.2 += LENDING_COLLATERAL;
@@ -427,6 +625,7 @@ impl Workload {
                             }
                         })
                     }
+                    WorkloadKind::DefiMix => defi_call(p, accounts),
                     WorkloadKind::BatchswapHot => {
                         let (asset_in, asset_out) = if p.sell_token {
                             (token, AssetId::BTC)
@@ -466,7 +665,7 @@ impl Workload {
         let blocks = signed
             .iter()
             .map(|b| {
-                let begin = if spec.kind == WorkloadKind::LendingMix {
+                let begin = if spec.kind.accrues() {
                     begin_block_hooks(&[AssetId::BTC, LENDING_TOKEN])
                 } else {
                     Vec::new()
@@ -546,16 +745,28 @@ fn with_lending(
     mut balances: Vec<(Address, AssetId, Amount)>,
     accounts: &Accounts,
 ) -> Result<KeyMap<Value>, BenchError> {
+    let (config, setup) = lending_setup(runtime, &mut balances, accounts);
+    let mut state = genesis_state(&balances);
+    state.insert(config.0, config.1);
+    run_setup(runtime, state, setup, "lending setup")
+}
+
+/// `lending-mix`'s setup (see [`with_lending`]): adds the lender's token to `balances` and
+/// returns the lending configuration entry and the setup transactions (the market maker's
+/// nonces 0 to 4, each account's 0 and 1).
+fn lending_setup(
+    runtime: &Runtime,
+    balances: &mut Vec<(Address, AssetId, Amount)>,
+    accounts: &Accounts,
+) -> ((parabit_exec::Key, Value), Vec<Tx>) {
     let maker = SigningKey::from_seed(MARKET_MAKER_SEED).address();
     let n = accounts.len() as Amount;
     let cash = POOL_RESERVE + n * LENDING_DEBT;
     balances.push((maker, LENDING_TOKEN, cash));
-    let mut state = genesis_state(&balances);
-    let (k, v) = lending::config_entry(&lending::LendingConfig {
+    let config = lending::config_entry(&lending::LendingConfig {
         admin: maker,
         oracle: maker,
     });
-    state.insert(k, v);
     let params = lending::MarketParams {
         base_rate_per_year: 20_000_000_000_000_000,
         multiplier_per_year: 100_000_000_000_000_000,
@@ -618,6 +829,16 @@ fn with_lending(
             },
         ));
     }
+    (config, setup)
+}
+
+/// Runs `setup` sequentially on `state` in one block; every transaction must succeed.
+fn run_setup(
+    runtime: &Runtime,
+    mut state: KeyMap<Value>,
+    setup: Vec<Tx>,
+    what: &str,
+) -> Result<KeyMap<Value>, BenchError> {
     let out = execute_sequential(runtime, &block_txs(Vec::new(), setup), &state);
     if let Some((i, r)) = out
         .outputs
@@ -626,12 +847,117 @@ fn with_lending(
         .find(|(_, r)| !r.status.is_success())
     {
         return Err(BenchError::InvalidSpec(format!(
-            "lending setup transaction {i} at genesis failed: {:?}",
+            "{what} transaction {i} at genesis failed: {:?}",
             r.status
         )));
     }
     out.writes.apply_to(&mut state);
     Ok(state)
+}
+
+/// The market maker's nonce of `defi-mix`'s staking pool creation (after the lending setup's
+/// 5 and one per swap pool); insurance pool `k` is created at the next nonce plus `2k`.
+const DEFI_STAKING_NONCE: u64 = 5 + DEFI_SWAP_POOLS as u64;
+
+/// `defi-mix`'s staking pool.
+fn defi_staking_pool() -> StakingPoolId {
+    staking::derive_pool_id(
+        &SigningKey::from_seed(MARKET_MAKER_SEED).address(),
+        DEFI_STAKING_NONCE,
+    )
+}
+
+/// `defi-mix`'s insurance pool `k`.
+fn defi_insurance_pool(k: u32) -> InsuranceId {
+    insurance::derive_id(
+        &SigningKey::from_seed(MARKET_MAKER_SEED).address(),
+        DEFI_STAKING_NONCE + 1 + 2 * u64::from(k),
+    )
+}
+
+/// The genesis state of `defi-mix` (see the module doc): `lending-mix`'s setup, then by the
+/// market maker the swap pools, the staking pool and the underwritten insurance pools, then
+/// every account's stake (nonce 2).
+fn with_defi(
+    runtime: &Runtime,
+    mut balances: Vec<(Address, AssetId, Amount)>,
+    accounts: &Accounts,
+) -> Result<KeyMap<Value>, BenchError> {
+    let maker = SigningKey::from_seed(MARKET_MAKER_SEED).address();
+    let (config, mut setup) = lending_setup(runtime, &mut balances, accounts);
+    balances.push((
+        maker,
+        AssetId::BTC,
+        POOL_RESERVE * Amount::from(DEFI_SWAP_POOLS)
+            + INSURANCE_CAPITAL * Amount::from(DEFI_INSURANCE_POOLS),
+    ));
+    balances.extend((0..DEFI_SWAP_POOLS).map(|i| (maker, pool_token(i), POOL_RESERVE)));
+    let tx = |sender: Address, nonce: u64, call: Call| Tx {
+        chain_id: runtime.chain_id,
+        sender,
+        nonce,
+        fee: 0,
+        call,
+    };
+    let mut nonce = 5u64;
+    for i in 0..DEFI_SWAP_POOLS {
+        setup.push(tx(
+            maker,
+            nonce,
+            Call::Dex(DexMsg::AddLiquidity {
+                asset_x: AssetId::BTC,
+                asset_y: pool_token(i),
+                amount_x_desired: POOL_RESERVE,
+                amount_y_desired: POOL_RESERVE,
+                amount_x_min: POOL_RESERVE,
+                amount_y_min: POOL_RESERVE,
+                deadline: u64::MAX,
+            }),
+        ));
+        nonce += 1;
+    }
+    debug_assert_eq!(nonce, DEFI_STAKING_NONCE);
+    setup.push(tx(
+        maker,
+        nonce,
+        Call::Staking(StakingMsg::CreatePool {
+            stake_asset: AssetId::BTC,
+            reward_asset: AssetId::BTC,
+            unbonding_blocks: 100,
+            slash_destination: maker,
+        }),
+    ));
+    nonce += 1;
+    for k in 0..DEFI_INSURANCE_POOLS {
+        setup.push(tx(
+            maker,
+            nonce,
+            Call::Insurance(InsuranceMsg::CreatePool(INSURANCE_PARAMS)),
+        ));
+        setup.push(tx(
+            maker,
+            nonce + 1,
+            Call::Insurance(InsuranceMsg::Underwrite {
+                pool: defi_insurance_pool(k),
+                amount: INSURANCE_CAPITAL,
+            }),
+        ));
+        nonce += 2;
+    }
+    let pool = defi_staking_pool();
+    setup.extend((0..accounts.len()).map(|i| {
+        tx(
+            accounts.address(i),
+            2,
+            Call::Staking(StakingMsg::Stake {
+                pool,
+                amount: DEFI_STAKE,
+            }),
+        )
+    }));
+    let mut state = genesis_state(&balances);
+    state.insert(config.0, config.1);
+    run_setup(runtime, state, setup, "defi-mix setup")
 }
 
 /// The ChaCha8 stream of a workload: seeded by the seed and the workload's name.
@@ -648,9 +974,18 @@ fn rng_for(spec: &WorkloadSpec) -> ChaCha8Rng {
 fn plan(spec: &WorkloadSpec) -> Vec<Planned> {
     let mut rng = rng_for(spec);
     let n = spec.accounts as u32;
-    let lending = spec.kind == WorkloadKind::LendingMix;
-    // `lending-mix` accounts used nonces 0 and 1 at genesis.
-    let mut nonces = vec![if lending { 2u64 } else { 0 }; spec.accounts];
+    let defi = spec.kind == WorkloadKind::DefiMix;
+    let lending = spec.kind == WorkloadKind::LendingMix || defi;
+    // `lending-mix` accounts used nonces 0 and 1 at genesis, `defi-mix` accounts also 2.
+    let first_nonce = match spec.kind {
+        WorkloadKind::LendingMix => 2u64,
+        WorkloadKind::DefiMix => 3,
+        _ => 0,
+    };
+    let mut nonces = vec![first_nonce; spec.accounts];
+    // `defi-mix`: each account's stake and unbonding entries in the staking pool.
+    let mut staked = vec![if defi { DEFI_STAKE } else { 0 }; spec.accounts];
+    let mut entries = vec![0usize; spec.accounts];
     // `lending-mix`: each account's collateral and debt (prices 1:1, indices 1: no interest
     // accrues at the workload's fixed height).
     let mut collateral = vec![if lending { LENDING_COLLATERAL } else { 0 }; spec.accounts];
@@ -660,6 +995,7 @@ fn plan(spec: &WorkloadSpec) -> Vec<Planned> {
             let mut pool = 0;
             let mut sell_token = false;
             let mut lend_op = 0;
+            let mut op = DefiOp::Transfer;
             let (from, to) = match spec.kind {
                 WorkloadKind::TransferUniform => {
                     let from = rng.gen_range(0..n);
@@ -676,6 +1012,23 @@ fn plan(spec: &WorkloadSpec) -> Vec<Planned> {
                 WorkloadKind::BatchswapHot => {
                     sell_token = rng.gen_bool(0.5);
                     (rng.gen_range(0..n), 0)
+                }
+                WorkloadKind::DefiMix => {
+                    op = DefiOp::of(rng.gen_range(0..100u32));
+                    match op {
+                        DefiOp::Swap => pool = rng.gen_range(0..DEFI_SWAP_POOLS),
+                        DefiOp::BatchSwap => {
+                            pool = rng.gen_range(0..DEFI_BATCH_POOLS);
+                            sell_token = rng.gen_bool(0.5);
+                        }
+                        DefiOp::BuyCover | DefiOp::Underwrite => {
+                            pool = rng.gen_range(0..DEFI_INSURANCE_POOLS)
+                        }
+                        _ => {}
+                    }
+                    let from = rng.gen_range(0..n);
+                    let to = rng.gen_range(0..n - 1);
+                    (from, if to >= from { to + 1 } else { to })
                 }
                 WorkloadKind::LendingMix => {
                     let r = rng.gen_range(0..100u32);
@@ -698,7 +1051,45 @@ fn plan(spec: &WorkloadSpec) -> Vec<Planned> {
             } else {
                 amount
             };
-            if lending {
+            let (mut period, mut max_premium, mut risk) = (0, 0, 0);
+            let mut amount = amount;
+            if defi {
+                // Lending ops go through the feasibility check below; the others here.
+                lend_op = match op {
+                    DefiOp::Supply => 0,
+                    DefiOp::Borrow => 1,
+                    DefiOp::Repay => 2,
+                    _ => 5,
+                };
+                let i = from as usize;
+                match op {
+                    DefiOp::Unbond if staked[i] >= amount && entries[i] < 32 => {
+                        staked[i] -= amount;
+                        entries[i] += 1;
+                    }
+                    DefiOp::Unbond | DefiOp::Stake => {
+                        op = DefiOp::Stake;
+                        staked[i] += amount;
+                    }
+                    DefiOp::BuyCover => {
+                        amount *= 10;
+                        period = rng.gen_range(100..=10_000u64);
+                        risk = rng.gen_range(0..RISKS.len());
+                        // The premium at full utilisation: an upper bound of the real one.
+                        let rate = Amount::from(
+                            INSURANCE_PARAMS.base_rate_bps + INSURANCE_PARAMS.slope_bps,
+                        );
+                        max_premium = (amount * rate * Amount::from(period))
+                            .div_ceil(insurance::BPS * insurance::RATE_PERIOD_BLOCKS)
+                            .max(1);
+                    }
+                    // At least 1,000 sats: worth at least 999 shares while the share price is
+                    // below 1.001.
+                    DefiOp::Underwrite => amount = 1_000 + amount * 10,
+                    _ => {}
+                }
+            }
+            if lending && lend_op < 5 {
                 // Collateral factor 0.75 with a margin of a few units for the roundings.
                 let (c, d) = (&mut collateral[from as usize], &mut debt[from as usize]);
                 lend_op = match lend_op {
@@ -715,6 +1106,13 @@ fn plan(spec: &WorkloadSpec) -> Vec<Planned> {
                     3 => *c -= amount,
                     _ => {}
                 }
+                if defi {
+                    op = match lend_op {
+                        1 => DefiOp::Borrow,
+                        2 => DefiOp::Repay,
+                        _ => DefiOp::Supply,
+                    };
+                }
             }
             let nonce = nonces[from as usize];
             nonces[from as usize] += 1;
@@ -726,6 +1124,10 @@ fn plan(spec: &WorkloadSpec) -> Vec<Planned> {
                 pool,
                 sell_token,
                 lend_op,
+                defi: op,
+                period,
+                max_premium,
+                risk,
             }
         })
         .collect()

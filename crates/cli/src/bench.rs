@@ -18,7 +18,7 @@ use parabit_bench::{
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Workload to run: transfer-uniform, transfer-hot, transfer-serial, swap-pools, swap-hot,
-    /// batchswap-hot, lending-mix, or all.
+    /// batchswap-hot, lending-mix, defi-mix, or all.
     #[arg(long, default_value = "transfer-uniform", value_parser = parse_workloads)]
     workload: Workloads,
 

@@ -68,22 +68,21 @@ fn blocks_have_the_requested_shape() {
         assert_eq!(w.txs(), 500);
         let sizes: Vec<usize> = w.signed.iter().map(Vec::len).collect();
         assert_eq!(sizes, vec![128, 128, 128, 116], "{kind}");
-        // `lending-mix` blocks begin with the two markets' accrual hooks.
-        let begin = if kind == WorkloadKind::LendingMix {
-            2
-        } else {
-            0
-        };
+        // `lending-mix` and `defi-mix` blocks begin with the two markets' accrual hooks.
+        let begin = if kind.accrues() { 2 } else { 0 };
         for (b, s) in w.blocks.iter().zip(&w.signed) {
             assert!(b[..begin].iter().all(|t| matches!(t, BlockTx::Hook(_))));
             let b = &b[begin..];
             let unsigned: Vec<_> = s.iter().map(|t| BlockTx::User(t.tx.clone())).collect();
             assert_eq!(b[..s.len()], unsigned[..]);
             // Then the end-block hooks: one settlement per pool with batch orders.
-            let hooks = if kind == WorkloadKind::BatchswapHot {
-                1
-            } else {
-                0
+            let hooks = match kind {
+                WorkloadKind::BatchswapHot => 1,
+                WorkloadKind::DefiMix => {
+                    let users: Vec<_> = s.iter().map(|t| t.tx.clone()).collect();
+                    parabit_modules::end_block_hooks(&users).len()
+                }
+                _ => 0,
             };
             assert_eq!(b.len(), s.len() + hooks, "{kind}");
             assert!(b[s.len()..].iter().all(|t| matches!(t, BlockTx::Hook(_))));
@@ -322,4 +321,59 @@ fn state_root_commits_to_every_entry_and_ignores_insertion_order() {
     assert_ne!(state_root(&rebuilt), root);
     rebuilt.remove(&k);
     assert_ne!(state_root(&rebuilt), root);
+}
+
+/// `defi-mix` draws its transactions in the documented proportions (lending and staking
+/// operations that the plan cannot afford are turned into supplies and stakes, within their
+/// module), and every module's genesis objects exist.
+#[test]
+fn defi_mix_has_its_documented_proportions() {
+    use parabit_modules::{DexMsg, InsuranceMsg, LendingMsg, StakingMsg};
+    let w = generate(&WorkloadSpec {
+        accounts: 300,
+        txs: 20_000,
+        block_size: 5_000,
+        ..spec(WorkloadKind::DefiMix)
+    });
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for t in w.signed.iter().flatten() {
+        let kind = match &t.tx.call {
+            Call::Bank(BankMsg::Transfer { .. }) => "transfer",
+            Call::Dex(DexMsg::SwapExactIn { .. }) => "swap",
+            Call::Dex(DexMsg::BatchSwap { .. }) => "batch",
+            Call::Lending(LendingMsg::Borrow { .. }) => "borrow",
+            Call::Lending(_) => "lending",
+            Call::Staking(StakingMsg::Unbond { .. }) => "unbond",
+            Call::Staking(_) => "staking",
+            Call::Insurance(InsuranceMsg::BuyCover { .. }) => "cover",
+            Call::Insurance(InsuranceMsg::Underwrite { .. }) => "underwrite",
+            other => panic!("unexpected call {other:?}"),
+        };
+        *counts.entry(kind).or_default() += 1;
+    }
+    // Per mille, within 1% of the target (20,000 draws: a standard deviation of at most 3.5‰).
+    let share = |ks: &[&str]| {
+        ks.iter()
+            .map(|k| counts.get(k).copied().unwrap_or(0))
+            .sum::<usize>()
+            * 1000
+            / 20_000
+    };
+    for (ks, target) in [
+        (&["transfer"][..], 400),
+        (&["swap"], 200),
+        (&["batch"], 100),
+        (&["lending", "borrow"], 150),
+        (&["staking", "unbond"], 100),
+        (&["cover"], 30),
+        (&["underwrite"], 20),
+    ] {
+        assert!(share(ks).abs_diff(target) <= 10, "{ks:?}: {counts:?}");
+    }
+    // The plan keeps most borrows and unbonds (it turns only unaffordable ones into supplies
+    // and stakes).
+    assert!(
+        share(&["borrow"]) >= 30 && share(&["unbond"]) >= 30,
+        "{counts:?}"
+    );
 }

@@ -7,6 +7,12 @@
 //! line).
 
 mod bench;
+mod client;
+mod human;
+mod proof;
+mod query_cmd;
+mod tx_cmd;
+mod wallet_cmd;
 
 use std::process::ExitCode;
 
@@ -26,6 +32,12 @@ enum Command {
     /// Measure the execution engine: parallel against sequential on the same blocks, with
     /// the state roots compared.
     Bench(bench::BenchArgs),
+    /// Keys in the encrypted keystore: create, import, list, show, remove.
+    Wallet(wallet_cmd::WalletArgs),
+    /// Sign a transaction with a keystore key, send it to the node and wait for its receipt.
+    Tx(tx_cmd::TxArgs),
+    /// Read chain state from the node: blocks, transactions, balances, pools, markets, proofs.
+    Query(query_cmd::QueryArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +45,9 @@ fn main() -> ExitCode {
     init_tracing();
     let result = match cli.command {
         Command::Bench(args) => bench::run(&args),
+        Command::Wallet(args) => wallet_cmd::run(&args),
+        Command::Tx(args) => tx_cmd::run(&args),
+        Command::Query(args) => query_cmd::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,7 @@
 //! Runs the built `parabit` binary: a tiny `bench --json` run, and bad flags.
 
+mod wallet;
+
 use std::process::{Command, Output};
 
 fn parabit(args: &[&str]) -> Output {

@@ -13,6 +13,14 @@ const PW: &str = "correct horse battery staple";
 /// Runs parabit with `stdin` piped in, `password` in the environment (or none), and no
 /// keystore/RPC variables inherited from the caller.
 fn run(args: &[&str], password: Option<&str>, stdin: &str) -> Output {
+    match password {
+        Some(p) => run_env(args, &[("PARABIT_PASSWORD", p)], stdin),
+        None => run_env(args, &[], stdin),
+    }
+}
+
+/// Runs parabit with `stdin` piped in and exactly the given Parabit variables set.
+pub fn run_env(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_parabit"));
     cmd.args(args)
         .env_remove("PARABIT_PASSWORD")
@@ -23,8 +31,8 @@ fn run(args: &[&str], password: Option<&str>, stdin: &str) -> Output {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some(p) = password {
-        cmd.env("PARABIT_PASSWORD", p);
+    for (k, v) in env {
+        cmd.env(k, v);
     }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
@@ -43,7 +51,7 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn ok(out: &Output) -> String {
+pub fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
         "stdout:\n{}\nstderr:\n{}",
@@ -53,7 +61,7 @@ fn ok(out: &Output) -> String {
     text(&out.stdout)
 }
 
-fn fails(out: &Output) -> String {
+pub fn fails(out: &Output) -> String {
     assert!(
         !out.status.success(),
         "unexpected success: {}",
@@ -62,7 +70,7 @@ fn fails(out: &Output) -> String {
     text(&out.stderr)
 }
 
-fn json(s: &str) -> serde_json::Value {
+pub fn json(s: &str) -> serde_json::Value {
     match serde_json::from_str(s.trim()) {
         Ok(v) => v,
         Err(e) => panic!("not one JSON document ({e}): {s}"),

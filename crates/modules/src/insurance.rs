@@ -1103,3 +1103,82 @@ pub fn quote_premium<S: Storage>(
         period_blocks,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool_params() -> InsurancePool {
+        InsurancePool {
+            asset: AssetId::BTC,
+            max_cover_bps: 5_000,
+            base_rate_bps: 200,
+            slope_bps: 800,
+            notice_blocks: 10,
+            vote_blocks: 5,
+            quorum_bps: 5_000,
+        }
+    }
+
+    #[test]
+    fn capacity_rounds_down() {
+        assert_eq!(capacity(1_001, 5_000), Ok(500));
+        assert_eq!(capacity(1_000, 10_000), Ok(1_000));
+        assert_eq!(capacity(u128::MAX, 10_000), Ok(u128::MAX));
+    }
+
+    #[test]
+    fn premium_follows_the_curve_and_rounds_up() {
+        let p = pool_params();
+        // Utilisation 40% after: 200 + 320 = 520 bps per 100,000 blocks, for 50,000 blocks.
+        assert_eq!(premium(&p, 0, 750_000, 300_000, 50_000), Ok(7_800));
+        // Higher utilisation costs more per unit of cover.
+        let low = premium(&p, 0, 1_000_000, 100_000, 100_000).unwrap();
+        let high = premium(&p, 800_000, 1_000_000, 100_000, 100_000).unwrap();
+        assert_eq!((low, high), (2_800, 9_200));
+        // 336.4 → 337; the minimum is 1.
+        assert_eq!(premium(&p, 1, 501, 400, 1_000_000), Ok(337));
+        assert_eq!(premium(&p, 0, 1_000, 1, 1), Ok(1));
+        // Capacity is a hard bound; none at all refuses every cover.
+        assert!(matches!(
+            premium(&p, 10, 100, 91, 1),
+            Err(InsuranceError::InsufficientCapacity { .. })
+        ));
+        assert!(matches!(
+            premium(&p, 0, 0, 1, 1),
+            Err(InsuranceError::InsufficientCapacity { .. })
+        ));
+        // Huge inputs overflow cleanly instead of wrapping.
+        assert!(matches!(
+            premium(&p, 0, u128::MAX, u128::MAX, u64::MAX),
+            Err(InsuranceError::Overflow(_))
+        ));
+    }
+
+    #[test]
+    fn keys_are_prefixed_and_distinct() {
+        let a = Address([7; 32]);
+        let keys = [
+            K::Pool(1).key(),
+            K::Capital(1).key(),
+            K::TotalShares(1).key(),
+            K::ActiveCover(1).key(),
+            K::TotalAssessorStake(1).key(),
+            K::Shares(1, a).key(),
+            K::Withdrawal(1, a).key(),
+            K::AssessorStake(1, a).key(),
+            K::AssessorLock(1, a).key(),
+            K::Cover(1).key(),
+            K::Claim(1).key(),
+            K::VotesYes(1).key(),
+            K::VotesNo(1).key(),
+            K::Voted(1, a).key(),
+        ];
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(k.as_bytes()[0], PREFIX_POOL + i as u8);
+            assert_eq!(&k.as_bytes()[1..9], &1u64.to_be_bytes());
+        }
+        assert_ne!(K::Shares(1, a).key(), K::Shares(2, a).key());
+        assert_ne!(derive_id(&a, 0), derive_id(&a, 1));
+    }
+}

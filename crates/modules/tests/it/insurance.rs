@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use parabit_exec::{execute_sequential, KeyMap, ParallelExecutor, Value};
+use parabit_exec::{execute_sequential, ExecConfig, KeyMap, ParallelExecutor, Value};
 use parabit_modules::insurance::{
     capacity, derive_id, query_claim, query_cover, quote_premium, vault_address, ClaimStatus,
     PREFIX_ASSESSOR_STAKE, PREFIX_COVER, PREFIX_SHARES, PREFIX_WITHDRAWAL,
@@ -732,6 +732,53 @@ fn deposits_into_a_pool_with_shares_and_no_capital_are_refused() {
     );
 }
 
+/// A fixed block of 600 insurance transactions from many users on one pool (cover purchases
+/// and underwriting that read the pool's totals, votes that only add to the tallies, assessor
+/// stakes, claims) runs through the parallel workers and equals the sequential oracle.
+#[test]
+fn a_busy_block_on_one_pool_runs_in_parallel_and_matches() {
+    let users = 40;
+    let mut c = Chain::new(users);
+    let p = c.pool;
+    c.ok(account(0), underwrite(p, 10_000_000));
+    let mut covers = Vec::new();
+    for i in 0..users {
+        c.ok(account(i), stake(p, 1_000 + u128::from(i)));
+        covers.push(c.buy(account(i), 10_000, 1_000));
+    }
+    for (i, cover) in covers.iter().enumerate().take(10) {
+        c.ok(account(i as u32), file(*cover, 5_000));
+    }
+    let txs: Vec<Tx> = (0..600u32)
+        .map(|k| {
+            let who = account(k % users);
+            let msg = match k % 6 {
+                0 => buy(p, 1_000 + u128::from(k), 500, Amount::MAX),
+                1 => underwrite(p, 5_000 + u128::from(k)),
+                2 | 3 => vote(covers[(k as usize / 7) % 10], k % 5 != 0),
+                4 => stake(p, u128::from(k) + 1),
+                _ => InsuranceMsg::Resolve {
+                    cover: covers[k as usize % 10],
+                },
+            };
+            c.tx(who, msg)
+        })
+        .collect();
+    let block: Vec<BlockTx> = txs.into_iter().map(BlockTx::User).collect();
+    let vm = runtime().at_height(c.height);
+    let seq = execute_sequential(&vm, &block, &c.state);
+    let ok = seq.outputs.iter().filter(|r| r.status.is_success()).count();
+    assert!(ok > 300, "only {ok} successes");
+    for pool in &pools()[1..] {
+        let (par, stats) =
+            ParallelExecutor::new(pool).execute_block_with_stats(&vm, &block, &c.state);
+        assert_eq!(par, seq);
+        assert!(stats.executions > 0, "{stats:?}");
+    }
+    seq.writes.apply_to(&mut c.state);
+    check_invariants(&c).unwrap();
+}
+
 /// The module's invariants on a committed state (every pool of `c`'s asset).
 fn check_invariants(c: &Chain) -> Result<(), String> {
     check_conservation(&c.state).map_err(|e| e.to_string())?;
@@ -962,8 +1009,13 @@ proptest! {
         let vm = runtime().at_height(c.height);
         let seq = execute_sequential(&vm, &block, &c.state);
         for pool in pools() {
-            let par = ParallelExecutor::new(pool).execute_block(&vm, &block, &c.state);
-            prop_assert_eq!(&par, &seq);
+            // Every block through the parallel machinery (no small-block shortcut), with and
+            // without the sequential fallback.
+            for fallback in [true, false] {
+                let config = ExecConfig { min_parallel_txns: 0, fallback, ..ExecConfig::default() };
+                let par = ParallelExecutor::with_config(pool, config).execute_block(&vm, &block, &c.state);
+                prop_assert_eq!(&par, &seq);
+            }
         }
         seq.writes.apply_to(&mut c.state);
         if let Err(e) = check_invariants(&c) {

@@ -1,0 +1,758 @@
+//! The store: one redb file with the latest state, the Jellyfish Merkle tree, blocks,
+//! receipts and transaction indexes, written by one atomic transaction per block.
+//!
+//! Tables (keys big-endian where numeric, so byte order is numeric order):
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `meta` | `"format"`, `"latest"`, `"oldest_version"` | format tag; u64 (big-endian) |
+//! | `state` | state key bytes | [`encode_value`] of its value |
+//! | `jmt_nodes` | `borsh(NodeKey)` | `borsh(Node)` |
+//! | `jmt_values` | `key_hash ‖ version` | encoded value, or empty for a deletion |
+//! | `jmt_stale_nodes` | `stale_since ‖ borsh(NodeKey)` | `()` |
+//! | `jmt_stale_values` | `stale_since ‖ key_hash ‖ version` | `()` |
+//! | `headers` | height | `borsh(BlockHeader)` |
+//! | `bodies` | height | `borsh(Vec<SignedTransaction<C>>)` |
+//! | `block_hashes` | header hash | height |
+//! | `receipts` | (height, index) | `borsh(Receipt)` |
+//! | `tx_index` | tx id | (height, index) of its first inclusion |
+//! | `account_txs` | `address ‖ height ‖ index` | tx id |
+//!
+//! Invariants:
+//! - Tree version = block height; genesis is height 0 and has an all-zero parent hash.
+//! - [`Store::commit`] writes the state, tree nodes, value history, block, receipts, indexes
+//!   and the new latest height in one redb write transaction with immediate durability, after
+//!   checking everything it can refuse; a refused or failed commit writes nothing. After a
+//!   crash at any instant the store reopens at the last committed block, whole.
+//! - The `state` table equals the tree's contents at the latest version, and the latest
+//!   header's `state_root` is that tree's root.
+//! - With `keep_versions = Some(n)`, trees of the last `n` heights are kept: every node or
+//!   history entry that only older trees use is deleted in the commit that makes it
+//!   unnecessary; a query for an older height is [`StoreError::Pruned`].
+//! - The store spawns no threads and does no network I/O. It is `Send + Sync`; reads may run
+//!   concurrently with a commit (redb's MVCC), and commits are serialised by redb.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use jmt::storage::{NibblePath, NodeKey, StaleNodeIndex, TreeUpdateBatch};
+use jmt::{KeyHash, OwnedValue, Sha256Jmt};
+use parabit_exec::{Key, KeyMap, Value, WriteSet};
+use parabit_primitives::{tx_root, Address, Block, BlockHeader, Receipt, SignedTransaction, TxId};
+use parking_lot::RwLock;
+use redb::{
+    Database, Durability, ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
+
+use crate::codec::{
+    account_key, be_u64, encode_value, key_hash, stale_value_key, stored_key, stored_value,
+    value_key,
+};
+use crate::error::StoreError;
+use crate::tree::{fresh_state_root, tree_error, Proof, RedbTreeReader};
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
+const NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jmt_nodes");
+const VALUES: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("jmt_values");
+const STALE_NODES: TableDefinition<&[u8], ()> = TableDefinition::new("jmt_stale_nodes");
+const STALE_VALUES: TableDefinition<&[u8; 48], ()> = TableDefinition::new("jmt_stale_values");
+const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("headers");
+const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
+const HASHES: TableDefinition<&[u8; 32], u64> = TableDefinition::new("block_hashes");
+const RECEIPTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("receipts");
+const TX_INDEX: TableDefinition<&[u8; 32], (u64, u32)> = TableDefinition::new("tx_index");
+const ACCOUNT_TXS: TableDefinition<&[u8; 44], &[u8; 32]> = TableDefinition::new("account_txs");
+
+/// The format tag stored under `meta["format"]`.
+const FORMAT: &[u8] = b"parabit-storage/1";
+const META_FORMAT: &str = "format";
+const META_LATEST: &str = "latest";
+const META_OLDEST: &str = "oldest_version";
+
+/// How the store behaves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Keep the Merkle trees of only the last `n` heights (`n >= 1`); `None` keeps all.
+    pub keep_versions: Option<u64>,
+    /// Commit with redb's quick-repair (two-phase commit and saved allocator state): commits
+    /// are a little slower and reopening after a crash is almost instant instead of a walk
+    /// over the whole file. Either way a crash loses nothing committed.
+    pub quick_repair: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> StoreConfig {
+        StoreConfig {
+            keep_versions: None,
+            quick_repair: true,
+        }
+    }
+}
+
+/// The tree update for the next block, computed by [`Store::prepare`] and written by
+/// [`Store::commit`].
+pub struct Prepared {
+    height: u64,
+    parent_root: Option<[u8; 32]>,
+    root: [u8; 32],
+    batch: TreeUpdateBatch,
+    /// The block's writes, deduplicated and sorted by key hash: key, encoded value or deletion.
+    writes: Vec<(KeyHash, Key, Option<OwnedValue>)>,
+}
+
+impl Prepared {
+    /// The state root after the block.
+    pub fn state_root(&self) -> [u8; 32] {
+        self.root
+    }
+
+    /// The height this update is for.
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("height", &self.height)
+            .field("root", &hex::encode(self.root))
+            .field("writes", &self.writes.len())
+            .finish()
+    }
+}
+
+/// Sizes of the tree tables (for metrics and tests).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TreeStats {
+    /// Tree nodes stored.
+    pub nodes: u64,
+    /// Value history entries stored.
+    pub values: u64,
+    /// Nodes waiting to be pruned.
+    pub stale_nodes: u64,
+    /// History entries waiting to be pruned.
+    pub stale_values: u64,
+    /// Keys in the latest state.
+    pub state_keys: u64,
+}
+
+/// What the store knows without reading the file.
+struct Tip {
+    latest: Option<BlockHeader>,
+    oldest_version: u64,
+}
+
+/// The durable store (see the module doc).
+pub struct Store {
+    db: Database,
+    config: StoreConfig,
+    tip: RwLock<Tip>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tip = self.tip.read();
+        f.debug_struct("Store")
+            .field("latest", &tip.latest.as_ref().map(|h| h.height))
+            .field("oldest_version", &tip.oldest_version)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens the store at `path`, creating it if the file does not exist (or is empty).
+    /// A file that is not a redb database, or a redb database that is not a Parabit store, is
+    /// an error.
+    pub fn open(path: impl AsRef<Path>, config: StoreConfig) -> Result<Store, StoreError> {
+        if config.keep_versions == Some(0) {
+            return Err(StoreError::InvalidConfig(
+                "keep_versions must be at least 1".into(),
+            ));
+        }
+        let db = Database::create(path)?;
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate);
+        txn.set_quick_repair(config.quick_repair);
+        let fresh = {
+            let meta = match txn.open_table(META) {
+                Ok(meta) => meta,
+                Err(redb::TableError::TableTypeMismatch { .. }) => {
+                    return Err(StoreError::Foreign(
+                        "its meta table has another layout".into(),
+                    ))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let format = meta.get(META_FORMAT)?.map(|g| g.value().to_vec());
+            match format {
+                Some(f) if f == FORMAT => false,
+                Some(f) => {
+                    return Err(StoreError::Foreign(format!(
+                        "format tag {:?}, expected {:?}",
+                        String::from_utf8_lossy(&f),
+                        String::from_utf8_lossy(FORMAT)
+                    )))
+                }
+                None => {
+                    if !meta.is_empty()? || txn.list_tables()?.count() > 1 {
+                        return Err(StoreError::Foreign(
+                            "the database holds other tables and no format tag".into(),
+                        ));
+                    }
+                    true
+                }
+            }
+        };
+        if fresh {
+            txn.open_table(META)?.insert(META_FORMAT, FORMAT)?;
+            // Create every table so that readers never meet a missing one.
+            txn.open_table(STATE)?;
+            txn.open_table(NODES)?;
+            txn.open_table(VALUES)?;
+            txn.open_table(STALE_NODES)?;
+            txn.open_table(STALE_VALUES)?;
+            txn.open_table(HEADERS)?;
+            txn.open_table(BODIES)?;
+            txn.open_table(HASHES)?;
+            txn.open_table(RECEIPTS)?;
+            txn.open_table(TX_INDEX)?;
+            txn.open_table(ACCOUNT_TXS)?;
+            txn.commit()?;
+        } else {
+            txn.abort()?;
+        }
+        let read = db.begin_read()?;
+        let meta = read.open_table(META)?;
+        let latest_height = meta_u64(&meta, META_LATEST)?;
+        let oldest_version = meta_u64(&meta, META_OLDEST)?.unwrap_or(0);
+        let latest =
+            match latest_height {
+                None => None,
+                Some(h) => Some(read_header(&read, h)?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("latest height {h} has no header"))
+                })?),
+            };
+        Ok(Store {
+            db,
+            config,
+            tip: RwLock::new(Tip {
+                latest,
+                oldest_version,
+            }),
+        })
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// The latest committed header (`None` before genesis).
+    pub fn latest(&self) -> Option<BlockHeader> {
+        self.tip.read().latest.clone()
+    }
+
+    /// The height the next block must have.
+    pub fn next_height(&self) -> u64 {
+        self.tip.read().latest.as_ref().map_or(0, |h| h.height + 1)
+    }
+
+    /// The oldest height whose Merkle tree (and so proofs) is kept.
+    pub fn oldest_version(&self) -> u64 {
+        self.tip.read().oldest_version
+    }
+
+    /// Computes the tree update and state root of applying `writes` on top of the latest state
+    /// as block `height`, without writing anything. If a key appears more than once in
+    /// `writes`, its last entry counts (as in [`WriteSet::apply_to`]).
+    pub fn prepare(&self, height: u64, writes: &WriteSet) -> Result<Prepared, StoreError> {
+        let (expected, parent_root) = {
+            let tip = self.tip.read();
+            let latest = tip.latest.as_ref();
+            (
+                latest.map_or(0, |h| h.height + 1),
+                latest.map(|h| h.state_root),
+            )
+        };
+        if height != expected {
+            return Err(StoreError::WrongHeight {
+                expected,
+                got: height,
+            });
+        }
+        let mut dedup: BTreeMap<KeyHash, (Key, Option<OwnedValue>)> = BTreeMap::new();
+        for (key, value) in &writes.0 {
+            dedup.insert(key_hash(key), (*key, value.as_ref().map(encode_value)));
+        }
+        let writes: Vec<(KeyHash, Key, Option<OwnedValue>)> =
+            dedup.into_iter().map(|(h, (k, v))| (h, k, v)).collect();
+
+        let read = self.db.begin_read()?;
+        let reader = RedbTreeReader {
+            nodes: read.open_table(NODES)?,
+            values: read.open_table(VALUES)?,
+        };
+        let tree = Sha256Jmt::new(&reader);
+        let all_inserts = !writes.is_empty() && writes.iter().all(|w| w.2.is_some());
+        let (root, mut batch) = if all_inserts {
+            // The batch insertion path is faster but cannot delete (nor take an empty set).
+            let set = writes
+                .iter()
+                .filter_map(|(h, _, v)| v.clone().map(|v| (*h, v)))
+                .collect();
+            let (roots, batch) = tree
+                .batch_put_value_sets(vec![set], None, height)
+                .map_err(tree_error)?;
+            let root = roots
+                .first()
+                .copied()
+                .ok_or_else(|| StoreError::Tree("no root computed".into()))?;
+            (root, batch)
+        } else {
+            let set = writes.iter().map(|(h, _, v)| (*h, v.clone()));
+            tree.put_value_set(set, height).map_err(tree_error)?
+        };
+        if height > 0 {
+            // Every version has its own root node; the previous one is used by no later tree.
+            // (jmt records it as stale only when the root's contents changed.)
+            batch.stale_node_index_batch.insert(StaleNodeIndex {
+                stale_since_version: height,
+                node_key: NodeKey::new(height - 1, std::iter::empty().collect::<NibblePath>()),
+            });
+        }
+        Ok(Prepared {
+            height,
+            parent_root,
+            root: root.0,
+            batch,
+            writes,
+        })
+    }
+
+    /// Writes block `block` with the prepared state update, its receipts (one per transaction)
+    /// and its index entries, atomically and durably. `extra_accounts` is empty or has one list
+    /// per transaction: accounts besides the sender whose history should list it.
+    ///
+    /// Refused (and nothing written) when the height is not the next one, the prepared update
+    /// was computed on another parent, the header's state root is not the prepared root, its
+    /// parent hash is not the previous header's hash (zeros for genesis), its `tx_root` or
+    /// `tx_count` do not match the transactions, or a list has the wrong length.
+    pub fn commit<C: BorshSerialize>(
+        &self,
+        prepared: Prepared,
+        block: &Block<C>,
+        receipts: &[Receipt],
+        extra_accounts: &[Vec<Address>],
+    ) -> Result<(), StoreError> {
+        let header = &block.header;
+        let height = header.height;
+        let ntx = block.txs.len();
+        if receipts.len() != ntx {
+            return Err(StoreError::CountMismatch {
+                what: "receipts",
+                got: receipts.len(),
+                txs: ntx,
+            });
+        }
+        if !extra_accounts.is_empty() && extra_accounts.len() != ntx {
+            return Err(StoreError::CountMismatch {
+                what: "extra accounts",
+                got: extra_accounts.len(),
+                txs: ntx,
+            });
+        }
+        let ids = block.tx_ids();
+        if u32::try_from(ntx) != Ok(header.tx_count) || tx_root(&ids) != header.tx_root {
+            return Err(StoreError::TxsMismatch);
+        }
+        if header.state_root != prepared.root {
+            return Err(StoreError::StateRootMismatch {
+                block: hex::encode(header.state_root),
+                prepared: hex::encode(prepared.root),
+            });
+        }
+        let header_bytes = encode(header)?;
+        let body_bytes = encode(&block.txs)?;
+        let hash = header.hash();
+
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate);
+        txn.set_quick_repair(self.config.quick_repair);
+
+        // Checks against the committed chain, inside the transaction that extends it.
+        let (latest, oldest) = {
+            let meta = txn.open_table(META)?;
+            (
+                meta_u64(&meta, META_LATEST)?,
+                meta_u64(&meta, META_OLDEST)?.unwrap_or(0),
+            )
+        };
+        let expected = latest.map_or(0, |h| h + 1);
+        if height != expected || prepared.height != expected {
+            return Err(StoreError::WrongHeight {
+                expected,
+                got: if height != expected {
+                    height
+                } else {
+                    prepared.height
+                },
+            });
+        }
+        let parent = match latest {
+            None => None,
+            Some(h) => {
+                let headers = txn.open_table(HEADERS)?;
+                let bytes = headers.get(h)?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("latest height {h} has no header"))
+                })?;
+                Some(decode::<BlockHeader>(bytes.value(), "header")?)
+            }
+        };
+        if parent.as_ref().map(|p| p.state_root) != prepared.parent_root {
+            return Err(StoreError::StalePrepared);
+        }
+        let parent_hash = parent.as_ref().map_or([0; 32], BlockHeader::hash);
+        if header.parent_hash != parent_hash {
+            return Err(StoreError::ParentMismatch {
+                expected: hex::encode(parent_hash),
+                got: hex::encode(header.parent_hash),
+            });
+        }
+
+        write_state_and_tree(&txn, &prepared)?;
+
+        {
+            txn.open_table(HEADERS)?
+                .insert(height, header_bytes.as_slice())?;
+            txn.open_table(BODIES)?
+                .insert(height, body_bytes.as_slice())?;
+            txn.open_table(HASHES)?.insert(&hash, height)?;
+            let mut receipts_table = txn.open_table(RECEIPTS)?;
+            let mut tx_index = txn.open_table(TX_INDEX)?;
+            let mut accounts = txn.open_table(ACCOUNT_TXS)?;
+            for (i, ((tx, id), receipt)) in block.txs.iter().zip(&ids).zip(receipts).enumerate() {
+                // `ntx` fits in u32 (checked against tx_count above).
+                let index = u32::try_from(i).map_err(|_| StoreError::TxsMismatch)?;
+                receipts_table.insert((height, index), encode(receipt)?.as_slice())?;
+                if tx_index.get(&id.0)?.is_none() {
+                    tx_index.insert(&id.0, (height, index))?;
+                }
+                accounts.insert(&account_key(&tx.tx.sender.0, height, index), &id.0)?;
+                for account in extra_accounts.get(i).into_iter().flatten() {
+                    accounts.insert(&account_key(&account.0, height, index), &id.0)?;
+                }
+            }
+        }
+
+        let new_oldest = match self.config.keep_versions {
+            Some(n) => (height + 1).saturating_sub(n).max(oldest),
+            None => oldest,
+        };
+        if new_oldest > oldest {
+            prune(&txn, new_oldest)?;
+        }
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert(META_LATEST, height.to_be_bytes().as_slice())?;
+            meta.insert(META_OLDEST, new_oldest.to_be_bytes().as_slice())?;
+        }
+        txn.commit()?;
+
+        let mut tip = self.tip.write();
+        tip.latest = Some(header.clone());
+        tip.oldest_version = new_oldest;
+        Ok(())
+    }
+
+    /// The latest value of `key`.
+    pub fn get(&self, key: &Key) -> Result<Option<Value>, StoreError> {
+        let read = self.db.begin_read()?;
+        let state = read.open_table(STATE)?;
+        match state.get(key.as_bytes())? {
+            None => Ok(None),
+            Some(v) => Ok(Some(stored_value(v.value(), "state")?)),
+        }
+    }
+
+    /// The whole latest state.
+    pub fn load_state(&self) -> Result<KeyMap<Value>, StoreError> {
+        let read = self.db.begin_read()?;
+        let state = read.open_table(STATE)?;
+        let mut out =
+            parabit_exec::key_map_with_capacity(usize::try_from(state.len()?).unwrap_or(0));
+        for entry in state.iter()? {
+            let (k, v) = entry?;
+            out.insert(stored_key(k.value())?, stored_value(v.value(), "state")?);
+        }
+        Ok(out)
+    }
+
+    /// The header at `height`.
+    pub fn header(&self, height: u64) -> Result<Option<BlockHeader>, StoreError> {
+        read_header(&self.db.begin_read()?, height)
+    }
+
+    /// The block at `height`.
+    pub fn block<C: BorshDeserialize>(&self, height: u64) -> Result<Option<Block<C>>, StoreError> {
+        let read = self.db.begin_read()?;
+        let Some(header) = read_header(&read, height)? else {
+            return Ok(None);
+        };
+        let bodies = read.open_table(BODIES)?;
+        let bytes = bodies
+            .get(height)?
+            .ok_or_else(|| StoreError::Corrupt(format!("block {height} has no body")))?;
+        let txs: Vec<SignedTransaction<C>> = decode(bytes.value(), "block body")?;
+        Ok(Some(Block { header, txs }))
+    }
+
+    /// The height of the block whose header hash is `hash`.
+    pub fn height_of(&self, hash: &[u8; 32]) -> Result<Option<u64>, StoreError> {
+        let read = self.db.begin_read()?;
+        let hashes = read.open_table(HASHES)?;
+        Ok(hashes.get(hash)?.map(|g| g.value()))
+    }
+
+    /// Where a transaction was first included: (height, index in block).
+    pub fn tx_location(&self, id: &TxId) -> Result<Option<(u64, u32)>, StoreError> {
+        let read = self.db.begin_read()?;
+        let index = read.open_table(TX_INDEX)?;
+        Ok(index.get(&id.0)?.map(|g| g.value()))
+    }
+
+    /// The receipt of a transaction (at its first inclusion).
+    pub fn receipt(&self, id: &TxId) -> Result<Option<Receipt>, StoreError> {
+        let read = self.db.begin_read()?;
+        let index = read.open_table(TX_INDEX)?;
+        let Some(location) = index.get(&id.0)?.map(|g| g.value()) else {
+            return Ok(None);
+        };
+        let receipts = read.open_table(RECEIPTS)?;
+        let bytes = receipts.get(location)?.ok_or_else(|| {
+            StoreError::Corrupt(format!("transaction {id} indexed without a receipt"))
+        })?;
+        Ok(Some(decode(bytes.value(), "receipt")?))
+    }
+
+    /// Up to `limit` transactions that involve `account` (as sender or as an extra account),
+    /// newest first.
+    pub fn account_txs(&self, account: &Address, limit: usize) -> Result<Vec<TxId>, StoreError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(ACCOUNT_TXS)?;
+        let low = account_key(&account.0, 0, 0);
+        let high = account_key(&account.0, u64::MAX, u32::MAX);
+        let mut out = Vec::new();
+        for entry in table.range::<&[u8; 44]>(&low..=&high)?.rev().take(limit) {
+            let (_, id) = entry?;
+            out.push(TxId(*id.value()));
+        }
+        Ok(out)
+    }
+
+    /// The value of `key` after block `height`, with a proof against that block's state root.
+    pub fn get_with_proof(
+        &self,
+        key: &Key,
+        height: u64,
+    ) -> Result<(Option<Value>, Proof), StoreError> {
+        let read = self.db.begin_read()?;
+        // Read the tip from the same snapshot as the tree.
+        let meta = read.open_table(META)?;
+        let latest = meta_u64(&meta, META_LATEST)?;
+        let oldest = meta_u64(&meta, META_OLDEST)?.unwrap_or(0);
+        if latest.is_none_or(|l| height > l) {
+            return Err(StoreError::UnknownHeight(height));
+        }
+        if height < oldest {
+            return Err(StoreError::Pruned { height, oldest });
+        }
+        let reader = RedbTreeReader {
+            nodes: read.open_table(NODES)?,
+            values: read.open_table(VALUES)?,
+        };
+        let (value, proof) = Sha256Jmt::new(&reader)
+            .get_with_proof(key_hash(key), height)
+            .map_err(tree_error)?;
+        let value = match value {
+            None => None,
+            Some(bytes) => Some(stored_value(&bytes, "tree value")?),
+        };
+        Ok((value, Proof::new(proof)))
+    }
+
+    /// Sizes of the tree tables.
+    pub fn tree_stats(&self) -> Result<TreeStats, StoreError> {
+        let read = self.db.begin_read()?;
+        Ok(TreeStats {
+            nodes: read.open_table(NODES)?.len()?,
+            values: read.open_table(VALUES)?.len()?,
+            stale_nodes: read.open_table(STALE_NODES)?.len()?,
+            stale_values: read.open_table(STALE_VALUES)?.len()?,
+            state_keys: read.open_table(STATE)?.len()?,
+        })
+    }
+
+    /// Checks the whole file: redb's own integrity check (which repairs what it can), every
+    /// header decodes and links to its parent and its hash index, and the latest state
+    /// rebuilt from scratch has the latest header's root. Slow on a big store.
+    pub fn check(&mut self) -> Result<(), StoreError> {
+        self.db.check_integrity()?;
+        let read = self.db.begin_read()?;
+        let meta = read.open_table(META)?;
+        let latest = meta_u64(&meta, META_LATEST)?;
+        let hashes = read.open_table(HASHES)?;
+        let mut parent_hash = [0u8; 32];
+        for height in 0..=latest.unwrap_or(0) {
+            if latest.is_none() {
+                break;
+            }
+            let header = read_header(&read, height)?
+                .ok_or_else(|| StoreError::Corrupt(format!("no header at height {height}")))?;
+            if header.height != height || header.parent_hash != parent_hash {
+                return Err(StoreError::Corrupt(format!(
+                    "header at height {height} does not link to its parent"
+                )));
+            }
+            parent_hash = header.hash();
+            if hashes.get(&parent_hash)?.map(|g| g.value()) != Some(height) {
+                return Err(StoreError::Corrupt(format!(
+                    "hash index is wrong for height {height}"
+                )));
+            }
+        }
+        drop(read);
+        let root = fresh_state_root(&self.load_state()?)?;
+        let expected = self
+            .latest()
+            .map_or(crate::tree::EMPTY_ROOT, |h| h.state_root);
+        if root != expected {
+            return Err(StoreError::Corrupt(format!(
+                "state table root {} differs from the latest header's {}",
+                hex::encode(root),
+                hex::encode(expected)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Writes the latest state, tree nodes, value history and stale indexes of `prepared`.
+fn write_state_and_tree(txn: &WriteTransaction, prepared: &Prepared) -> Result<(), StoreError> {
+    let version = prepared.height;
+    let mut state = txn.open_table(STATE)?;
+    let mut values = txn.open_table(VALUES)?;
+    let mut stale_values = txn.open_table(STALE_VALUES)?;
+    for (hash, key, value) in &prepared.writes {
+        match value {
+            Some(v) => {
+                state.insert(key.as_bytes(), v.as_slice())?;
+            }
+            None => {
+                state.remove(key.as_bytes())?;
+            }
+        }
+        let low = value_key(&hash.0, 0);
+        let high = value_key(&hash.0, version);
+        let previous = match values.range::<&[u8; 40]>(&low..&high)?.next_back() {
+            None => None,
+            Some(entry) => {
+                let (k, _) = entry?;
+                Some(be_u64(k.value(), 32).ok_or_else(|| {
+                    StoreError::Corrupt("value history key has no version".into())
+                })?)
+            }
+        };
+        values.insert(
+            &value_key(&hash.0, version),
+            value.as_deref().unwrap_or(&[]),
+        )?;
+        if let Some(previous) = previous {
+            stale_values.insert(&stale_value_key(version, &hash.0, previous), ())?;
+        }
+    }
+    let mut nodes = txn.open_table(NODES)?;
+    for (node_key, node) in prepared.batch.node_batch.nodes() {
+        nodes.insert(encode(node_key)?.as_slice(), encode(node)?.as_slice())?;
+    }
+    let mut stale_nodes = txn.open_table(STALE_NODES)?;
+    for stale in &prepared.batch.stale_node_index_batch {
+        let mut key = stale.stale_since_version.to_be_bytes().to_vec();
+        stale
+            .node_key
+            .serialize(&mut key)
+            .map_err(|e| StoreError::Encoding(e.to_string()))?;
+        stale_nodes.insert(key.as_slice(), ())?;
+    }
+    Ok(())
+}
+
+/// Deletes every tree node and value history entry that no tree at `oldest` or later uses.
+fn prune(txn: &WriteTransaction, oldest: u64) -> Result<(), StoreError> {
+    let bound = oldest.saturating_add(1).to_be_bytes();
+    let mut stale_nodes = txn.open_table(STALE_NODES)?;
+    let mut nodes = txn.open_table(NODES)?;
+    let mut done = Vec::new();
+    for entry in stale_nodes.range::<&[u8]>(..bound.as_slice())? {
+        let (k, _) = entry?;
+        done.push(k.value().to_vec());
+    }
+    for key in &done {
+        let node_key = key
+            .get(8..)
+            .ok_or_else(|| StoreError::Corrupt("stale node index key too short".into()))?;
+        nodes.remove(node_key)?;
+        stale_nodes.remove(key.as_slice())?;
+    }
+    let mut stale_values = txn.open_table(STALE_VALUES)?;
+    let mut values = txn.open_table(VALUES)?;
+    let mut bound_key = [0u8; 48];
+    bound_key[..8].copy_from_slice(&bound);
+    let mut done = Vec::new();
+    for entry in stale_values.range::<&[u8; 48]>(..&bound_key)? {
+        let (k, _) = entry?;
+        done.push(*k.value());
+    }
+    for key in &done {
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&key[8..40]);
+        let version = be_u64(key, 40)
+            .ok_or_else(|| StoreError::Corrupt("stale value key too short".into()))?;
+        values.remove(&value_key(&hash, version))?;
+        stale_values.remove(key)?;
+    }
+    Ok(())
+}
+
+fn meta_u64(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    name: &str,
+) -> Result<Option<u64>, StoreError> {
+    match meta.get(name)? {
+        None => Ok(None),
+        Some(bytes) => be_u64(bytes.value(), 0)
+            .filter(|_| bytes.value().len() == 8)
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt(format!("meta {name} is not a u64"))),
+    }
+}
+
+fn read_header(read: &ReadTransaction, height: u64) -> Result<Option<BlockHeader>, StoreError> {
+    let headers = read.open_table(HEADERS)?;
+    match headers.get(height)? {
+        None => Ok(None),
+        Some(bytes) => Ok(Some(decode(bytes.value(), "header")?)),
+    }
+}
+
+fn encode<T: BorshSerialize + ?Sized>(value: &T) -> Result<Vec<u8>, StoreError> {
+    borsh::to_vec(value).map_err(|e| StoreError::Encoding(e.to_string()))
+}
+
+fn decode<T: BorshDeserialize>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
+    borsh::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}

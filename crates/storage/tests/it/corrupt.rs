@@ -1,0 +1,164 @@
+//! Corrupt and foreign files are clear errors, never panics.
+
+use parabit_exec::Value;
+use parabit_storage::{Store, StoreConfig, StoreError};
+use redb::TableDefinition;
+
+use crate::{commit_next, key, temp_store, writes};
+
+#[test]
+fn garbage_files_are_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, bytes) in [
+        ("text", b"hello, this is not a database at all".repeat(200)),
+        ("zeros", vec![0u8; 8192]),
+        ("short", vec![1u8; 3]),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).expect("write");
+        let err = Store::open(&path, StoreConfig::default()).expect_err(name);
+        assert!(!err.is_rejection(), "{name}: {err}");
+        // The file is left as it was.
+        assert_eq!(std::fs::read(&path).expect("read"), bytes, "{name}");
+    }
+}
+
+#[test]
+fn foreign_redb_databases_are_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Another application's tables.
+    let path = dir.path().join("other.redb");
+    {
+        let db = redb::Database::create(&path).expect("create");
+        let txn = db.begin_write().expect("txn");
+        txn.open_table(TableDefinition::<u64, u64>::new("things"))
+            .expect("table")
+            .insert(1, 2)
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+    let err = Store::open(&path, StoreConfig::default()).expect_err("foreign");
+    assert!(matches!(err, StoreError::Foreign(_)), "{err}");
+    // A `meta` table of another layout.
+    let path = dir.path().join("meta.redb");
+    {
+        let db = redb::Database::create(&path).expect("create");
+        let txn = db.begin_write().expect("txn");
+        txn.open_table(TableDefinition::<u64, u64>::new("meta"))
+            .expect("table")
+            .insert(1, 2)
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+    let err = Store::open(&path, StoreConfig::default()).expect_err("foreign meta");
+    assert!(matches!(err, StoreError::Foreign(_)), "{err}");
+    // Another format version.
+    let path = dir.path().join("v2.redb");
+    {
+        let db = redb::Database::create(&path).expect("create");
+        let txn = db.begin_write().expect("txn");
+        txn.open_table(TableDefinition::<&str, &[u8]>::new("meta"))
+            .expect("table")
+            .insert("format", b"parabit-storage/2".as_slice())
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+    let err = Store::open(&path, StoreConfig::default()).expect_err("other version");
+    assert!(matches!(err, StoreError::Foreign(_)), "{err}");
+}
+
+#[test]
+fn invalid_config_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = Store::open(
+        dir.path().join("x.redb"),
+        StoreConfig {
+            keep_versions: Some(0),
+            quick_repair: true,
+        },
+    )
+    .expect_err("keep 0");
+    assert!(matches!(err, StoreError::InvalidConfig(_)));
+}
+
+#[test]
+fn undecodable_stored_data_is_an_error() {
+    let (_dir, path, store) = temp_store(StoreConfig::default());
+    commit_next(&store, &writes(&[(1, Some(Value::Num(1)))]), vec![]);
+    drop(store);
+    let tamper = |f: &dyn Fn(&redb::WriteTransaction)| {
+        let db = redb::Database::create(&path).expect("open");
+        let txn = db.begin_write().expect("txn");
+        f(&txn);
+        txn.commit().expect("commit");
+    };
+    let state_table = TableDefinition::<&[u8], &[u8]>::new("state");
+    // A value that does not decode.
+    tamper(&|txn| {
+        txn.open_table(state_table)
+            .expect("state")
+            .insert(key(1).as_bytes(), [9u8, 9].as_slice())
+            .expect("insert");
+    });
+    let store = Store::open(&path, StoreConfig::default()).expect("open");
+    assert!(matches!(store.get(&key(1)), Err(StoreError::Corrupt(_))));
+    assert!(matches!(store.load_state(), Err(StoreError::Corrupt(_))));
+    drop(store);
+    // A key longer than any state key.
+    tamper(&|txn| {
+        let mut t = txn.open_table(state_table).expect("state");
+        t.insert(key(1).as_bytes(), [0u8; 17].as_slice())
+            .expect("insert");
+        t.insert([7u8; 70].as_slice(), [0u8; 17].as_slice())
+            .expect("insert");
+    });
+    let store = Store::open(&path, StoreConfig::default()).expect("open");
+    assert_eq!(store.get(&key(1)).expect("get"), Some(Value::Num(0)));
+    let err = store.load_state().expect_err("long key");
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+    drop(store);
+    // The latest header does not decode: opening says so.
+    tamper(&|txn| {
+        txn.open_table(TableDefinition::<u64, &[u8]>::new("headers"))
+            .expect("headers")
+            .insert(0, [1u8, 2, 3].as_slice())
+            .expect("insert");
+    });
+    let err = Store::open(&path, StoreConfig::default()).expect_err("corrupt header");
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+}
+
+#[test]
+fn flipped_bytes_give_errors_or_the_original_data() {
+    let (_dir, path, store) = temp_store(StoreConfig::default());
+    let entries: Vec<_> = (0..300)
+        .map(|i| (i, Some(Value::Num(u128::from(i)))))
+        .collect();
+    commit_next(&store, &writes(&entries), vec![]);
+    let state = store.load_state().expect("state");
+    let root = store.latest().expect("latest").state_root;
+    drop(store);
+    let original = std::fs::read(&path).expect("read");
+    let mut errors = 0;
+    // Damage one 64-byte run at a time at spread-out offsets.
+    for i in 1..16 {
+        let at = original.len() * i / 16;
+        let mut bytes = original.clone();
+        for b in bytes.iter_mut().skip(at).take(64) {
+            *b ^= 0x5a;
+        }
+        std::fs::write(&path, &bytes).expect("write");
+        let outcome = Store::open(&path, StoreConfig::default()).and_then(|mut s| {
+            s.check()?;
+            Ok((s.load_state()?, s.latest().map(|h| h.state_root)))
+        });
+        match outcome {
+            Ok((s, r)) => {
+                assert_eq!(s, state, "damage at {at} changed the state undetected");
+                assert_eq!(r, Some(root));
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    assert!(errors > 0, "no damage was detected at all");
+}

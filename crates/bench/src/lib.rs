@@ -32,6 +32,7 @@ pub use runner::{
     available_threads, process_cpu_time, run, EngineReport, Report, RunOptions, SigReport,
 };
 pub use workload::{
-    pool_token, Accounts, Workload, WorkloadKind, WorkloadSpec, BASE_BALANCE, BENCH_CHAIN_ID, FEE,
+    pool_token, Accounts, Workload, WorkloadKind, WorkloadSpec, BASE_BALANCE, BENCH_CHAIN_ID,
+    DEFI_BATCH_POOLS, DEFI_INSURANCE_POOLS, DEFI_STAKE, DEFI_SWAP_POOLS, FEE, INSURANCE_CAPITAL,
     MAX_TRANSFER, POOL_RESERVE, SWAP_POOLS,
 };

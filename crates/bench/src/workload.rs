@@ -1063,7 +1063,9 @@ fn plan(spec: &WorkloadSpec) -> Vec<Planned> {
                 };
                 let i = from as usize;
                 match op {
-                    DefiOp::Unbond if staked[i] >= amount && entries[i] < 32 => {
+                    DefiOp::Unbond
+                        if staked[i] >= amount && entries[i] < staking::MAX_UNBONDING_ENTRIES =>
+                    {
                         staked[i] -= amount;
                         entries[i] += 1;
                     }

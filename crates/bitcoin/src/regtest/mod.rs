@@ -251,6 +251,16 @@ impl RegtestChain {
         Ok(hashes)
     }
 
+    /// A mined block on the tip holding `txs` after a coinbase that pays the subsidy to `script`
+    /// (fees are left unclaimed), not connected: tests craft blocks with it for
+    /// [`Self::submit_block`].
+    pub fn build_block(&self, txs: Vec<Transaction>, script: &Script) -> Block {
+        let mut g = self.inner.lock();
+        g.extra_nonce = g.extra_nonce.wrapping_add(1);
+        let nonce = g.extra_nonce;
+        g.state.build_block(txs, Amount::ZERO, script, nonce, now())
+    }
+
     /// Connects a block built elsewhere on the tip, with every check (scripts included).
     pub fn submit_block(&self, block: Block) -> Result<BlockHash, RegtestError> {
         let mut g = self.inner.lock();

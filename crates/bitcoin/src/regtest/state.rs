@@ -991,6 +991,68 @@ mod tests {
     }
 
     #[test]
+    fn coinbase_may_not_pay_more_than_subsidy_and_fees() {
+        let s = ChainState::new(FeeRate::BROADCAST_MIN);
+        let script = ScriptBuf::from_bytes(vec![0x51]);
+        let now = s.tip().header.time + 600;
+        // Claims 1 sat of fees that no transaction pays.
+        let block = s.build_block(Vec::new(), Amount::from_sat(1), &script, 1, now);
+        assert_eq!(
+            s.validate_block(&block, true, now).err(),
+            Some(BlockError::BadCoinbaseAmount {
+                paid: subsidy(1) + Amount::from_sat(1),
+                allowed: subsidy(1)
+            })
+        );
+        // Too far in the future.
+        let later = s.build_block(Vec::new(), Amount::ZERO, &script, 1, now + 3 * 3600);
+        assert!(matches!(
+            s.validate_block(&later, true, now),
+            Err(BlockError::BadTime(_))
+        ));
+    }
+
+    #[test]
+    fn relative_lock_times_follow_bip68() {
+        let mut s = ChainState::new(FeeRate::BROADCAST_MIN);
+        let script = ScriptBuf::from_bytes(vec![0x51]);
+        for i in 0..5 {
+            let now = s.tip().header.time + 600;
+            let b = s.build_block(Vec::new(), Amount::ZERO, &script, i, now);
+            let c = s.validate_block(&b, true, now).unwrap();
+            s.apply_block(b, c);
+        }
+        let coin = Coin {
+            txout: TxOut::NULL,
+            height: 3,
+            coinbase: false,
+        };
+        let mut tx = Transaction {
+            version: Version::TWO,
+            lock_time: absolute::LockTime::ZERO,
+            input: vec![TxIn {
+                sequence: Sequence::from_height(3),
+                ..TxIn::default()
+            }],
+            output: vec![],
+        };
+        // Coin in block 3, 3 blocks relative: first valid in block 6.
+        assert!(!s.sequence_locks_ok(&tx, std::slice::from_ref(&coin), 5, 0));
+        assert!(s.sequence_locks_ok(&tx, std::slice::from_ref(&coin), 6, 0));
+        // Version 1 and the disable flag turn the rule off.
+        tx.version = Version::ONE;
+        assert!(s.sequence_locks_ok(&tx, std::slice::from_ref(&coin), 5, 0));
+        tx.version = Version::TWO;
+        tx.input[0].sequence = Sequence::from_consensus(3 | (1 << 31));
+        assert!(s.sequence_locks_ok(&tx, std::slice::from_ref(&coin), 5, 0));
+        // Time-based: 512 s units counted from the median time before the coin's block.
+        tx.input[0].sequence = Sequence::from_512_second_intervals(2);
+        let base = s.median_time_past(2);
+        assert!(!s.sequence_locks_ok(&tx, std::slice::from_ref(&coin), 6, base + 1024 - 1));
+        assert!(s.sequence_locks_ok(&tx, std::slice::from_ref(&coin), 6, base + 1024));
+    }
+
+    #[test]
     fn final_rules_follow_core() {
         let mut tx = Transaction {
             version: Version::TWO,

@@ -1,0 +1,415 @@
+//! Taproot envelopes: the leaf script that carries Parabit data on Bitcoin, and the
+//! commit/reveal pair that publishes it.
+//!
+//! The leaf is `<key> OP_CHECKSIG OP_FALSE OP_IF "pbt" <version> <data pushes ≤ 520 B> OP_ENDIF`
+//! (`DESIGN.md`). The commit transaction pays to the taproot output whose internal key is `key`
+//! and whose script tree is that single leaf; the reveal spends it by script path, so the data
+//! sits in the reveal's witness and the spend carries a Schnorr signature by `key` that
+//! Bitcoin itself has checked.
+//!
+//! Invariants:
+//! - [`parse_envelope_script`] accepts exactly what [`envelope_script`] produces (same key,
+//!   version and data back) and nothing else: any other opcode, a non-32-byte key, a version
+//!   that is not one byte, a push over 520 bytes, or bytes after `OP_ENDIF` is an error.
+//! - Parsing never panics, whatever the bytes (property-tested).
+//! - A built reveal pays exactly `fee_rate × vsize` (rounded up) of its signed self.
+
+use bitcoin::absolute::LockTime;
+use bitcoin::blockdata::opcodes::all::{OP_CHECKSIG, OP_ENDIF, OP_IF};
+use bitcoin::blockdata::opcodes::OP_FALSE;
+use bitcoin::blockdata::script::{Builder, Instruction, PushBytesBuf};
+use bitcoin::hashes::Hash;
+use bitcoin::key::Keypair;
+use bitcoin::secp256k1::{Message, SECP256K1};
+use bitcoin::sighash::{Prevouts, SighashCache, TapSighashType};
+use bitcoin::taproot::{LeafVersion, TapLeafHash, TaprootBuilder, TaprootSpendInfo};
+use bitcoin::transaction::Version;
+use bitcoin::{
+    Amount, FeeRate, OutPoint, Script, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid,
+    Witness, XOnlyPublicKey,
+};
+
+use crate::client::Utxo;
+use crate::wallet::{fee_for, TaprootWallet, WalletError};
+
+/// The envelope's protocol tag.
+pub const ENVELOPE_TAG: &[u8; 3] = b"pbt";
+/// Largest data push (Bitcoin's `MAX_SCRIPT_ELEMENT_SIZE`).
+pub const MAX_PUSH: usize = 520;
+/// Most data one envelope carries, keeping the reveal under the 400,000 WU standard limit.
+pub const MAX_ENVELOPE_DATA: usize = 390_000;
+
+/// The contents of an envelope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// The key whose signature the leaf requires (the sequencer's).
+    pub key: XOnlyPublicKey,
+    /// Format version of `data`.
+    pub version: u8,
+    /// The data, the pushes concatenated.
+    pub data: Vec<u8>,
+}
+
+/// Envelope errors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    /// The script is not an envelope; says where it departs from the form.
+    #[error("not a Parabit envelope: {0}")]
+    Malformed(&'static str),
+    /// Too much data for one envelope.
+    #[error("envelope data of {0} bytes exceeds {MAX_ENVELOPE_DATA}")]
+    TooLarge(usize),
+    /// Funding the commit failed.
+    #[error("funding the commit: {0}")]
+    Wallet(#[from] WalletError),
+    /// Signing the reveal failed.
+    #[error("signing the reveal: {0}")]
+    Sign(String),
+}
+
+/// The envelope leaf script for `key`, `version` and `data`.
+pub fn envelope_script(
+    key: &XOnlyPublicKey,
+    version: u8,
+    data: &[u8],
+) -> Result<ScriptBuf, EnvelopeError> {
+    if data.len() > MAX_ENVELOPE_DATA {
+        return Err(EnvelopeError::TooLarge(data.len()));
+    }
+    let mut b = Builder::new()
+        .push_x_only_key(key)
+        .push_opcode(OP_CHECKSIG)
+        .push_opcode(OP_FALSE)
+        .push_opcode(OP_IF)
+        .push_slice(ENVELOPE_TAG)
+        .push_slice([version]);
+    for chunk in data.chunks(MAX_PUSH) {
+        let push = PushBytesBuf::try_from(chunk.to_vec())
+            .map_err(|_| EnvelopeError::Malformed("chunk too large"))?;
+        b = b.push_slice(push);
+    }
+    Ok(b.push_opcode(OP_ENDIF).into_script())
+}
+
+/// Reads an envelope leaf script.
+pub fn parse_envelope_script(script: &Script) -> Result<Envelope, EnvelopeError> {
+    use EnvelopeError::Malformed;
+    let mut it = script.instructions();
+    let mut next = || -> Result<Option<Instruction<'_>>, EnvelopeError> {
+        it.next()
+            .transpose()
+            .map_err(|_| Malformed("unreadable push"))
+    };
+    let key = match next()? {
+        Some(Instruction::PushBytes(p)) if p.len() == 32 => {
+            XOnlyPublicKey::from_slice(p.as_bytes()).map_err(|_| Malformed("invalid key"))?
+        }
+        _ => return Err(Malformed("expected a 32-byte key")),
+    };
+    if next()? != Some(Instruction::Op(OP_CHECKSIG)) {
+        return Err(Malformed("expected OP_CHECKSIG"));
+    }
+    match next()? {
+        Some(Instruction::PushBytes(p)) if p.is_empty() => {}
+        _ => return Err(Malformed("expected OP_FALSE")),
+    }
+    if next()? != Some(Instruction::Op(OP_IF)) {
+        return Err(Malformed("expected OP_IF"));
+    }
+    match next()? {
+        Some(Instruction::PushBytes(p)) if p.as_bytes() == ENVELOPE_TAG => {}
+        _ => return Err(Malformed("expected the \"pbt\" tag")),
+    }
+    let version = match next()? {
+        Some(Instruction::PushBytes(p)) if p.len() == 1 => p.as_bytes()[0],
+        _ => return Err(Malformed("expected a one-byte version")),
+    };
+    let mut data = Vec::new();
+    loop {
+        match next()? {
+            Some(Instruction::PushBytes(p)) => {
+                if p.len() > MAX_PUSH {
+                    return Err(Malformed("push over 520 bytes"));
+                }
+                data.extend_from_slice(p.as_bytes());
+            }
+            Some(Instruction::Op(op)) if op == OP_ENDIF => break,
+            Some(Instruction::Op(_)) => return Err(Malformed("unexpected opcode in the data")),
+            None => return Err(Malformed("missing OP_ENDIF")),
+        }
+    }
+    if next()?.is_some() {
+        return Err(Malformed("bytes after OP_ENDIF"));
+    }
+    // One encoding per envelope: pushes of exactly 520 bytes but the last, each with the
+    // opcode `envelope_script` uses.
+    if envelope_script(&key, version, &data)?.as_bytes() != script.as_bytes() {
+        return Err(Malformed("non-canonical pushes"));
+    }
+    Ok(Envelope { key, version, data })
+}
+
+/// The envelope in a transaction input's witness, if that input is a tapscript spend of an
+/// envelope leaf. `Ok(None)`: not a script-path spend at all.
+pub fn envelope_from_witness(witness: &Witness) -> Result<Option<Envelope>, EnvelopeError> {
+    let Some(leaf) = witness.taproot_leaf_script() else {
+        return Ok(None);
+    };
+    if leaf.version != LeafVersion::TapScript {
+        return Ok(None);
+    }
+    parse_envelope_script(leaf.script).map(Some)
+}
+
+/// Every envelope in `tx`'s inputs, in input order, with the input index; inputs whose leaf is
+/// not an envelope are skipped.
+pub fn envelopes_in(tx: &Transaction) -> Vec<(usize, Envelope)> {
+    tx.input
+        .iter()
+        .enumerate()
+        .filter_map(|(i, input)| match envelope_from_witness(&input.witness) {
+            Ok(Some(e)) => Some((i, e)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The taproot output committing to the envelope leaf: internal key `key`, one leaf.
+pub fn envelope_spend_info(key: &XOnlyPublicKey, leaf: &ScriptBuf) -> TaprootSpendInfo {
+    // A single leaf at depth 0 always finalizes.
+    let builder = TaprootBuilder::new()
+        .add_leaf(0, leaf.clone())
+        .unwrap_or_else(|_| TaprootBuilder::new());
+    match builder.finalize(SECP256K1, *key) {
+        Ok(info) => info,
+        Err(_) => TaprootSpendInfo::new_key_spend(SECP256K1, *key, None),
+    }
+}
+
+/// A commit/reveal pair ready to broadcast (commit first).
+#[derive(Clone, Debug)]
+pub struct CommitReveal {
+    /// Pays the envelope output (output 0), funded and signed by the wallet.
+    pub commit: Transaction,
+    /// Spends the envelope output by script path, paying `postage` back to the wallet.
+    pub reveal: Transaction,
+    /// The commit's fee.
+    pub commit_fee: Amount,
+    /// The reveal's fee.
+    pub reveal_fee: Amount,
+    /// The envelope leaf script.
+    pub leaf: ScriptBuf,
+    /// The wallet outputs the commit spends.
+    pub spent: Vec<Utxo>,
+}
+
+impl CommitReveal {
+    /// Virtual size of both transactions together.
+    pub fn vsize(&self) -> usize {
+        self.commit.vsize() + self.reveal.vsize()
+    }
+}
+
+/// Builds a commit/reveal pair publishing `data`: the commit (funded from `available`, plus all
+/// of `must_spend`, by `wallet`) pays the envelope output; the reveal, signed by `signer` along
+/// the leaf, returns the dust-limit postage to the wallet. Both pay `fee_rate`.
+pub fn build_commit_reveal(
+    wallet: &TaprootWallet,
+    signer: &Keypair,
+    must_spend: &[Utxo],
+    available: &[Utxo],
+    version: u8,
+    data: &[u8],
+    fee_rate: FeeRate,
+) -> Result<CommitReveal, EnvelopeError> {
+    let key = signer.x_only_public_key().0;
+    let leaf = envelope_script(&key, version, data)?;
+    let info = envelope_spend_info(&key, &leaf);
+    let control = info
+        .control_block(&(leaf.clone(), LeafVersion::TapScript))
+        .ok_or_else(|| EnvelopeError::Sign("no control block for the leaf".into()))?;
+    let commit_script = ScriptBuf::new_p2tr_tweaked(info.output_key());
+    let postage = wallet.script_pubkey().minimal_non_dust();
+    let postage_out = TxOut {
+        value: postage,
+        script_pubkey: wallet.script_pubkey().clone(),
+    };
+
+    // The reveal's size does not depend on the commit's txid or value: size it with a
+    // placeholder signature, then fund the commit to cover it.
+    let mut reveal = Transaction {
+        version: Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint {
+                txid: Txid::all_zeros(),
+                vout: 0,
+            },
+            script_sig: ScriptBuf::new(),
+            sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+            witness: Witness::from_slice(&[vec![0u8; 64], leaf.to_bytes(), control.serialize()]),
+        }],
+        output: vec![postage_out],
+    };
+    let reveal_fee = fee_for(fee_rate, reveal.weight());
+    let envelope_value = postage
+        .checked_add(reveal_fee)
+        .ok_or(WalletError::Overflow)?;
+    let funded = wallet.fund(
+        must_spend,
+        available,
+        vec![TxOut {
+            value: envelope_value,
+            script_pubkey: commit_script,
+        }],
+        fee_rate,
+    )?;
+    let commit_txid = funded.tx.compute_txid();
+    reveal.input[0].previous_output = OutPoint {
+        txid: commit_txid,
+        vout: 0,
+    };
+    let prevout = funded.tx.output[0].clone();
+    let leaf_hash = TapLeafHash::from_script(&leaf, LeafVersion::TapScript);
+    let sighash = SighashCache::new(&reveal)
+        .taproot_script_spend_signature_hash(
+            0,
+            &Prevouts::All(&[prevout]),
+            leaf_hash,
+            TapSighashType::Default,
+        )
+        .map_err(|e| EnvelopeError::Sign(e.to_string()))?;
+    let sig = SECP256K1.sign_schnorr(&Message::from_digest(sighash.to_byte_array()), signer);
+    reveal.input[0].witness =
+        Witness::from_slice(&[sig.as_ref().to_vec(), leaf.to_bytes(), control.serialize()]);
+    Ok(CommitReveal {
+        commit: funded.tx,
+        reveal,
+        commit_fee: funded.fee,
+        reveal_fee,
+        leaf,
+        spent: funded.spent,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::secp256k1::SecretKey;
+    use proptest::prelude::*;
+
+    fn key() -> XOnlyPublicKey {
+        let kp = Keypair::from_secret_key(SECP256K1, &SecretKey::from_slice(&[3; 32]).unwrap());
+        kp.x_only_public_key().0
+    }
+
+    #[test]
+    fn layout_matches_design() {
+        let s = envelope_script(&key(), 1, &[0xab; 600]).unwrap();
+        let b = s.as_bytes();
+        assert_eq!(b[0], 32);
+        assert_eq!(b[33], 0xac); // OP_CHECKSIG
+        assert_eq!(b[34], 0x00); // OP_FALSE
+        assert_eq!(b[35], 0x63); // OP_IF
+        assert_eq!(&b[36..40], &[3, b'p', b'b', b't']);
+        assert_eq!(&b[40..42], &[1, 1]); // version push
+        assert_eq!(&b[42..45], &[0x4d, 0x08, 0x02]); // OP_PUSHDATA2 520
+        assert_eq!(*b.last().unwrap(), 0x68); // OP_ENDIF
+        let e = parse_envelope_script(&s).unwrap();
+        assert_eq!(
+            e,
+            Envelope {
+                key: key(),
+                version: 1,
+                data: vec![0xab; 600]
+            }
+        );
+    }
+
+    #[test]
+    fn empty_data_and_limits() {
+        let s = envelope_script(&key(), 0, &[]).unwrap();
+        assert_eq!(parse_envelope_script(&s).unwrap().data, Vec::<u8>::new());
+        assert_eq!(
+            envelope_script(&key(), 0, &vec![0; MAX_ENVELOPE_DATA + 1]),
+            Err(EnvelopeError::TooLarge(MAX_ENVELOPE_DATA + 1))
+        );
+    }
+
+    #[test]
+    fn departures_are_named() {
+        let good = envelope_script(&key(), 1, b"hello").unwrap();
+        let mut trailing = good.to_bytes();
+        trailing.push(0x51);
+        assert_eq!(
+            parse_envelope_script(Script::from_bytes(&trailing)),
+            Err(EnvelopeError::Malformed("bytes after OP_ENDIF"))
+        );
+        let mut no_endif = good.to_bytes();
+        no_endif.pop();
+        assert_eq!(
+            parse_envelope_script(Script::from_bytes(&no_endif)),
+            Err(EnvelopeError::Malformed("missing OP_ENDIF"))
+        );
+        let mut wrong_tag = good.to_bytes();
+        wrong_tag[39] = b'x';
+        assert_eq!(
+            parse_envelope_script(Script::from_bytes(&wrong_tag)),
+            Err(EnvelopeError::Malformed("expected the \"pbt\" tag"))
+        );
+        let mut op_in_data = good.to_bytes();
+        let n = op_in_data.len();
+        op_in_data.insert(n - 1, 0x75); // OP_DROP before OP_ENDIF
+        assert_eq!(
+            parse_envelope_script(Script::from_bytes(&op_in_data)),
+            Err(EnvelopeError::Malformed("unexpected opcode in the data"))
+        );
+        assert!(parse_envelope_script(Script::from_bytes(&[])).is_err());
+        // The same data split differently is refused: one encoding per envelope.
+        let split = Builder::new()
+            .push_x_only_key(&key())
+            .push_opcode(OP_CHECKSIG)
+            .push_opcode(OP_FALSE)
+            .push_opcode(OP_IF)
+            .push_slice(ENVELOPE_TAG)
+            .push_slice([1u8])
+            .push_slice(b"hel")
+            .push_slice(b"lo")
+            .push_opcode(OP_ENDIF)
+            .into_script();
+        assert_eq!(
+            parse_envelope_script(&split),
+            Err(EnvelopeError::Malformed("non-canonical pushes"))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(version: u8, data in proptest::collection::vec(any::<u8>(), 0..3000)) {
+            let s = envelope_script(&key(), version, &data).unwrap();
+            let e = parse_envelope_script(&s).unwrap();
+            prop_assert_eq!(e.version, version);
+            prop_assert_eq!(e.data, data);
+            prop_assert_eq!(e.key, key());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = parse_envelope_script(Script::from_bytes(&bytes));
+            let w = Witness::from_slice(&[bytes.clone(), bytes.clone(), vec![0xc0; 33]]);
+            let _ = envelope_from_witness(&w);
+        }
+
+        #[test]
+        fn mutated_envelopes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..1200), pos: usize, byte: u8) {
+            let mut s = envelope_script(&key(), 1, &data).unwrap().to_bytes();
+            let i = pos % s.len();
+            s[i] = byte;
+            if let Ok(e) = parse_envelope_script(Script::from_bytes(&s)) {
+                // Whatever still parses is canonical: it re-encodes to exactly these bytes.
+                let again = envelope_script(&e.key, e.version, &e.data).unwrap();
+                prop_assert_eq!(again.as_bytes(), &s[..]);
+            }
+        }
+    }
+}

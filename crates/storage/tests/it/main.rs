@@ -4,7 +4,7 @@
 
 mod commit;
 mod corrupt;
-// mod crash; (next commit)
+mod crash;
 mod model;
 mod proofs;
 mod pruning;

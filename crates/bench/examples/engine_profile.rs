@@ -39,9 +39,46 @@ fn main() -> Result<()> {
         config.min_parallel_txns = 0;
     }
     let exec = ParallelExecutor::with_config(&pool, config);
+    if std::env::var_os("COMPARE").is_some() {
+        // Sequential and parallel alternately on the same blocks; the best round of each, so
+        // that noise from other processes cancels out.
+        let (mut best_seq, mut best_par) = (f64::MAX, f64::MAX);
+        for _ in 0..10 {
+            for parallel in [false, true] {
+                let mut state = workload.genesis.clone();
+                let mut spent = 0.0;
+                for block in &workload.blocks {
+                    let t = Instant::now();
+                    let out = if parallel {
+                        exec.execute_block(&workload.runtime, block, &state)
+                    } else {
+                        execute_sequential(&workload.runtime, block, &state)
+                    };
+                    spent += t.elapsed().as_secs_f64();
+                    out.writes.apply_to(&mut state);
+                }
+                if parallel {
+                    best_par = best_par.min(spent);
+                } else {
+                    best_seq = best_seq.min(spent);
+                }
+            }
+        }
+        println!(
+            "{kind}: best of 10: sequential {:.1} ms, parallel ({threads} threads) {:.1} ms, speedup {:.3}",
+            best_seq * 1e3,
+            best_par * 1e3,
+            best_seq / best_par
+        );
+        return Ok(());
+    }
     let start = Instant::now();
     let mut total = parabit_exec::ExecStats::default();
-    for _ in 0..5 {
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
+    for _ in 0..rounds {
         let mut state = workload.genesis.clone();
         for block in &workload.blocks {
             let out = if sequential {
@@ -58,7 +95,7 @@ fn main() -> Result<()> {
             out.writes.apply_to(&mut state);
         }
     }
-    let txs = 5 * workload.blocks.iter().map(Vec::len).sum::<usize>();
+    let txs = rounds * workload.blocks.iter().map(Vec::len).sum::<usize>();
     println!(
         "{kind}: {:.0} tx/s ({}) {total:?}",
         txs as f64 / start.elapsed().as_secs_f64(),

@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use smallvec::SmallVec;
 
 use crate::mvmemory::{CellRef, MvMemory, WriteOp};
+use crate::partition::{self, Partitioned};
 use crate::scheduler::{Claim, Scheduler, Task};
 use crate::sequential::{self, panic_message};
 use crate::types::{
@@ -30,6 +31,9 @@ const FALLBACK_MIN_STARTED: usize = 128;
 /// After a block fell back, the next ones run sequentially while their first `PROBE_TXNS`
 /// transactions are watched for dependencies; parallel execution resumes when few are found.
 const PROBE_TXNS: usize = 256;
+
+/// A block is split by footprints only if no worker gets more than this share of it.
+const MAX_LANE_SHARE: f64 = 0.75;
 
 /// Counters of one block's execution.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,6 +58,11 @@ pub struct ExecStats {
     /// Whether the block ran sequentially because the previous one was a chain (it was probed
     /// for dependencies to decide about the next block).
     pub predicted_chain: bool,
+    /// Independent groups the block was split into by the transactions' footprints (0: the
+    /// block was not run that way).
+    pub footprint_groups: u64,
+    /// Footprint runs abandoned because a transaction strayed outside its footprint.
+    pub footprint_violations: u64,
 }
 
 impl ExecStats {
@@ -77,6 +86,9 @@ pub struct ExecConfig {
     pub fallback_min_conflicts: usize,
     /// How many consecutive indices a worker claims from a scheduler cursor at once.
     pub chunk: usize,
+    /// Whether blocks whose transactions all declare footprints are split into independent
+    /// groups and run without the multi-version machinery.
+    pub footprints: bool,
 }
 
 impl Default for ExecConfig {
@@ -86,6 +98,7 @@ impl Default for ExecConfig {
             fallback: true,
             fallback_min_conflicts: 8,
             chunk: 8,
+            footprints: true,
         }
     }
 }
@@ -242,6 +255,43 @@ impl<'p> ParallelExecutor<'p> {
         if self.config.fallback && self.predict_chain.load(Ordering::Relaxed) {
             return self.run_probed(vm, txns, storage, parallel_len);
         }
+        let mut violations = 0;
+        if self.config.footprints {
+            let body = &txns[..parallel_len];
+            match partition::execute(self.pool, vm, body, storage, MAX_LANE_SHARE) {
+                Partitioned::Done(out, groups) => {
+                    let mut stats = ExecStats {
+                        executions: txns.len() as u64,
+                        footprint_groups: groups as u64,
+                        ..ExecStats::default()
+                    };
+                    if parallel_len == txns.len() {
+                        return (out, stats);
+                    }
+                    stats.after_barrier = (txns.len() - parallel_len) as u64;
+                    let BlockOutput {
+                        mut outputs,
+                        writes,
+                    } = out;
+                    let mut overlay = key_map_with_capacity(writes.len() + 16);
+                    overlay.extend(writes.0);
+                    sequential::run(
+                        vm,
+                        &txns[parallel_len..],
+                        storage,
+                        &mut overlay,
+                        &mut outputs,
+                    );
+                    let out = BlockOutput {
+                        outputs,
+                        writes: WriteSet(overlay.into_iter().collect()),
+                    };
+                    return (out, stats);
+                }
+                Partitioned::Violated => violations = 1,
+                Partitioned::NotApplicable => {}
+            }
+        }
         let mut workspace = self.workspace.lock();
         let Workspace { mv, slots, epoch } = &mut *workspace;
         *epoch += 1;
@@ -265,7 +315,10 @@ impl<'p> ParallelExecutor<'p> {
                 .max(2 * threads * self.config.chunk),
             config: &self.config,
         };
-        let mut stats = ExecStats::default();
+        let mut stats = ExecStats {
+            footprint_violations: violations,
+            ..ExecStats::default()
+        };
         let mut engine_failed = false;
         for result in self.pool.broadcast(|_| {
             // A panic here is a bug in the engine, never in the `Vm` (those are caught per

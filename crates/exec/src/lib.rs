@@ -71,6 +71,7 @@
 
 mod executor;
 mod mvmemory;
+mod partition;
 mod scheduler;
 mod sequential;
 mod types;
@@ -79,6 +80,6 @@ mod view;
 pub use executor::{ExecConfig, ExecStats, ParallelExecutor};
 pub use sequential::execute_sequential;
 pub use types::{
-    key_map_with_capacity, num_of, BlockOutput, Checkpoint, Halt, Key, KeyHasher, KeyMap,
-    KeyTooLong, StateResult, StateView, Storage, Value, Vm, WriteSet, MAX_KEY_LEN,
+    key_map_with_capacity, num_of, BlockOutput, Checkpoint, Footprint, Halt, Key, KeyHasher,
+    KeyMap, KeyTooLong, StateResult, StateView, Storage, Value, Vm, WriteSet, MAX_KEY_LEN,
 };

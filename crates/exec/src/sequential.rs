@@ -103,7 +103,7 @@ pub fn execute_probed<V: Vm, S: Storage>(
 
 /// Executes one transaction on a view, turning a panic or a halt into the `Vm`'s panic
 /// output with the view rolled back.
-fn run_one<V: Vm, W: StateView>(vm: &V, txn: &V::Txn, view: &mut W) -> V::Output {
+pub(crate) fn run_one<V: Vm, W: StateView>(vm: &V, txn: &V::Txn, view: &mut W) -> V::Output {
     match catch_unwind(AssertUnwindSafe(|| vm.execute(txn, view))) {
         Ok(Ok(output)) => output,
         // A sequential view never halts; treat a spurious halt like a panic.

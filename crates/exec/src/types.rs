@@ -16,6 +16,8 @@ use std::fmt;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 /// Longest key the engine stores inline.
 pub const MAX_KEY_LEN: usize = 62;
 
@@ -263,6 +265,26 @@ pub trait Vm: Sync {
     fn is_prologue(&self, _txn: &Self::Txn) -> bool {
         false
     }
+
+    /// The keys `txn` may touch, if the `Vm` can tell before running it: then a block whose
+    /// transactions all declare one is split into groups that share no key and run without
+    /// the multi-version machinery. A transaction that strays outside its footprint is caught
+    /// and the block re-run by the general engine, so a wrong footprint costs time, never
+    /// correctness. `None` (the default): unknown.
+    fn footprint(&self, _txn: &Self::Txn) -> Option<Footprint> {
+        None
+    }
+}
+
+/// The keys a transaction may touch, declared before it runs ([`Vm::footprint`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// Keys it may write, delete or `try_sub` (and read or `add` to).
+    pub exclusive: SmallVec<[Key; 4]>,
+    /// Keys it may only read: transactions that only read a key run apart.
+    pub reads: SmallVec<[Key; 2]>,
+    /// Keys it may only `add` to: transactions sharing only these still run apart.
+    pub deltas: SmallVec<[Key; 2]>,
 }
 
 /// The read-only state a block executes on (the state after the previous block).

@@ -29,7 +29,7 @@
 //! - Value is conserved: the runtime itself only moves the fee.
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use parabit_exec::{num_of, Halt, StateResult, StateView, Value, Vm};
+use parabit_exec::{num_of, Footprint, Halt, StateResult, StateView, Value, Vm};
 use parabit_primitives::{Address, AssetId, Receipt, SignedTransaction, Transaction, TxStatus};
 
 use crate::bank::{self, balance_key, nonce_key, BankError, BankMsg};
@@ -264,6 +264,28 @@ impl Vm for Runtime {
     /// the engine runs the accrual hooks first, then the block on top of them.
     fn is_prologue(&self, txn: &BlockTx) -> bool {
         matches!(txn, BlockTx::Hook(Hook::AccrueInterest { .. }))
+    }
+
+    /// Declared for bank transfers (the bulk of a busy block): the sender's nonce and the
+    /// balances it pays from are exclusive; the recipient's balance and the fee account are
+    /// only added to. Other calls touch keys that depend on state (pool vaults, markets), so
+    /// they declare nothing and their blocks run on the general engine.
+    fn footprint(&self, txn: &BlockTx) -> Option<Footprint> {
+        let BlockTx::User(tx) = txn else {
+            return None;
+        };
+        let Call::Bank(BankMsg::Transfer { to, asset, .. }) = &tx.call else {
+            return None;
+        };
+        let mut fp = Footprint::default();
+        fp.exclusive.push(nonce_key(&tx.sender));
+        fp.exclusive.push(balance_key(&tx.sender, AssetId::BTC));
+        if *asset != AssetId::BTC {
+            fp.exclusive.push(balance_key(&tx.sender, *asset));
+        }
+        fp.deltas.push(balance_key(to, *asset));
+        fp.deltas.push(balance_key(&self.fee_account, AssetId::BTC));
+        Some(fp)
     }
 }
 

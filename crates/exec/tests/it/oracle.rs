@@ -8,7 +8,7 @@ use parabit_exec::{
 };
 use proptest::prelude::*;
 
-use crate::program::{block, key, quiet_test_panics, ProgramVm};
+use crate::program::{block, key, quiet_test_panics, sparse_block, ProgramVm};
 
 const THREADS: [usize; 5] = [1, 2, 3, 4, 8];
 
@@ -35,6 +35,7 @@ fn configs() -> [ExecConfig; 4] {
             fallback: false,
             fallback_min_conflicts: 0,
             chunk: 1,
+            footprints: false,
         },
         // Fall back at the first hint of conflict: exercises the prefix + sequential suffix.
         ExecConfig {
@@ -42,6 +43,7 @@ fn configs() -> [ExecConfig; 4] {
             fallback: true,
             fallback_min_conflicts: 1,
             chunk: 3,
+            footprints: false,
         },
         ExecConfig {
             min_parallel_txns: 0,
@@ -61,6 +63,28 @@ fn cases() -> u32 {
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    /// A block that mostly splits by footprints (sometimes with a transaction that lies about
+    /// its footprint): the partitioned run, and the general engine it falls back to, equal
+    /// the oracle.
+    #[test]
+    fn partitioned_equals_sequential((base, txns) in sparse_block(300)) {
+        quiet_test_panics();
+        let mut state: KeyMap<Value> = key_map_with_capacity(base.len());
+        for (k, v) in base {
+            if let Some(v) = v {
+                state.insert(key(k), v);
+            }
+        }
+        let want = execute_sequential(&ProgramVm, &txns, &state);
+        let config = ExecConfig { min_parallel_txns: 0, ..ExecConfig::default() };
+        for (pool, threads) in pools().iter().zip(THREADS) {
+            let exec = ParallelExecutor::with_config(pool, config.clone());
+            let (got, stats) = exec.execute_block_with_stats(&ProgramVm, &txns, &state);
+            prop_assert_eq!(&got.outputs, &want.outputs, "outputs differ at {} threads, {:?}", threads, stats);
+            prop_assert_eq!(&got.writes, &want.writes, "write sets differ at {} threads, {:?}", threads, stats);
+        }
+    }
 
     /// A random block, cut into 1 to 3 consecutive blocks that each executor runs one after
     /// another (so its reused working memory is exercised across blocks).

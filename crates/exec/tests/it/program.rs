@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Once};
 
-use parabit_exec::{Key, StateResult, StateView, Value, Vm};
+use parabit_exec::{Footprint, Key, StateResult, StateView, Value, Vm};
 use proptest::prelude::*;
 
 /// One operation of a test transaction.
@@ -34,6 +34,8 @@ pub enum Op {
     Barrier,
     /// No effect; a program that starts with it is a prologue (see `Vm::is_prologue`).
     Prologue,
+    /// Read a key that the program's footprint does not declare (a lying `Vm`).
+    Undeclared(u8),
 }
 
 /// A test transaction.
@@ -122,6 +124,11 @@ impl Vm for ProgramVm {
                     }
                     acc = mix(acc, n);
                 }
+                Op::Undeclared(k) => {
+                    let v = view.read(&key(k))?;
+                    acc = mix(acc, observe(&v));
+                    trace.push(acc);
+                }
                 Op::Barrier | Op::Prologue => {}
                 Op::Work(rounds) => {
                     for i in 0..rounds {
@@ -145,6 +152,27 @@ impl Vm for ProgramVm {
     fn is_prologue(&self, txn: &Program) -> bool {
         matches!(txn.0.first(), Some(Op::Prologue))
     }
+
+    /// Every key the program names, by how it uses it, except [`Op::Undeclared`]'s.
+    fn footprint(&self, txn: &Program) -> Option<Footprint> {
+        let mut fp = Footprint::default();
+        for op in &txn.0 {
+            match *op {
+                Op::Read(k) | Op::PanicIfDivisible(k, _) => fp.reads.push(key(k)),
+                Op::WriteNum(k, _) | Op::WriteBytes(k, _) | Op::Delete(k) | Op::TrySub(k, _) => {
+                    fp.exclusive.push(key(k))
+                }
+                Op::Add(k, _) => fp.deltas.push(key(k)),
+                Op::Undeclared(_)
+                | Op::Checkpoint
+                | Op::RollbackIfOdd
+                | Op::Work(_)
+                | Op::Barrier
+                | Op::Prologue => {}
+            }
+        }
+        Some(fp)
+    }
 }
 
 /// Strategy for one operation over `keys` keys.
@@ -161,6 +189,45 @@ pub fn op(keys: u8) -> impl Strategy<Value = Op> {
         1 => Just(Op::RollbackIfOdd),
         1 => (k, 5u8..40).prop_map(|(k, m)| Op::PanicIfDivisible(k, m)),
     ]
+}
+
+/// Strategy for a block that splits into many independent groups: short programs over up to
+/// 256 keys, a hot key credited only by deltas, a few read-only keys, and sometimes a
+/// program that strays outside its footprint.
+pub fn sparse_block(
+    max_txns: usize,
+) -> impl Strategy<Value = (Vec<(u8, Option<Value>)>, Vec<Program>)> {
+    let base = proptest::collection::vec(
+        (any::<u8>(), (0u128..5000).prop_map(|n| Some(Value::Num(n)))),
+        0..200,
+    );
+    let txn = prop_oneof![
+        8 => proptest::collection::vec(op(255), 1..4).prop_map(|ops| {
+            // Keys 0..8 are the shared ones below; keep them out of random programs.
+            Program(ops.into_iter().map(|o| shift(o, 8)).collect())
+        }),
+        3 => (1u64..100, 8u8..255).prop_map(|(d, k)| Program(vec![Op::TrySub(k, d), Op::Add(0, d)])),
+        1 => (1u8..4, 8u8..255, any::<u64>())
+            .prop_map(|(r, k, s)| Program(vec![Op::Read(r), Op::WriteNum(k, s)])),
+        1 => (any::<u8>(), 8u8..255).prop_map(|(u, k)| Program(vec![Op::Undeclared(u), Op::Add(k, 1)])),
+    ];
+    (base, proptest::collection::vec(txn, 0..max_txns))
+}
+
+/// `op` with its key moved into `lo..=255`.
+fn shift(op: Op, lo: u8) -> Op {
+    let m = |k: u8| lo + k % (255 - lo);
+    match op {
+        Op::Read(k) => Op::Read(m(k)),
+        Op::WriteNum(k, s) => Op::WriteNum(m(k), s),
+        Op::WriteBytes(k, l) => Op::WriteBytes(m(k), l),
+        Op::Delete(k) => Op::Delete(m(k)),
+        Op::Add(k, d) => Op::Add(m(k), d),
+        Op::TrySub(k, a) => Op::TrySub(m(k), a),
+        Op::PanicIfDivisible(k, d) => Op::PanicIfDivisible(m(k), d),
+        Op::Undeclared(k) => Op::Undeclared(m(k)),
+        other => other,
+    }
 }
 
 /// Strategy for a block: some transactions touch a hot key only by deltas, some form chains.

@@ -18,8 +18,49 @@ fn no_fallback() -> ExecConfig {
         min_parallel_txns: 0,
         fallback: false,
         fallback_min_conflicts: 0,
+        footprints: false,
         ..ExecConfig::default()
     }
+}
+
+#[test]
+fn declared_footprints_split_the_block_and_a_lie_falls_back() {
+    // Transfers between distinct pairs, each crediting a hot fee key 0 by a delta and reading
+    // a shared read-only key 1: every transaction is its own group.
+    let transfer = |i: u8| {
+        Program(vec![
+            Op::Read(1),
+            Op::TrySub(10 + i, 5),
+            Op::Add(0, 1),
+            Op::Add(130 + i % 100, 5),
+        ])
+    };
+    let txns: Vec<Program> = (0..100u8).map(transfer).collect();
+    let mut state: KeyMap<Value> = key_map_with_capacity(0);
+    for i in 0..100u8 {
+        state.insert(key(10 + i), Value::Num(3 + u128::from(i % 5)));
+    }
+    let pool = pool(2);
+    let exec = ParallelExecutor::new(&pool);
+    let (out, stats) = exec.execute_block_with_stats(&ProgramVm, &txns, &state);
+    assert_eq!(out, execute_sequential(&ProgramVm, &txns, &state));
+    assert_eq!(stats.footprint_groups, 100, "{stats:?}");
+    assert_eq!(stats.validations, 0, "{stats:?}");
+    // A receiver that is also a sender joins the two into one group, still split from the rest.
+    let mut chained = txns.clone();
+    chained[50] = Program(vec![Op::TrySub(130 + 20, 1), Op::Add(0, 1)]);
+    let (out, stats) = exec.execute_block_with_stats(&ProgramVm, &chained, &state);
+    assert_eq!(out, execute_sequential(&ProgramVm, &chained, &state));
+    assert_eq!(stats.footprint_groups, 99, "{stats:?}");
+    // One transaction reads a key it did not declare: the attempt is dropped and the general
+    // engine runs the block, with the same result as ever.
+    let mut lying = txns.clone();
+    lying[70].0.push(Op::Undeclared(12));
+    let (out, stats) = exec.execute_block_with_stats(&ProgramVm, &lying, &state);
+    assert_eq!(out, execute_sequential(&ProgramVm, &lying, &state));
+    assert_eq!(stats.footprint_violations, 1, "{stats:?}");
+    assert_eq!(stats.footprint_groups, 0, "{stats:?}");
+    assert!(stats.validations > 0, "{stats:?}");
 }
 
 #[test]
@@ -102,7 +143,13 @@ fn after_a_chain_the_next_blocks_are_probed_and_parallelism_resumes() {
         .collect();
     let state: KeyMap<Value> = key_map_with_capacity(0);
     let pool = pool(2);
-    let executor = ParallelExecutor::new(&pool);
+    let executor = ParallelExecutor::with_config(
+        &pool,
+        ExecConfig {
+            footprints: false,
+            ..ExecConfig::default()
+        },
+    );
     let run = |txns: &[Program]| {
         let (out, stats) = executor.execute_block_with_stats(&ProgramVm, txns, &state);
         assert_eq!(out, execute_sequential(&ProgramVm, txns, &state));

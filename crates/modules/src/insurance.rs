@@ -413,7 +413,7 @@ pub enum InsuranceError {
     /// A cover period of zero blocks.
     #[error("cover period must be positive")]
     ZeroPeriod,
-    /// A risk name out of range.
+    /// A risk name out of range (quoted up to its first 40 characters).
     #[error("invalid risk name {0:?}: use 1 to {MAX_RISK_LEN} printable ASCII characters")]
     InvalidRisk(String),
     /// Deposit into a pool whose capital was wiped out.
@@ -751,7 +751,10 @@ fn request_withdrawal<V: StateView>(
         K::Shares(id, *sender).key(),
         Some(Value::Num(have - shares)),
     );
-    put(view, K::Withdrawal(id, *sender), &(pending + shares, ready));
+    let pending = pending
+        .checked_add(shares)
+        .ok_or(E::Corrupt("withdrawal above total shares"))?;
+    put(view, K::Withdrawal(id, *sender), &(pending, ready));
     Ok(())
 }
 
@@ -812,7 +815,8 @@ fn buy_cover<V: StateView>(
         || risk.len() > MAX_RISK_LEN
         || !risk.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
     {
-        return Err(E::InvalidRisk(risk.to_string()));
+        // The receipt quotes at most 40 characters of it.
+        return Err(E::InvalidRisk(risk.chars().take(40).collect()));
     }
     let capital = num(view, K::Capital(id))?;
     let active = num(view, K::ActiveCover(id))?;

@@ -528,11 +528,7 @@ fn failure_modes_have_clear_errors() {
     c.fails(b, buy(7, 1, 10, 100), "unknown insurance pool 7");
     c.fails(b, buy(p, 0, 10, 100), "amount must be positive");
     c.fails(b, buy(p, 1, 0, 100), "cover period must be positive");
-    for risk in [
-        "",
-        "this risk name is far too long for a cover",
-        "tab\there",
-    ] {
+    for risk in ["", "a risk name longer than thirty-two", "tab\there"] {
         c.fails(
             b,
             InsuranceMsg::BuyCover {
@@ -545,6 +541,21 @@ fn failure_modes_have_clear_errors() {
             &format!("invalid risk name {risk:?}: use 1 to 32 printable ASCII characters"),
         );
     }
+    // A huge name is quoted by its first 40 characters only.
+    c.fails(
+        b,
+        InsuranceMsg::BuyCover {
+            pool: p,
+            risk: "x".repeat(10_000),
+            amount: 1,
+            period_blocks: 10,
+            max_premium: 100,
+        },
+        &format!(
+            "invalid risk name {:?}: use 1 to 32 printable ASCII characters",
+            "x".repeat(40)
+        ),
+    );
     c.fails(
         b,
         buy(p, 5_001, 10, 100),

@@ -10,7 +10,9 @@
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use clap::{Args, Subcommand};
-use parabit_primitives::Network;
+use parabit_exec::Key;
+use parabit_modules::bank::{balance_key, nonce_key};
+use parabit_primitives::{AssetId, Network};
 use serde_json::{json, Value as Json};
 
 use crate::client::{json_u128, AssetMeta, Lookup, Rpc, RpcArgs, RpcLookup};
@@ -486,23 +488,29 @@ pub fn run(args: &QueryArgs) -> Result<()> {
         }
         Query::Proof { key, height } => {
             let info = rpc.chain_info()?;
-            let spec = proof_key(key, &args.keystore, info.network)?;
+            let (spec, expected) = proof_key(key, &args.keystore, info.network)?;
             let mut params = vec![spec];
             if let Some(h) = height {
                 params.push(json!(h));
             }
             let v = rpc.call("pb_getProof", params)?;
-            let checked =
-                crate::proof::verify_answer(&v).context("the node's proof does not verify")?;
+            let h = v["height"]
+                .as_u64()
+                .ok_or_else(|| anyhow!("pb_getProof: no height in {v}"))?;
+            let block = rpc.call("pb_getBlockByHeight", vec![json!(h), json!(false)])?;
+            let header_root = block["state_root"]
+                .as_str()
+                .ok_or_else(|| anyhow!("block {h} not found or has no state_root"))?;
+            let checked = crate::proof::verify_answer(&v, &expected, header_root)
+                .context("the node's proof was REJECTED")?;
             let mut doc = v.clone();
             doc["verified"] = json!(true);
             print(j, &doc, || {
                 format!(
-                    "verified against the state root {} of block {}:\nkey:   {}\nvalue: {}",
+                    "verified against the state root {} of block {h}\nkey:   {}\nvalue: {}",
                     checked.root_hex,
-                    v["height"],
-                    v["key"].as_str().unwrap_or("?"),
-                    checked.value_text
+                    hex::encode(expected.as_bytes()),
+                    checked.value_text()
                 )
             });
         }
@@ -563,8 +571,9 @@ fn pool_line(p: &Json, lk: &dyn Lookup) -> String {
     )
 }
 
-/// The `pb_getProof` key for `balance:<address>:<asset>`, `nonce:<address>` or hex.
-fn proof_key(text: &str, keystore: &KeystoreArgs, network: Network) -> Result<Json> {
+/// The `pb_getProof` key for `balance:<address>:<asset>`, `nonce:<address>` or hex, and the
+/// state key it names (computed here, so the answer can be checked against it).
+fn proof_key(text: &str, keystore: &KeystoreArgs, network: Network) -> Result<(Json, Key)> {
     let t = text.trim();
     if let Some(rest) = t.strip_prefix("balance:") {
         let (addr, asset) = rest
@@ -574,16 +583,20 @@ fn proof_key(text: &str, keystore: &KeystoreArgs, network: Network) -> Result<Js
         let asset: u64 = asset
             .parse()
             .map_err(|_| anyhow!("proof key {t:?}: the asset must be an id (e.g. 0 for BTC)"))?;
-        return Ok(json!({"balance": [who.to_bech32(network), asset]}));
+        return Ok((
+            json!({"balance": [who.to_bech32(network), asset]}),
+            balance_key(&who, AssetId(asset)),
+        ));
     }
     if let Some(addr) = t.strip_prefix("nonce:") {
         let who = resolve_address(addr, keystore)?;
-        return Ok(json!({"nonce": who.to_bech32(network)}));
+        return Ok((json!({"nonce": who.to_bech32(network)}), nonce_key(&who)));
     }
-    let hex_part = t.strip_prefix("0x").unwrap_or(t);
-    ensure!(
-        !hex_part.is_empty() && hex::decode(hex_part).is_ok(),
-        "proof key {t:?}: expected balance:<address>:<asset>, nonce:<address> or a hex state key"
-    );
-    Ok(json!(hex_part.to_ascii_lowercase()))
+    let hex_part = t.strip_prefix("0x").unwrap_or(t).to_ascii_lowercase();
+    let bytes = hex::decode(&hex_part).ok().filter(|b| !b.is_empty()).ok_or_else(|| {
+        anyhow!("proof key {t:?}: expected balance:<address>:<asset>, nonce:<address> or a hex state key")
+    })?;
+    let key = Key::new(&bytes)
+        .map_err(|_| anyhow!("proof key {t:?}: a state key is at most 62 bytes"))?;
+    Ok((json!(hex_part), key))
 }

@@ -70,16 +70,6 @@ pub(crate) fn value_key(key_hash: &[u8; 32], version: u64) -> [u8; 40] {
     out
 }
 
-/// `since || key_hash || previous version`: a history entry that no tree at `since` or later
-/// needs.
-pub(crate) fn stale_value_key(since: u64, key_hash: &[u8; 32], previous: u64) -> [u8; 48] {
-    let mut out = [0u8; 48];
-    out[..8].copy_from_slice(&since.to_be_bytes());
-    out[8..40].copy_from_slice(key_hash);
-    out[40..].copy_from_slice(&previous.to_be_bytes());
-    out
-}
-
 /// `address || height || index`: an account's transaction.
 pub(crate) fn account_key(address: &[u8; 32], height: u64, index: u32) -> [u8; 44] {
     let mut out = [0u8; 44];
@@ -125,7 +115,6 @@ mod tests {
     fn composite_keys_sort_numerically() {
         assert!(value_key(&[1; 32], 255) < value_key(&[1; 32], 256));
         assert!(account_key(&[1; 32], 1, u32::MAX) < account_key(&[1; 32], 2, 0));
-        assert!(stale_value_key(1, &[9; 32], 9) < stale_value_key(2, &[0; 32], 0));
         assert_eq!(be_u64(&value_key(&[0; 32], 77), 32), Some(77));
         assert_eq!(be_u64(&[0; 7], 0), None);
     }

@@ -10,7 +10,7 @@
 //! | `jmt_nodes` | `borsh(NodeKey)` | `borsh(Node)` |
 //! | `jmt_values` | `key_hash ‖ version` | encoded value, or empty for a deletion |
 //! | `jmt_stale_nodes` | `stale_since ‖ borsh(NodeKey)` | `()` |
-//! | `jmt_stale_values` | `stale_since ‖ key_hash ‖ version` | `()` |
+//! | `jmt_stale_values` | `stale_since ‖ key_hash`: its entries before `stale_since` | `()` |
 //! | `headers` | height | `borsh(BlockHeader)` |
 //! | `bodies` | height | `borsh(Vec<SignedTransaction<C>>)` |
 //! | `block_hashes` | header hash | height |
@@ -47,8 +47,7 @@ use redb::{
 };
 
 use crate::codec::{
-    account_key, be_u64, encode_value, key_hash, stale_value_key, stored_key, stored_value,
-    value_key,
+    account_key, be_u64, encode_value, key_hash, stored_key, stored_value, value_key,
 };
 use crate::error::StoreError;
 use crate::tree::{fresh_state_root, tree_error, Proof, RedbTreeReader};
@@ -58,7 +57,7 @@ const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
 const NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jmt_nodes");
 const VALUES: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("jmt_values");
 const STALE_NODES: TableDefinition<&[u8], ()> = TableDefinition::new("jmt_stale_nodes");
-const STALE_VALUES: TableDefinition<&[u8; 48], ()> = TableDefinition::new("jmt_stale_values");
+const STALE_VALUES: TableDefinition<&[u8; 40], ()> = TableDefinition::new("jmt_stale_values");
 const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("headers");
 const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
 const HASHES: TableDefinition<&[u8; 32], u64> = TableDefinition::new("block_hashes");
@@ -644,35 +643,35 @@ impl Store {
 /// Writes the latest state, tree nodes, value history and stale indexes of `prepared`.
 fn write_state_and_tree(txn: &WriteTransaction, prepared: &Prepared) -> Result<(), StoreError> {
     let version = prepared.height;
-    let mut state = txn.open_table(STATE)?;
-    let mut values = txn.open_table(VALUES)?;
-    let mut stale_values = txn.open_table(STALE_VALUES)?;
-    for (hash, key, value) in &prepared.writes {
-        match value {
-            Some(v) => {
-                state.insert(key.as_bytes(), v.as_slice())?;
-            }
-            None => {
-                state.remove(key.as_bytes())?;
+    {
+        // In key order: neighbouring inserts touch the same pages.
+        let mut sorted: Vec<&(KeyHash, Key, Option<OwnedValue>)> = prepared.writes.iter().collect();
+        sorted.sort_unstable_by_key(|w| w.1);
+        let mut state = txn.open_table(STATE)?;
+        for (_, key, value) in sorted {
+            match value {
+                Some(v) => {
+                    state.insert(key.as_bytes(), v.as_slice())?;
+                }
+                None => {
+                    state.remove(key.as_bytes())?;
+                }
             }
         }
-        let low = value_key(&hash.0, 0);
-        let high = value_key(&hash.0, version);
-        let previous = match values.range::<&[u8; 40]>(&low..&high)?.next_back() {
-            None => None,
-            Some(entry) => {
-                let (k, _) = entry?;
-                Some(be_u64(k.value(), 32).ok_or_else(|| {
-                    StoreError::Corrupt("value history key has no version".into())
-                })?)
+    }
+    {
+        // Sorted by key hash already. Every older history entry of a written key is used by
+        // no tree at `version` or later: record (version, key hash) for pruning.
+        let mut values = txn.open_table(VALUES)?;
+        let mut stale_values = txn.open_table(STALE_VALUES)?;
+        for (hash, _, value) in &prepared.writes {
+            values.insert(
+                &value_key(&hash.0, version),
+                value.as_deref().unwrap_or(&[]),
+            )?;
+            if version > 0 {
+                stale_values.insert(&value_key_since(version, &hash.0), ())?;
             }
-        };
-        values.insert(
-            &value_key(&hash.0, version),
-            value.as_deref().unwrap_or(&[]),
-        )?;
-        if let Some(previous) = previous {
-            stale_values.insert(&stale_value_key(version, &hash.0, previous), ())?;
         }
     }
     let mut nodes = txn.open_table(NODES)?;
@@ -689,6 +688,15 @@ fn write_state_and_tree(txn: &WriteTransaction, prepared: &Prepared) -> Result<(
         stale_nodes.insert(key.as_slice(), ())?;
     }
     Ok(())
+}
+
+/// `since || key_hash`: the key was rewritten at `since`, so its history entries before
+/// `since` are used by no tree at `since` or later.
+fn value_key_since(since: u64, key_hash: &[u8; 32]) -> [u8; 40] {
+    let mut out = [0u8; 40];
+    out[..8].copy_from_slice(&since.to_be_bytes());
+    out[8..].copy_from_slice(key_hash);
+    out
 }
 
 /// Deletes every tree node and value history entry that no tree at `oldest` or later uses.
@@ -710,19 +718,27 @@ fn prune(txn: &WriteTransaction, oldest: u64) -> Result<(), StoreError> {
     }
     let mut stale_values = txn.open_table(STALE_VALUES)?;
     let mut values = txn.open_table(VALUES)?;
-    let mut bound_key = [0u8; 48];
+    let mut bound_key = [0u8; 40];
     bound_key[..8].copy_from_slice(&bound);
     let mut done = Vec::new();
-    for entry in stale_values.range::<&[u8; 48]>(..&bound_key)? {
+    for entry in stale_values.range::<&[u8; 40]>(..&bound_key)? {
         let (k, _) = entry?;
         done.push(*k.value());
     }
+    let mut old = Vec::new();
     for key in &done {
-        let mut hash = [0u8; 32];
-        hash.copy_from_slice(&key[8..40]);
-        let version = be_u64(key, 40)
+        let since = be_u64(key, 0)
             .ok_or_else(|| StoreError::Corrupt("stale value key too short".into()))?;
-        values.remove(&value_key(&hash, version))?;
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&key[8..]);
+        old.clear();
+        for entry in values.range::<&[u8; 40]>(&value_key(&hash, 0)..&value_key(&hash, since))? {
+            let (k, _) = entry?;
+            old.push(*k.value());
+        }
+        for k in &old {
+            values.remove(k)?;
+        }
         stale_values.remove(key)?;
     }
     Ok(())

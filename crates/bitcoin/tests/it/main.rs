@@ -1,6 +1,7 @@
 //! Integration tests of `parabit-bitcoin`: the embedded regtest chain (mining, spends, mempool
 //! rules, reorgs, persistence), taproot envelopes on it, and the `BitcoinClient` backends.
 
+mod bitcoind;
 mod chain;
 mod client;
 mod envelope;

@@ -1,5 +1,22 @@
-//! Parabit's node (being built).
+//! Parabit's node: the chain over the durable store, the mempool, block production, the
+//! JSON-RPC server, and the development network's genesis.
+//!
+//! | module | what it does |
+//! |---|---|
+//! | [`chain`] | the committed state and the block builder: hooks, parallel execution, state root, atomic commit |
+//! | [`mempool`] | admission (parallel signature checks), nonce order, fee priority, bounds, replacement |
+//! | [`node`] | the chain and mempool together: submission, block production on a timer, new-block events |
+//! | [`rpc`] | the JSON-RPC server (`docs/RPC.md`), HTTP and WebSocket |
+//! | [`devnet`] | the development network's genesis: funded accounts, a pool, markets, staking and insurance |
+//!
+//! Invariants (detailed in each module): the in-memory state always equals the store's state
+//! at the head; a block is committed whole or not at all; no input (a transaction, an RPC
+//! request) can panic the node.
 
+pub mod chain;
+pub mod devnet;
 pub mod mempool;
+pub mod node;
+pub mod rpc;
 
 pub use mempool::{AccountState, Mempool, MempoolConfig, MempoolError, VerifiedTx};

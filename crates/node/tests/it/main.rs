@@ -1,3 +1,5 @@
-//! Integration tests.
+//! Integration tests of the node: mempool, chain (produce, commit, reopen), JSON-RPC.
 
+mod chain;
 mod mempool;
+mod rpc;

@@ -1,0 +1,224 @@
+//! The node: the chain, the mempool, block production on a timer, and new-block events.
+//!
+//! Admission verifies signatures in parallel before taking any lock, then inserts under the
+//! mempool lock against the committed state. The producer takes the best ready transactions
+//! every `block_time` (or at once when `max_block_txs` are ready), builds and commits the
+//! block off the async runtime, brings the mempool up to date, and publishes a [`Committed`]
+//! event to subscribers.
+//!
+//! Invariants:
+//! - Lock order: the chain's state before the mempool; the mempool lock is never held while a
+//!   block executes, so submissions go on while a block is being built.
+//! - Only one block is produced at a time (`producing`).
+//! - A transaction leaves the mempool when its block commits (its nonce is used) or when the
+//!   block found it invalid (it could never be included as it is).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parabit_exec::{KeyMap, Value};
+use parabit_modules::bank::{balance_key, nonce_key};
+use parabit_modules::SignedTx;
+use parabit_primitives::{Address, Amount, AssetId, TxId, TxStatus};
+use parking_lot::Mutex;
+use tokio::sync::{broadcast, Notify};
+
+use crate::chain::{Chain, ChainError, Committed};
+use crate::mempool::{AccountState, Mempool, MempoolConfig, MempoolError};
+
+/// How the node builds blocks.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// A block at least this often while transactions are waiting.
+    pub block_time: Duration,
+    /// A block as soon as this many transactions are ready, and at most this many per block.
+    pub max_block_txs: usize,
+    /// The mempool's limits.
+    pub mempool: MempoolConfig,
+}
+
+impl NodeConfig {
+    /// Defaults for `chain_id`: 250 ms blocks of at most 10,000 transactions.
+    pub fn new(chain_id: u64) -> NodeConfig {
+        NodeConfig {
+            block_time: Duration::from_millis(250),
+            max_block_txs: 10_000,
+            mempool: MempoolConfig::new(chain_id),
+        }
+    }
+}
+
+/// The committed state as the mempool sees it.
+pub struct StateAccounts<'a>(pub &'a KeyMap<Value>);
+
+impl AccountState for StateAccounts<'_> {
+    fn nonce(&self, who: &Address) -> u64 {
+        match self.0.get(&nonce_key(who)) {
+            Some(Value::Num(n)) => u64::try_from(*n).unwrap_or(u64::MAX),
+            _ => 0,
+        }
+    }
+
+    fn fee_balance(&self, who: &Address) -> Amount {
+        match self.0.get(&balance_key(who, AssetId::BTC)) {
+            Some(Value::Num(n)) => *n,
+            _ => 0,
+        }
+    }
+}
+
+/// A running node's shared core.
+pub struct Node {
+    chain: Chain,
+    mempool: Mutex<Mempool>,
+    config: NodeConfig,
+    events: broadcast::Sender<Arc<Committed>>,
+    wake: Notify,
+    producing: Mutex<()>,
+}
+
+impl Node {
+    /// A node over an opened chain.
+    pub fn new(chain: Chain, config: NodeConfig) -> Arc<Node> {
+        let (events, _) = broadcast::channel(1024);
+        Arc::new(Node {
+            mempool: Mutex::new(Mempool::new(config.mempool.clone())),
+            chain,
+            config,
+            events,
+            wake: Notify::new(),
+            producing: Mutex::new(()),
+        })
+    }
+
+    /// The chain.
+    pub fn chain(&self) -> &Chain {
+        &self.chain
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// Verifies (in parallel) and admits transactions; one result per transaction.
+    pub fn submit(&self, txs: Vec<SignedTx>) -> Vec<Result<TxId, MempoolError>> {
+        let verified = Mempool::verify(txs);
+        self.admit(verified)
+    }
+
+    /// Decodes, verifies (in parallel) and admits encoded transactions.
+    pub fn submit_raw<B: AsRef<[u8]> + Sync>(&self, raw: &[B]) -> Vec<Result<TxId, MempoolError>> {
+        let verified = Mempool::verify_raw(raw);
+        self.admit(verified)
+    }
+
+    fn admit(
+        &self,
+        verified: Vec<Result<crate::mempool::VerifiedTx, MempoolError>>,
+    ) -> Vec<Result<TxId, MempoolError>> {
+        let (results, ready) = self.chain.with_state(|state| {
+            let mut pool = self.mempool.lock();
+            let results = pool.insert_all(verified, &StateAccounts(state));
+            (results, pool.ready_len())
+        });
+        if ready >= self.config.max_block_txs {
+            self.wake.notify_one();
+        }
+        results
+    }
+
+    /// A pooled transaction.
+    pub fn pending(&self, id: &TxId) -> Option<SignedTx> {
+        self.mempool.lock().get(id).cloned()
+    }
+
+    /// Pooled transactions and their encoded bytes.
+    pub fn mempool_size(&self) -> (usize, usize) {
+        let pool = self.mempool.lock();
+        (pool.len(), pool.bytes())
+    }
+
+    /// New-block events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Committed>> {
+        self.events.subscribe()
+    }
+
+    /// Builds, commits and publishes a block of the best ready transactions, if any are
+    /// ready (`force`: even an empty one).
+    pub fn produce_block(
+        &self,
+        timestamp_ms: u64,
+        force: bool,
+    ) -> Result<Option<Arc<Committed>>, ChainError> {
+        let _one_at_a_time = self.producing.lock();
+        let txs = self.chain.with_state(|state| {
+            self.mempool
+                .lock()
+                .select(self.config.max_block_txs, &StateAccounts(state))
+        });
+        if txs.is_empty() && !force {
+            return Ok(None);
+        }
+        let committed = Arc::new(self.chain.produce(txs, timestamp_ms)?);
+        self.chain.with_state(|state| {
+            let mut pool = self.mempool.lock();
+            for (id, receipt) in committed.tx_ids.iter().zip(&committed.receipts) {
+                if matches!(receipt.status, TxStatus::Invalid(_) | TxStatus::Panicked(_)) {
+                    pool.remove(id);
+                }
+            }
+            let senders = committed.accounts.iter().filter_map(|a| a.first());
+            pool.on_committed_senders(senders, &StateAccounts(state));
+        });
+        tracing::info!(
+            height = committed.header.height,
+            txs = committed.tx_ids.len(),
+            "block committed"
+        );
+        // No subscriber is not an error.
+        let _ = self.events.send(committed.clone());
+        Ok(Some(committed))
+    }
+
+    /// Produces blocks until `shutdown` resolves: every `block_time` while transactions are
+    /// ready, or at once when `max_block_txs` are. A block that fails to commit stops the
+    /// loop with the error (the store is unusable; the node must stop).
+    pub async fn run_producer(
+        self: Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), ChainError> {
+        let mut tick = tokio::time::interval(self.config.block_time);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.wake.notified() => {}
+                _ = shutdown.changed() => return Ok(()),
+            }
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            let node = self.clone();
+            let now = now_ms();
+            let result = tokio::task::spawn_blocking(move || node.produce_block(now, false)).await;
+            match result {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(join) => {
+                    tracing::error!("block production panicked: {join}");
+                    return Err(ChainError::Pool(format!(
+                        "block production panicked: {join}"
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

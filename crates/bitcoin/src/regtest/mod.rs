@@ -32,6 +32,21 @@ use crate::client::{BitcoinClient, ClientError, Utxo};
 use journal::Journal;
 use state::ChainState;
 
+/// A summary of the chain's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainStats {
+    /// Tip height.
+    pub height: u32,
+    /// Tip hash.
+    pub tip: BlockHash,
+    /// Unspent outputs in the active chain.
+    pub utxo_count: usize,
+    /// Their total value (equals the subsidies of blocks 1..=height: every block claims its fees).
+    pub utxo_value: Amount,
+    /// Transactions in the mempool.
+    pub mempool_txs: usize,
+}
+
 /// Settings of the embedded chain.
 #[derive(Clone, Debug)]
 pub struct RegtestConfig {
@@ -362,6 +377,19 @@ impl RegtestChain {
     pub fn list_unspent(&self, scripts: &[ScriptBuf]) -> Vec<Utxo> {
         let set: HashSet<ScriptBuf> = scripts.iter().cloned().collect();
         self.inner.lock().state.unspent_for(&set)
+    }
+
+    /// Tip, UTXO set size and value, mempool size.
+    pub fn stats(&self) -> ChainStats {
+        let g = self.inner.lock();
+        let (utxo_count, utxo_value, mempool_txs) = g.state.stats();
+        ChainStats {
+            height: g.state.height(),
+            tip: g.state.tip_hash(),
+            utxo_count,
+            utxo_value,
+            mempool_txs,
+        }
     }
 
     /// The fee rate `estimate_fee_rate` answers.

@@ -348,6 +348,14 @@ impl ChainState {
         out
     }
 
+    /// Number and total value of the unspent outputs, and the mempool's size.
+    pub fn stats(&self) -> (usize, Amount, usize) {
+        let value = self.utxos.values().fold(Amount::ZERO, |a, c| {
+            a.checked_add(c.txout.value).unwrap_or(Amount::MAX)
+        });
+        (self.utxos.len(), value, self.mempool.len())
+    }
+
     pub fn coin(&self, op: &OutPoint) -> Option<&Coin> {
         self.utxos.get(op)
     }
@@ -668,7 +676,7 @@ impl ChainState {
         txdata.push(coinbase);
         txdata.extend(txs);
         let bits = self.blocks[0].header.bits;
-        let time = now.max(self.median_time_past(self.height()) + 1);
+        let time = now.max(self.median_time_past(self.height()).saturating_add(1));
         let mut block = Block {
             header: Header {
                 version: BlockVersion::from_consensus(0x2000_0000),
@@ -704,7 +712,7 @@ impl ChainState {
                 Some(n) => block.header.nonce = n,
                 None => {
                     block.header.nonce = 0;
-                    block.header.time += 1;
+                    block.header.time = block.header.time.wrapping_add(1);
                 }
             }
         }

@@ -469,3 +469,26 @@ fn blocks_with_invalid_transactions_are_refused() {
     assert!(chain.mempool().is_empty());
     assert_eq!(chain.confirmations(&f.tx.compute_txid()), Some(1));
 }
+
+#[test]
+fn background_miner_mines_until_stopped() {
+    let chain = std::sync::Arc::new(RegtestChain::in_memory());
+    let alice = wallet(1);
+    let miner = chain.spawn_miner(
+        std::time::Duration::from_millis(10),
+        alice.script_pubkey().clone(),
+    );
+    let start = std::time::Instant::now();
+    while chain.height() < 3 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "miner stalled"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    miner.stop();
+    let stopped_at = chain.height();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(chain.height(), stopped_at);
+    assert_eq!(utxos(&chain, &alice).len() as u32, stopped_at);
+}

@@ -5,6 +5,7 @@ mod bitcoind;
 mod chain;
 mod client;
 mod envelope;
+mod model;
 
 use parabit_bitcoin::bitcoin::secp256k1::SecretKey;
 use parabit_bitcoin::bitcoin::{Amount, FeeRate, TxOut};

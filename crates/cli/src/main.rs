@@ -9,6 +9,7 @@
 mod bench;
 mod client;
 mod human;
+mod node_cmd;
 mod proof;
 mod query_cmd;
 mod tx_cmd;
@@ -29,6 +30,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a local development network: funded accounts, a pool, markets, staking and
+    /// insurance seeded; JSON-RPC on 127.0.0.1:8645. Ctrl-C stops it; it resumes on restart.
+    Devnet(node_cmd::DevnetArgs),
+    /// Run a node from a genesis file (and an optional TOML config file).
+    Node(node_cmd::NodeArgs),
     /// Measure the execution engine: parallel against sequential on the same blocks, with
     /// the state roots compared.
     Bench(bench::BenchArgs),
@@ -44,6 +50,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {
+        Command::Devnet(args) => node_cmd::devnet(&args),
+        Command::Node(args) => node_cmd::node(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Wallet(args) => wallet_cmd::run(&args),
         Command::Tx(args) => tx_cmd::run(&args),

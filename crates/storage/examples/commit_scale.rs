@@ -47,7 +47,12 @@ fn main() {
     let writes = args.get(1).copied().unwrap_or(20_000);
     let blocks = args.get(2).copied().unwrap_or(5);
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path().join("scale.redb"), StoreConfig::default()).expect("open");
+    // PRUNE=n keeps n versions; QUICK_REPAIR=0 turns quick repair off.
+    let config = StoreConfig {
+        keep_versions: std::env::var("PRUNE").ok().and_then(|v| v.parse().ok()),
+        quick_repair: std::env::var("QUICK_REPAIR").as_deref() != Ok("0"),
+    };
+    let store = Store::open(dir.path().join("scale.redb"), config).expect("open");
     // Genesis in chunks of 200k keys.
     let t = Instant::now();
     let mut next = 0;

@@ -28,7 +28,9 @@
 //!   header's `state_root` is that tree's root.
 //! - With `keep_versions = Some(n)`, trees of the last `n` heights are kept: every node or
 //!   history entry that only older trees use is deleted in the commit that makes it
-//!   unnecessary; a query for an older height is [`StoreError::Pruned`].
+//!   unnecessary; a query for an older height is [`StoreError::Pruned`]. (Stale indexes are
+//!   written only while pruning is configured, so nodes made stale by blocks committed without
+//!   it are never reclaimed.)
 //! - The store spawns no threads and does no network I/O. It is `Send + Sync`; reads may run
 //!   concurrently with a commit (redb's MVCC), and commits are serialised by redb.
 
@@ -423,7 +425,7 @@ impl Store {
             });
         }
 
-        write_state_and_tree(&txn, &prepared)?;
+        write_state_and_tree(&txn, &prepared, self.config.keep_versions.is_some())?;
 
         {
             txn.open_table(HEADERS)?
@@ -641,7 +643,16 @@ impl Store {
 }
 
 /// Writes the latest state, tree nodes, value history and stale indexes of `prepared`.
-fn write_state_and_tree(txn: &WriteTransaction, prepared: &Prepared) -> Result<(), StoreError> {
+///
+/// The stale indexes that pruning needs are written only when `prune_index` (the store prunes):
+/// an archive store pays nothing for them. Nodes that became stale while a store did not prune
+/// are therefore never pruned later (they stay, unused); value history heals itself, since a
+/// later rewrite of a key marks all its older entries.
+fn write_state_and_tree(
+    txn: &WriteTransaction,
+    prepared: &Prepared,
+    prune_index: bool,
+) -> Result<(), StoreError> {
     let version = prepared.height;
     {
         // In key order: neighbouring inserts touch the same pages.
@@ -669,7 +680,7 @@ fn write_state_and_tree(txn: &WriteTransaction, prepared: &Prepared) -> Result<(
                 &value_key(&hash.0, version),
                 value.as_deref().unwrap_or(&[]),
             )?;
-            if version > 0 {
+            if prune_index && version > 0 {
                 stale_values.insert(&value_key_since(version, &hash.0), ())?;
             }
         }
@@ -677,6 +688,9 @@ fn write_state_and_tree(txn: &WriteTransaction, prepared: &Prepared) -> Result<(
     let mut nodes = txn.open_table(NODES)?;
     for (node_key, node) in prepared.batch.node_batch.nodes() {
         nodes.insert(encode(node_key)?.as_slice(), encode(node)?.as_slice())?;
+    }
+    if !prune_index {
+        return Ok(());
     }
     let mut stale_nodes = txn.open_table(STALE_NODES)?;
     for stale in &prepared.batch.stale_node_index_batch {

@@ -125,3 +125,42 @@ fn keep_one_version() {
     assert!(store.get_with_proof(&key(3), 4).is_err());
     assert_eq!(root, fresh_state_root(&model).expect("root"));
 }
+
+#[test]
+fn pruning_turned_on_later_keeps_kept_heights_provable() {
+    let (_dir, path, store) = temp_store(StoreConfig::default());
+    let mut model = KeyMap::default();
+    run(&store, 8, &mut model);
+    drop(store);
+    let store = Store::open(
+        &path,
+        StoreConfig {
+            keep_versions: Some(2),
+            quick_repair: true,
+        },
+    )
+    .expect("reopen");
+    run(&store, 8, &mut model);
+    let first = store.tree_stats().expect("stats");
+    run(&store, 8, &mut model);
+    let second = store.tree_stats().expect("stats");
+    assert_eq!(first.nodes, second.nodes, "{first:?} {second:?}");
+    assert_eq!(first.values, second.values, "{first:?} {second:?}");
+    assert_eq!(store.oldest_version(), 22);
+    for height in [22, 23] {
+        let root = store
+            .header(height)
+            .expect("header")
+            .expect("kept")
+            .state_root;
+        for k in [0, 1000, 1001] {
+            let (v, proof) = store.get_with_proof(&key(k), height).expect("proof");
+            verify_proof(root, &key(k), v.as_ref(), &proof).expect("verifies");
+        }
+    }
+    assert!(matches!(
+        store.get_with_proof(&key(0), 21),
+        Err(StoreError::Pruned { .. })
+    ));
+    assert_eq!(store.load_state().expect("state"), model);
+}

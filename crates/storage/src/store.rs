@@ -608,10 +608,7 @@ impl Store {
         let latest = meta_u64(&meta, META_LATEST)?;
         let hashes = read.open_table(HASHES)?;
         let mut parent_hash = [0u8; 32];
-        for height in 0..=latest.unwrap_or(0) {
-            if latest.is_none() {
-                break;
-            }
+        for height in latest.map(|l| 0..=l).into_iter().flatten() {
             let header = read_header(&read, height)?
                 .ok_or_else(|| StoreError::Corrupt(format!("no header at height {height}")))?;
             if header.height != height || header.parent_hash != parent_hash {
@@ -785,4 +782,17 @@ fn encode<T: BorshSerialize + ?Sized>(value: &T) -> Result<Vec<u8>, StoreError> 
 
 fn decode<T: BorshDeserialize>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
     borsh::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_and_prepared_can_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<Store>();
+        send::<Prepared>();
+    }
 }

@@ -162,3 +162,51 @@ fn flipped_bytes_give_errors_or_the_original_data() {
     }
     assert!(errors > 0, "no damage was detected at all");
 }
+
+#[test]
+fn check_detects_a_state_that_does_not_match_the_root() {
+    let (_dir, path, mut store) = temp_store(StoreConfig::default());
+    commit_next(&store, &writes(&[(1, Some(Value::Num(1)))]), vec![]);
+    commit_next(&store, &writes(&[(2, Some(Value::Num(2)))]), vec![]);
+    store.check().expect("healthy");
+    drop(store);
+    {
+        let db = redb::Database::create(&path).expect("open");
+        let txn = db.begin_write().expect("txn");
+        txn.open_table(TableDefinition::<&[u8], &[u8]>::new("state"))
+            .expect("state")
+            .insert(
+                key(1).as_bytes(),
+                parabit_storage::encode_value(&Value::Num(5)).as_slice(),
+            )
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+    let mut store = Store::open(&path, StoreConfig::default()).expect("open");
+    let err = store.check().expect_err("state differs from root");
+    assert!(
+        matches!(err, StoreError::Corrupt(ref m) if m.contains("root")),
+        "{err}"
+    );
+    drop(store);
+    {
+        let db = redb::Database::create(&path).expect("open");
+        let txn = db.begin_write().expect("txn");
+        txn.open_table(TableDefinition::<&[u8; 32], u64>::new("block_hashes"))
+            .expect("hashes")
+            .insert(&[0u8; 32], 0)
+            .expect("insert");
+        txn.open_table(TableDefinition::<&[u8], &[u8]>::new("state"))
+            .expect("state")
+            .insert(
+                key(1).as_bytes(),
+                parabit_storage::encode_value(&Value::Num(1)).as_slice(),
+            )
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+    let mut store = Store::open(&path, StoreConfig::default()).expect("open");
+    store
+        .check()
+        .expect("an extra hash entry is harmless; state restored");
+}

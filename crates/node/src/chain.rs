@@ -181,27 +181,14 @@ impl Chain {
     pub fn produce(&self, txs: Vec<SignedTx>, timestamp_ms: u64) -> Result<Committed, ChainError> {
         let parent = self.head();
         let height = parent.height + 1;
-        let runtime = self.runtime.at_height(height);
-        let state = self.state.read();
-        let markets = lending::query_market_list(&*state).unwrap_or_default();
-        let begin = begin_block_hooks(&markets);
-        let lead = begin.len();
-        let user: Vec<_> = txs.iter().map(|s| s.tx.clone()).collect();
-        let n = user.len();
-        let engine_txs: Vec<BlockTx> = block_txs(begin, user);
-        let executor = ParallelExecutor::new(&self.pool);
-        let (output, _stats) = executor.execute_block_with_stats(&runtime, &engine_txs, &*state);
-        drop(state);
-        for (i, r) in output.outputs.iter().enumerate() {
-            if !(lead..lead + n).contains(&i) && !r.status.is_success() {
-                tracing::warn!(height, hook = i, status = %r.status, "a block hook failed");
-            }
-        }
-        let receipts: Vec<Receipt> = output.outputs[lead..lead + n].to_vec();
+        let (receipts, writes) = {
+            let state = self.state.read();
+            execute_block(&self.runtime, &self.pool, height, &txs, &state)
+        };
         let fees: Amount = receipts.iter().map(|r| r.fee_paid).sum();
         let tx_ids: Vec<TxId> = txs.iter().map(|t| t.id()).collect();
         let accounts: Vec<Vec<Address>> = txs.iter().map(|t| concerned(&t.tx)).collect();
-        let prepared = self.store.prepare(height, &output.writes)?;
+        let prepared = self.store.prepare(height, &writes)?;
         let header = BlockHeader {
             height,
             parent_hash: parent.hash(),
@@ -210,7 +197,7 @@ impl Chain {
             state_root: prepared.state_root(),
             bitcoin_height: parent.bitcoin_height,
             fees,
-            tx_count: n as u32,
+            tx_count: txs.len() as u32,
         };
         let block = Block {
             header: header.clone(),
@@ -219,7 +206,7 @@ impl Chain {
         self.store.commit(prepared, &block, &receipts, &accounts)?;
         {
             let mut state = self.state.write();
-            output.writes.apply_to(&mut state);
+            writes.apply_to(&mut state);
             *self.head.write() = header.clone();
         }
         Ok(Committed {
@@ -229,6 +216,125 @@ impl Chain {
             accounts,
         })
     }
+}
+
+/// Executes a block's user transactions at `height` on `state` (with the begin-block hooks of
+/// its lending markets and the end-block hooks of its batch swaps) on the parallel engine:
+/// the user transactions' receipts and the block's write set. The block builder and every
+/// re-execution of a block (replay, a full node) use this one function.
+pub fn execute_block(
+    runtime: &Runtime,
+    pool: &rayon::ThreadPool,
+    height: u64,
+    txs: &[SignedTx],
+    state: &KeyMap<Value>,
+) -> (Vec<Receipt>, parabit_exec::WriteSet) {
+    let runtime = runtime.at_height(height);
+    let markets = lending::query_market_list(state).unwrap_or_default();
+    let begin = begin_block_hooks(&markets);
+    let lead = begin.len();
+    let user: Vec<_> = txs.iter().map(|s| s.tx.clone()).collect();
+    let n = user.len();
+    let engine_txs: Vec<BlockTx> = block_txs(begin, user);
+    let executor = ParallelExecutor::new(pool);
+    let output = executor.execute_block(&runtime, &engine_txs, state);
+    for (i, r) in output.outputs.iter().enumerate() {
+        if !(lead..lead + n).contains(&i) && !r.status.is_success() {
+            tracing::warn!(height, hook = i, status = %r.status, "a block hook failed");
+        }
+    }
+    let receipts = output.outputs[lead..lead + n].to_vec();
+    (receipts, output.writes)
+}
+
+/// Why a replay stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// Reading the source or writing the replica failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The genesis cannot be built.
+    #[error("genesis: {0}")]
+    Genesis(#[from] GenesisSpecError),
+    /// The source has a gap.
+    #[error("block {0} is missing from the source")]
+    Missing(u64),
+    /// Re-execution disagrees with the source.
+    #[error("block {height}: {what}")]
+    Mismatch {
+        /// The first block that differs.
+        height: u64,
+        /// How.
+        what: String,
+    },
+    /// The thread pool could not start.
+    #[error("thread pool: {0}")]
+    Pool(String),
+}
+
+/// Rebuilds a chain from its genesis by re-executing every block of `source` into a new store
+/// at `target` (which must not exist yet), checking each block's receipts and state root.
+/// Returns the last height replayed and its state root.
+pub fn replay(
+    spec: &GenesisSpec,
+    source: &Store,
+    target: &Path,
+    threads: usize,
+) -> Result<(u64, [u8; 32]), ReplayError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .map_err(|e| ReplayError::Pool(e.to_string()))?;
+    let replica = Store::open(
+        target,
+        StoreConfig {
+            keep_versions: Some(2),
+            ..StoreConfig::default()
+        },
+    )?;
+    let runtime = spec.runtime();
+    let mut state = spec.build()?;
+    let latest = source.latest().map_or(0, |h| h.height);
+    let mut last_root = [0u8; 32];
+    for height in 0..=latest {
+        let block = source
+            .block::<parabit_modules::Call>(height)?
+            .ok_or(ReplayError::Missing(height))?;
+        let (receipts, writes) = if height == 0 {
+            let writes =
+                parabit_exec::WriteSet(state.iter().map(|(k, v)| (*k, Some(v.clone()))).collect());
+            (Vec::new(), writes)
+        } else {
+            execute_block(&runtime, &pool, height, &block.txs, &state)
+        };
+        for (i, (tx, receipt)) in block.txs.iter().zip(&receipts).enumerate() {
+            let stored = source.receipt(&tx.id())?;
+            if stored.as_ref() != Some(receipt) {
+                return Err(ReplayError::Mismatch {
+                    height,
+                    what: format!("receipt {i} is {receipt:?}, the source has {stored:?}"),
+                });
+            }
+        }
+        let prepared = replica.prepare(height, &writes)?;
+        if prepared.state_root() != block.header.state_root {
+            return Err(ReplayError::Mismatch {
+                height,
+                what: format!(
+                    "state root {} after re-execution, the block says {}",
+                    hex::encode(prepared.state_root()),
+                    hex::encode(block.header.state_root)
+                ),
+            });
+        }
+        let accounts: Vec<Vec<Address>> = block.txs.iter().map(|t| concerned(&t.tx)).collect();
+        replica.commit(prepared, &block, &receipts, &accounts)?;
+        if height > 0 {
+            writes.apply_to(&mut state);
+        }
+        last_root = block.header.state_root;
+    }
+    Ok((latest, last_root))
 }
 
 /// The accounts a transaction concerns: its sender, and whoever it names as a recipient.

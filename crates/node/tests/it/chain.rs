@@ -190,3 +190,46 @@ fn parallel_blocks_equal_a_sequential_replay() {
         assert_eq!(one.chain().head(), two.chain().head());
     }
 }
+
+#[test]
+fn a_replay_from_genesis_reaches_the_same_root_and_names_a_mismatch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (node, g) = open(dir.path(), 2);
+    let chain_id = node.chain().chain_id();
+    for round in 0..3u64 {
+        let txs: Vec<SignedTx> = g
+            .accounts
+            .iter()
+            .flat_map(|a| (0..20).map(move |n| (a, round * 20 + n)))
+            .map(|(a, n)| transfer(&a.key, n, g.admin.key.address(), 3, chain_id))
+            .collect();
+        for r in node.submit(txs) {
+            r.expect("admitted");
+        }
+        node.produce_block(1_700_000_002_000 + round, false)
+            .expect("produce")
+            .expect("a block");
+    }
+    let head = node.chain().head();
+    let out = tempfile::tempdir().expect("tempdir");
+    let (height, root) = parabit_node::chain::replay(
+        &g.spec,
+        node.chain().store(),
+        &out.path().join("replica.redb"),
+        2,
+    )
+    .expect("replay agrees");
+    assert_eq!((height, root), (head.height, head.state_root));
+
+    // Another genesis: the replay names block 0.
+    let mut other = g.spec.clone();
+    other.balances[0].amount += 1;
+    let err = parabit_node::chain::replay(
+        &other,
+        node.chain().store(),
+        &out.path().join("replica2.redb"),
+        1,
+    )
+    .expect_err("differs");
+    assert!(err.to_string().starts_with("block 0: state root"), "{err}");
+}

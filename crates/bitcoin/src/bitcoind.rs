@@ -9,8 +9,8 @@
 //! every call, since bitcoind rewrites it at each start).
 //!
 //! Invariants:
-//! - Connection failures, timeouts, HTTP 503 (work queue full) and RPC_IN_WARMUP (-28) are
-//!   transient; a refused transaction (-25, -26, -27, -22) is `Rejected` with Core's message;
+//! - Connection failures, timeouts, HTTP 503 (work queue full), RPC_IN_WARMUP (-28) and a
+//!   missing cookie file (bitcoind deletes it when it stops) are transient; a refused transaction (-25, -26, -27, -22) is `Rejected` with Core's message;
 //!   unknown blocks, heights and transactions (-5, -8) are `NotFound`; HTTP 401/403 is
 //!   `Unauthorized`. Errors are both HTTP 500 with a JSON body (JSON-RPC 1.0) and HTTP 200
 //!   with an `error` member (JSON-RPC 2.0): both are read.
@@ -112,7 +112,7 @@ fn split_userinfo(url: &str) -> Result<(String, Option<(String, String)>), Clien
 }
 
 /// Standard base64 (RFC 4648, padded), for the Basic auth header.
-fn base64(input: &[u8]) -> String {
+pub(crate) fn base64(input: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
@@ -202,7 +202,13 @@ impl BitcoindClient {
             Auth::UserPass { user, password } => format!("{user}:{password}"),
             Auth::CookieFile(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
-                    ClientError::Unauthorized(format!("cookie file {}: {e}", path.display()))
+                    let msg = format!("cookie file {}: {e}", path.display());
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        // bitcoind deletes its cookie when it stops: down, not misconfigured.
+                        ClientError::Unavailable(format!("{msg} (is bitcoind running?)"))
+                    } else {
+                        ClientError::Unauthorized(msg)
+                    }
                 })?;
                 let line = text.lines().next().unwrap_or("").trim().to_string();
                 if !line.contains(':') {
@@ -294,8 +300,10 @@ fn map_rpc_error(method: &str, code: i64, message: String) -> ClientError {
     match code {
         // RPC_IN_WARMUP
         -28 => ClientError::WarmingUp(message),
-        // RPC_INVALID_ADDRESS_OR_KEY: unknown block or transaction.
-        -5 => ClientError::NotFound(message),
+        // RPC_INVALID_ADDRESS_OR_KEY from lookups: unknown block or transaction.
+        -5 if matches!(method, "getblock" | "getblockheader" | "getrawtransaction") => {
+            ClientError::NotFound(message)
+        }
         // RPC_INVALID_PARAMETER from getblockhash: height out of range.
         -8 if method == "getblockhash" => ClientError::NotFound(message),
         // RPC_VERIFY_ERROR, RPC_VERIFY_REJECTED, RPC_VERIFY_ALREADY_IN_CHAIN, RPC_DESERIALIZATION_ERROR

@@ -1,7 +1,8 @@
 //! The embedded regtest chain: real Bitcoin blocks from regtest's genesis, mined on demand at
 //! regtest difficulty, with a UTXO set, a mempool whose spends are fully checked (scripts by
 //! Bitcoin Core's interpreter), reorgs on request, and a journal on disk so a restart keeps the
-//! chain. [`RegtestClient`] serves it through [`BitcoinClient`].
+//! chain. [`RegtestClient`] serves it through [`BitcoinClient`] in-process; [`RpcServer`] serves
+//! it to other processes over Bitcoin Core's JSON-RPC.
 //!
 //! Invariants:
 //! - Every change (block, rewind, admitted or evicted mempool transaction) is validated first,
@@ -13,6 +14,7 @@
 //!   node's threads and by tests. One process per directory.
 
 mod journal;
+mod server;
 mod state;
 
 use std::collections::HashSet;
@@ -26,6 +28,7 @@ use bitcoin::{
 use parking_lot::Mutex;
 
 pub use journal::{JournalError, Record, JOURNAL_FILE};
+pub use server::{RpcServer, ServerAuth};
 pub use state::{subsidy, BlockError, TxError, REGTEST_HALVING_INTERVAL};
 
 use crate::client::{BitcoinClient, ClientError, Utxo};

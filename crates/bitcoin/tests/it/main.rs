@@ -6,6 +6,7 @@ mod chain;
 mod client;
 mod envelope;
 mod model;
+mod server;
 
 use parabit_bitcoin::bitcoin::secp256k1::SecretKey;
 use parabit_bitcoin::bitcoin::{Amount, FeeRate, TxOut};

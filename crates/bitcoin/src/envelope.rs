@@ -12,7 +12,13 @@
 //!   version and data back) and nothing else: any other opcode, a non-32-byte key, a version
 //!   that is not one byte, a push over 520 bytes, or bytes after `OP_ENDIF` is an error.
 //! - Parsing never panics, whatever the bytes (property-tested).
+//! - Only [`verified_envelopes`] authenticates: it requires the spent output to be P2TR and to
+//!   commit to the leaf, so consensus has run the leaf's `OP_CHECKSIG`. An envelope-shaped
+//!   witness elsewhere (e.g. spending a future witness version, which consensus leaves
+//!   unchecked) proves nothing and is not returned.
 //! - A built reveal pays exactly `fee_rate × vsize` (rounded up) of its signed self.
+
+use std::collections::HashMap;
 
 use bitcoin::absolute::LockTime;
 use bitcoin::blockdata::opcodes::all::{OP_CHECKSIG, OP_ENDIF, OP_IF};
@@ -22,10 +28,10 @@ use bitcoin::hashes::Hash;
 use bitcoin::key::Keypair;
 use bitcoin::secp256k1::{Message, SECP256K1};
 use bitcoin::sighash::{Prevouts, SighashCache, TapSighashType};
-use bitcoin::taproot::{LeafVersion, TapLeafHash, TaprootBuilder, TaprootSpendInfo};
+use bitcoin::taproot::{ControlBlock, LeafVersion, TapLeafHash, TaprootBuilder, TaprootSpendInfo};
 use bitcoin::transaction::Version;
 use bitcoin::{
-    Amount, FeeRate, OutPoint, Script, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid,
+    Amount, Block, FeeRate, OutPoint, Script, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid,
     Witness, XOnlyPublicKey,
 };
 
@@ -161,9 +167,12 @@ pub fn envelope_from_witness(witness: &Witness) -> Result<Option<Envelope>, Enve
     parse_envelope_script(leaf.script).map(Some)
 }
 
-/// Every envelope in `tx`'s inputs, in input order, with the input index; inputs whose leaf is
-/// not an envelope are skipped.
-pub fn envelopes_in(tx: &Transaction) -> Vec<(usize, Envelope)> {
+/// Envelope-shaped witnesses in `tx`'s inputs, in input order, with the input index. **Not
+/// proof of anything**: a witness only counts as a tapscript spend if the output it spends is
+/// P2TR, which the transaction alone does not say. A spend of a future witness version (which
+/// consensus leaves unchecked) can carry any envelope with any key and no signature. Use
+/// [`verified_envelopes`] to read batches.
+pub fn unverified_envelopes_in(tx: &Transaction) -> Vec<(usize, Envelope)> {
     tx.input
         .iter()
         .enumerate()
@@ -172,6 +181,77 @@ pub fn envelopes_in(tx: &Transaction) -> Vec<(usize, Envelope)> {
             _ => None,
         })
         .collect()
+}
+
+/// The envelopes of `tx` that Bitcoin itself authenticated: the input spends a P2TR output
+/// (found by `prevout`) whose output key commits, through the witness' control block, to the
+/// envelope leaf. For a transaction in a valid block that means the leaf ran, so its
+/// `OP_CHECKSIG` accepted a signature by `Envelope::key`. Inputs whose prevout is unknown or
+/// not such an output are skipped.
+pub fn verified_envelopes(
+    tx: &Transaction,
+    prevout: impl Fn(&OutPoint) -> Option<TxOut>,
+) -> Vec<(usize, Envelope)> {
+    let mut out = Vec::new();
+    for (i, input) in tx.input.iter().enumerate() {
+        let Ok(Some(envelope)) = envelope_from_witness(&input.witness) else {
+            continue;
+        };
+        let Some(spent) = prevout(&input.previous_output) else {
+            continue;
+        };
+        if !spent.script_pubkey.is_p2tr() {
+            continue;
+        }
+        let Some(key_bytes) = spent.script_pubkey.as_bytes().get(2..34) else {
+            continue;
+        };
+        let Ok(output_key) = XOnlyPublicKey::from_slice(key_bytes) else {
+            continue;
+        };
+        let (Some(leaf), Some(control)) = (
+            input.witness.taproot_leaf_script(),
+            input.witness.taproot_control_block(),
+        ) else {
+            continue;
+        };
+        let Ok(control) = ControlBlock::decode(control) else {
+            continue;
+        };
+        if control.verify_taproot_commitment(SECP256K1, output_key, leaf.script) {
+            out.push((i, envelope));
+        }
+    }
+    out
+}
+
+/// [`verified_envelopes`] for every transaction of `block`, in block order, as
+/// `(tx index, input index, envelope)`. Prevouts are looked up among the block's own
+/// transactions first (a commit confirmed with its reveal), then with `outside` (e.g. earlier
+/// blocks the caller indexed, or `getrawtransaction`).
+pub fn verified_envelopes_in_block(
+    block: &Block,
+    outside: impl Fn(&OutPoint) -> Option<TxOut>,
+) -> Vec<(usize, usize, Envelope)> {
+    let mut created: HashMap<OutPoint, TxOut> = HashMap::new();
+    let mut out = Vec::new();
+    for (t, tx) in block.txdata.iter().enumerate() {
+        let found = verified_envelopes(tx, |op| created.get(op).cloned().or_else(|| outside(op)));
+        out.extend(found.into_iter().map(|(i, e)| (t, i, e)));
+        let txid = tx.compute_txid();
+        for (vout, o) in tx.output.iter().enumerate() {
+            if o.script_pubkey.is_p2tr() {
+                created.insert(
+                    OutPoint {
+                        txid,
+                        vout: vout as u32,
+                    },
+                    o.clone(),
+                );
+            }
+        }
+    }
+    out
 }
 
 /// The taproot output committing to the envelope leaf: internal key `key`, one leaf.

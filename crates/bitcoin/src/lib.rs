@@ -30,6 +30,9 @@ pub mod wallet;
 pub use bitcoin;
 pub use bitcoind::{Auth, BitcoindClient, BitcoindConfig};
 pub use client::{BitcoinClient, ClientError, Utxo};
-pub use envelope::{build_commit_reveal, CommitReveal, Envelope, EnvelopeError};
+pub use envelope::{
+    build_commit_reveal, verified_envelopes, verified_envelopes_in_block, CommitReveal, Envelope,
+    EnvelopeError,
+};
 pub use regtest::{RegtestChain, RegtestClient, RegtestConfig, RegtestError};
 pub use wallet::{TaprootWallet, WalletError};

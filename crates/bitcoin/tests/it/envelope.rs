@@ -5,7 +5,10 @@
 use parabit_bitcoin::bitcoin::key::Keypair;
 use parabit_bitcoin::bitcoin::secp256k1::{Message, SecretKey, SECP256K1};
 use parabit_bitcoin::bitcoin::{Amount, Witness};
-use parabit_bitcoin::envelope::{envelope_spend_info, envelopes_in, ENVELOPE_TAG};
+use parabit_bitcoin::envelope::{
+    envelope_script, envelope_spend_info, unverified_envelopes_in, verified_envelopes,
+    verified_envelopes_in_block, ENVELOPE_TAG,
+};
 use parabit_bitcoin::regtest::TxError;
 use parabit_bitcoin::{build_commit_reveal, RegtestChain, RegtestError};
 
@@ -63,10 +66,12 @@ fn commit_reveal_is_accepted_mined_and_read_back() {
     assert_eq!(block.txdata.len(), 3);
 
     // Read back from the block, as a full node would.
-    let found: Vec<_> = block.txdata.iter().flat_map(envelopes_in).collect();
+    let found = verified_envelopes_in_block(&block, |_| None);
     assert_eq!(found.len(), 1);
-    let (input, env) = &found[0];
-    assert_eq!(*input, 0);
+    let (t, input, env) = &found[0];
+    assert_eq!((*t, *input), (2, 0));
+    // Without the commit's output the reveal proves nothing.
+    assert!(verified_envelopes(&block.txdata[2], |_| None).is_empty());
     assert_eq!(env.key, seq.x_only_public_key().0);
     assert_eq!(env.version, 1);
     assert_eq!(env.data, data);
@@ -140,4 +145,62 @@ fn tampered_reveals_are_refused() {
 
     assert_eq!(chain.mempool().len(), 1);
     chain.send_raw_transaction(&cr.reveal).unwrap();
+}
+
+#[test]
+fn envelope_shaped_witness_without_taproot_is_not_authenticated() {
+    use parabit_bitcoin::bitcoin::absolute::LockTime;
+    use parabit_bitcoin::bitcoin::transaction::Version;
+    use parabit_bitcoin::bitcoin::{
+        OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, WitnessProgram, WitnessVersion,
+    };
+
+    let chain = RegtestChain::in_memory();
+    let attacker = wallet(6);
+    fund(&chain, &attacker);
+    let seq = sequencer();
+    // An output to a future witness version: consensus does not check how it is spent.
+    let program = WitnessProgram::new(WitnessVersion::V2, &[1u8; 32]).unwrap();
+    let v2 = ScriptBuf::new_witness_program(&program);
+    let out = TxOut {
+        value: Amount::from_sat(10_000),
+        script_pubkey: v2,
+    };
+    let f = attacker
+        .build_payment(&utxos(&chain, &attacker), vec![out], rate(2))
+        .unwrap();
+    chain.send_raw_transaction(&f.tx).unwrap();
+    chain.mine(1, attacker.script_pubkey()).unwrap();
+    // Spend it with a witness that looks like a reveal by the sequencer, with no signature.
+    let leaf = envelope_script(&seq.x_only_public_key().0, 1, b"forged batch").unwrap();
+    let mut control = vec![0xc0];
+    control.extend_from_slice(&seq.x_only_public_key().0.serialize());
+    let forged = Transaction {
+        version: Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint {
+                txid: f.tx.compute_txid(),
+                vout: 0,
+            },
+            script_sig: ScriptBuf::new(),
+            sequence: Sequence::MAX,
+            witness: Witness::from_slice(&[leaf.to_bytes(), control]),
+        }],
+        output: vec![TxOut {
+            value: Amount::from_sat(9_000),
+            script_pubkey: attacker.script_pubkey().clone(),
+        }],
+    };
+    chain.send_raw_transaction(&forged).unwrap();
+    let hash = chain.mine(1, attacker.script_pubkey()).unwrap()[0];
+    let block = chain.block(&hash).unwrap();
+    // The shape is there, with the sequencer's key...
+    let shaped = unverified_envelopes_in(&block.txdata[1]);
+    assert_eq!(shaped.len(), 1);
+    assert_eq!(shaped[0].1.key, seq.x_only_public_key().0);
+    // ...but nothing is authenticated, even knowing the spent output.
+    let spent = f.tx.output[0].clone();
+    assert!(verified_envelopes(&block.txdata[1], |_| Some(spent.clone())).is_empty());
+    assert!(verified_envelopes_in_block(&block, |_| Some(spent.clone())).is_empty());
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use parabit_bitcoin::bitcoin::key::Keypair;
 use parabit_bitcoin::bitcoin::secp256k1::{SecretKey, SECP256K1};
 use parabit_bitcoin::bitcoin::Network;
-use parabit_bitcoin::envelope::envelopes_in;
+use parabit_bitcoin::envelope::verified_envelopes_in_block;
 use parabit_bitcoin::regtest::{RpcServer, ServerAuth};
 use parabit_bitcoin::{
     build_commit_reveal, Auth, BitcoinClient, BitcoindClient, BitcoindConfig, ClientError,
@@ -81,10 +81,10 @@ fn batcher_flow_over_json_rpc_with_cookie_auth() {
     assert_eq!(h, 102);
     let block = client.block(&client.block_hash(102).unwrap()).unwrap();
     assert_eq!(block.block_hash(), tip);
-    let found: Vec<_> = block.txdata.iter().flat_map(envelopes_in).collect();
+    let found = verified_envelopes_in_block(&block, |_| None);
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0].1.data, data);
-    assert_eq!(found[0].1.key, seq.x_only_public_key().0);
+    assert_eq!(found[0].2.data, data);
+    assert_eq!(found[0].2.key, seq.x_only_public_key().0);
 
     // A reorg through Core's invalidateblock: the pair goes back to the mempool.
     client

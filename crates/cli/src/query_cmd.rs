@@ -439,10 +439,8 @@ pub fn run(args: &QueryArgs) -> Result<()> {
             let info = rpc.chain_info()?;
             let who = resolve_address(address, &args.keystore)?;
             let v = rpc.call("pb_getPosition", vec![json!(who.to_bech32(info.network))])?;
-            print(j, &v, || {
-                let hf = v["health_factor"].as_str().unwrap_or("∞ (no debt)");
-                format!("health factor: {hf}\n{}", pretty(&v))
-            });
+            let lk = RpcLookup::new(&rpc, &info);
+            print(j, &v, || position_text(&v, &lk));
         }
         Query::Staking(StakingQuery::Pool { pool }) => {
             let v = rpc.call("pb_getStakingPool", vec![json!(pool)])?;
@@ -540,15 +538,44 @@ fn asset_line(v: &Json) -> String {
     let supply = json_u128(&v["supply"]);
     let meta = AssetMeta::from_json(v).ok();
     format!(
-        "{:>6}  {:<8} {:>2} decimals  supply {}",
-        v["asset"],
+        "{:>20}  {:<12} {:>2} decimals  supply {}",
+        v["asset"].to_string(),
         v["symbol"].as_str().unwrap_or("?"),
-        v["decimals"],
+        v["decimals"].to_string(),
         match (meta, supply) {
             (Some(m), Some(s)) => m.show(s),
             _ => v["supply"].to_string(),
         }
     )
+}
+
+/// A lending position for people: health, then each market's supply and debt.
+fn position_text(v: &Json, lk: &dyn Lookup) -> String {
+    let mut out = format!(
+        "health factor: {}",
+        v["health_factor"].as_str().unwrap_or("none (no debt)")
+    );
+    for p in v["positions"].as_array().into_iter().flatten() {
+        let meta = p["asset"]
+            .as_u64()
+            .and_then(|a| lk.asset(parabit_primitives::AssetId(a)).ok());
+        let show = |field: &str| match (&meta, json_u128(&p[field])) {
+            (Some(m), Some(x)) => m.show(x),
+            _ => p[field].to_string(),
+        };
+        out.push_str(&format!(
+            "\n  supplied {}, owed {}",
+            show("supplied"),
+            show("debt")
+        ));
+    }
+    out.push_str(&format!(
+        "\ncollateral value {}, debt value {}, borrow limit {}",
+        v["collateral_value"].as_str().unwrap_or("?"),
+        v["debt_value"].as_str().unwrap_or("?"),
+        v["borrow_limit"].as_str().unwrap_or("?")
+    ));
+    out
 }
 
 fn pool_line(p: &Json, lk: &dyn Lookup) -> String {

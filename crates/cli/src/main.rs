@@ -35,6 +35,9 @@ enum Command {
     Devnet(node_cmd::DevnetArgs),
     /// Run a node from a genesis file (and an optional TOML config file).
     Node(node_cmd::NodeArgs),
+    /// Check a stopped node's data directory: integrity, and a replay from genesis that must
+    /// reach every block's state root.
+    Verify(node_cmd::VerifyArgs),
     /// Measure the execution engine: parallel against sequential on the same blocks, with
     /// the state roots compared.
     Bench(bench::BenchArgs),
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Devnet(args) => node_cmd::devnet(&args),
         Command::Node(args) => node_cmd::node(&args),
+        Command::Verify(args) => node_cmd::verify(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Wallet(args) => wallet_cmd::run(&args),
         Command::Tx(args) => tx_cmd::run(&args),

@@ -627,3 +627,54 @@ fn proof_key(text: &str, keystore: &KeystoreArgs, network: Network) -> Result<(J
         .map_err(|_| anyhow!("proof key {t:?}: a state key is at most 62 bytes"))?;
     Ok((json!(hex_part), key))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parabit_primitives::SigningKey;
+
+    fn no_keystore() -> KeystoreArgs {
+        KeystoreArgs {
+            keystore: Some(std::path::PathBuf::from(
+                "/nonexistent/parabit-test/keys.json",
+            )),
+        }
+    }
+
+    #[test]
+    fn proof_keys_name_the_state_key() {
+        let a = SigningKey::from_seed(b"proof key test").address();
+        let text = a.to_bech32(Network::Regtest);
+        let ks = no_keystore();
+        let (spec, key) = proof_key(&format!("balance:{text}:3"), &ks, Network::Regtest)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(spec, json!({"balance": [text, 3]}));
+        assert_eq!(key, balance_key(&a, AssetId(3)));
+        let (spec, key) = proof_key(&format!("nonce:{text}"), &ks, Network::Regtest)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(spec, json!({"nonce": text}));
+        assert_eq!(key, nonce_key(&a));
+        let (spec, key) =
+            proof_key("0xABcd01", &ks, Network::Regtest).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(spec, json!("abcd01"));
+        assert_eq!(key.as_bytes(), &[0xab, 0xcd, 0x01]);
+    }
+
+    #[test]
+    fn bad_proof_keys_are_refused() {
+        let ks = no_keystore();
+        for bad in ["", "0x", "abc", "zz", "balance:x", "nonce:carol"] {
+            assert!(proof_key(bad, &ks, Network::Regtest).is_err(), "{bad}");
+        }
+        let a = SigningKey::from_seed(b"k")
+            .address()
+            .to_bech32(Network::Regtest);
+        assert!(proof_key(&format!("balance:{a}:BTC"), &ks, Network::Regtest).is_err());
+        let long = "ab".repeat(63);
+        let err = proof_key(&long, &ks, Network::Regtest)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("62 bytes"), "{err}");
+    }
+}

@@ -458,6 +458,26 @@ fn no_wait_dry_run_and_timeouts() {
         "",
     ));
     assert!(err.contains("wrong password"), "{err}");
+    // Bad input is refused before any password or RPC submission.
+    for (args, why) in [
+        (vec!["--amount", "1.123456789 BTC"], "decimal places"),
+        (vec!["--amount", "1 DOGE"], "DOGE"),
+        (vec!["--amount", "1"], "no unit"),
+    ] {
+        let mut a = vec![
+            "tx",
+            "transfer",
+            "--from",
+            "alice",
+            "--to",
+            "bob",
+            "--keystore",
+            &ks,
+        ];
+        a.extend(args);
+        let err = fails(&run_env(&a, &[("PARABIT_RPC", node.url.as_str())], ""));
+        assert!(err.contains(why) && !err.contains("password"), "{err}");
+    }
     assert_eq!(node.txs().len(), 2);
 }
 

@@ -221,6 +221,20 @@ pub struct GenesisSpec {
     /// Calls run in order at genesis, without fees; each sender's nonces count from 0.
     #[serde(default)]
     pub setup: Vec<GenesisCall>,
+    /// Where the chain settles on Bitcoin; a chain without it is not posted to Bitcoin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<SettlementSpec>,
+}
+
+/// How a chain settles on Bitcoin: whose envelopes count, and from which Bitcoin block.
+/// Not part of the state: it tells full nodes what to read.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettlementSpec {
+    /// The sequencer's x-only public key (64 hex digits): only envelopes signed by it count.
+    pub sequencer_key: String,
+    /// The first Bitcoin block that can hold the chain's batches.
+    pub start_height: u64,
 }
 
 /// An initial balance.

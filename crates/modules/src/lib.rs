@@ -56,7 +56,7 @@ pub use dex::{DexError, DexKey, DexMsg, PoolId};
 pub use genesis::{
     balance_of, check_conservation, genesis_state, supplies, total_supply, try_genesis_state,
     ConservationError, GenesisAsset, GenesisBalance, GenesisCall, GenesisError, GenesisSpec,
-    GenesisSpecError,
+    GenesisSpecError, SettlementSpec,
 };
 pub use insurance::{InsuranceError, InsuranceId, InsuranceKey, InsuranceMsg, InsurancePool};
 pub use lending::{LendingError, LendingKey, LendingMsg, MarketParams};

@@ -174,6 +174,7 @@ pub fn devnet_genesis(timestamp_ms: u64) -> DevnetGenesis {
             .into_iter()
             .map(|call| GenesisCall { sender: a, call })
             .collect(),
+        settlement: None,
     };
     DevnetGenesis {
         spec,

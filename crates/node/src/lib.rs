@@ -3,6 +3,7 @@
 //!
 //! | module | what it does |
 //! |---|---|
+//! | [`batch`] | the batch of blocks written to Bitcoin, and its envelope encoding |
 //! | [`chain`] | the committed state and the block builder: hooks, parallel execution, state root, atomic commit |
 //! | [`mempool`] | admission (parallel signature checks), nonce order, fee priority, bounds, replacement |
 //! | [`node`] | the chain and mempool together: submission, block production on a timer, new-block events |
@@ -13,6 +14,7 @@
 //! at the head; a block is committed whole or not at all; no input (a transaction, an RPC
 //! request) can panic the node.
 
+pub mod batch;
 pub mod chain;
 pub mod devnet;
 pub mod mempool;

@@ -44,6 +44,7 @@ fn spec() -> GenesisSpec {
                 deadline: u64::MAX,
             }),
         }],
+        settlement: None,
     }
 }
 

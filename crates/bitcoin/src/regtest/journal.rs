@@ -344,6 +344,27 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"not a journal at all");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+        /// Any bytes after the magic: opening never panics, keeps a prefix of whole records,
+        /// and a second open reads exactly the same records.
+        #[test]
+        fn arbitrary_tails_never_panic(tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(JOURNAL_FILE);
+            let mut bytes = MAGIC.to_vec();
+            bytes.extend_from_slice(&Record::Rewind(9).encode());
+            bytes.extend_from_slice(&tail);
+            std::fs::write(&path, &bytes).unwrap();
+            let (j, first) = reopen(dir.path());
+            proptest::prop_assert!(j.len() <= bytes.len() as u64);
+            proptest::prop_assert_eq!(first.first(), Some(&Record::Rewind(9)));
+            drop(j);
+            let (_, second) = reopen(dir.path());
+            proptest::prop_assert_eq!(first, second);
+        }
+    }
+
     #[test]
     fn huge_length_is_corruption_not_allocation() {
         let dir = tempfile::tempdir().unwrap();

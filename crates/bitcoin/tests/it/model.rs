@@ -116,3 +116,34 @@ proptest! {
         prop_assert_eq!(snapshot(&chain, &wallets), before);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// A journal damaged anywhere (a byte changed, the file cut): opening never panics, keeps a
+    /// prefix of the history, and a second open gives the same chain.
+    #[test]
+    fn damaged_journal_opens_to_a_prefix(pos: usize, byte: u8, cut: bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let alice = wallet(1);
+        let heights = {
+            let chain = RegtestChain::open(dir.path()).unwrap();
+            chain.mine(4, alice.script_pubkey()).unwrap();
+            chain.height()
+        };
+        let path = dir.path().join(parabit_bitcoin::regtest::JOURNAL_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let i = 8 + pos % (bytes.len() - 8);
+        if cut {
+            bytes.truncate(i);
+        } else {
+            bytes[i] ^= byte | 1;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let first = RegtestChain::open(dir.path()).unwrap().stats();
+        prop_assert!(first.height <= heights);
+        prop_assert_eq!(first.utxo_value, subsidies(first.height));
+        let second = RegtestChain::open(dir.path()).unwrap().stats();
+        prop_assert_eq!(first, second);
+    }
+}

@@ -102,7 +102,8 @@ pub trait BitcoinClient: Send + Sync {
     /// Fee rate to confirm soon, in the backend's best estimate (never below 1 sat/vB).
     fn estimate_fee_rate(&self) -> Result<FeeRate, ClientError>;
 
-    /// Unspent outputs of the watched scripts/addresses, confirmed or not.
+    /// Spendable unspent outputs of the watched scripts/addresses, confirmed or not (immature
+    /// coinbase outputs are left out, as bitcoind's wallet does).
     fn list_unspent(&self) -> Result<Vec<Utxo>, ClientError>;
 
     /// A transaction by id, from the mempool or the chain.

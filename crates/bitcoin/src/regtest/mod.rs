@@ -567,7 +567,10 @@ impl BitcoinClient for RegtestClient {
     }
 
     fn list_unspent(&self) -> Result<Vec<Utxo>, ClientError> {
-        Ok(self.chain.list_unspent(&self.watched))
+        // As bitcoind's wallet: immature coinbase outputs are not listed.
+        let mut all = self.chain.list_unspent(&self.watched);
+        all.retain(Utxo::is_spendable);
+        Ok(all)
     }
 
     fn get_raw_transaction(&self, txid: &Txid) -> Result<Transaction, ClientError> {

@@ -5,11 +5,29 @@
 //!
 //! Grouping: two transactions are in one group when a key is exclusive (written or
 //! `try_sub`ed) in one of them and touched in any way by the other, transitively (union-find
-//! over the transactions). Keys that are only read join nobody. A key that every transaction touching it only `add`s to (a fee
-//! account, a hot recipient) joins nobody: each worker sums its deltas apart and the sums are
-//! added to the base value at the end, which is exact because deltas commute (wrapping).
-//! Groups are dealt to the workers largest first onto the least loaded (LPT); a worker runs its
-//! transactions in block order.
+//! over the transactions). Keys that are only read join nobody. A key that every transaction
+//! touching it only `add`s to (a fee account, a hot recipient) joins nobody: each worker sums
+//! its deltas apart and the sums are added to the base value at the end, which is exact
+//! because deltas commute (wrapping). Such a key with a single toucher is simply applied in
+//! that transaction's lane, like an exclusive key. Groups are dealt to the workers largest
+//! first onto the least loaded (LPT); a worker runs its transactions in block order.
+//!
+//! How it runs, so that little of it is serial:
+//! 1. In parallel over chunks of the block: each footprint is computed and compacted to one
+//!    word per key ([`touch`]: the key's identity and how it is declared).
+//! 2. In parallel, one shard of the key space per worker: every worker scans all the compact
+//!    footprints, keeps the keys of its shard, and emits the edges (pairs of transactions that
+//!    must share a group) and its pure-delta keys with more than one toucher.
+//! 3. Serially: union-find over the edges, group sizes, and the deal onto the lanes.
+//! 4. In parallel: the lanes run; each turns its overlay into a list of writes.
+//! 5. Serially: outputs in block order, the lists concatenated, the few summed deltas added.
+//!
+//! Keys are told apart by [`ident`], their 64-bit hash with the two low bits cleared: two
+//! keys with one identity are one key to the grouping, which can only join groups (and make
+//! a key count as "not only added to"), never split them. The footprint check compares
+//! identities too: a key the transaction did not declare, but whose identity it did, is
+//! treated as the declared key, which is safe for the same reason (every transaction that
+//! touches that identity was grouped as if it touched that key).
 //!
 //! Invariants:
 //! - The result equals sequential execution: within a group the order is the block's, and
@@ -18,17 +36,21 @@
 //! - Every state operation is checked against the transaction's footprint; one outside it
 //!   (a `Vm` bug or a lie) makes the whole attempt return [`Partitioned::Violated`] and the
 //!   caller runs the block through the general engine. Nothing of the attempt is kept.
-//! - No keys are shared between the workers' overlays, so merging them is a concatenation.
+//! - No keys are shared between the workers' overlays, so merging them is a concatenation;
+//!   summed keys are in no overlay, only in the lanes' delta sums.
 
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasherDefault;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rayon::prelude::*;
 
 use crate::sequential::run_one;
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
-
 use crate::types::{
-    key_map_with_capacity, num_of, BlockOutput, Checkpoint, Footprint, Halt, Key, KeyHasher,
-    KeyMap, StateResult, StateView, Storage, Value, Vm, WriteSet,
+    key_map_with_capacity, num_of, BlockOutput, Checkpoint, Halt, Key, KeyHasher, KeyMap,
+    StateResult, StateView, Storage, Value, Vm, WriteSet,
 };
 
 /// What a partitioned attempt gave.
@@ -41,31 +63,203 @@ pub(crate) enum Partitioned<O> {
     Done(BlockOutput<O>, usize),
 }
 
-/// How a key is touched in a block: bits of a mask.
-const READ: u8 = 1;
-const ADD: u8 = 2;
-const WRITE: u8 = 4;
+/// How a transaction declares a key: the low two bits of a [`touch`].
+const READ: u64 = 0;
+const ADD: u64 = 1;
+const WRITE: u64 = 2;
+
+/// Bits of a mask of kinds (`1 << kind`).
+const READ_BIT: u8 = 1 << READ;
+const ADD_BIT: u8 = 1 << ADD;
+const WRITE_BIT: u8 = 1 << WRITE;
+
+/// Transactions per chunk of compact footprints.
+const CHUNK: usize = 256;
+
+/// No node / no transaction.
+const NONE: u32 = u32::MAX;
 
 /// Whether the transactions touching a key this way must run in order (in one group): unless
 /// they only read it, or only add to it.
 fn joins(kinds: u8) -> bool {
-    kinds != READ && kinds != ADD
+    kinds != READ_BIT && kinds != ADD_BIT
 }
 
-/// Per key hash: its first toucher and the mask of how it is touched. Keys are told apart by
-/// their 64-bit hash only: two keys with one hash are treated as one key, which can only join
-/// groups (and make a key count as "not only added to"), never split them.
-type KeyUse = HashMap<u64, (u32, u8), BuildHasherDefault<KeyHasher>>;
+/// A key's identity for grouping and checking: its hash without the two low bits.
+fn ident(key: &Key) -> u64 {
+    key.hash64() & !3
+}
 
-/// The plan: footprints, which delta keys are pure, and each worker's transactions.
+/// The kind bit of a touch.
+fn kind_bit(touch: u64) -> u8 {
+    match touch & 3 {
+        READ => READ_BIT,
+        ADD => ADD_BIT,
+        _ => WRITE_BIT,
+    }
+}
+
+/// A key and how it is declared, in one word.
+fn touch(key: &Key, kind: u64) -> u64 {
+    ident(key) | kind
+}
+
+/// The compact footprints of consecutive transactions: for the `j`-th,
+/// `touches[ends[j - 1]..ends[j]]` (from 0 for the first).
+struct Chunk {
+    touches: Vec<u64>,
+    ends: Vec<u32>,
+}
+
+impl Chunk {
+    fn of<V: Vm>(vm: &V, txns: &[V::Txn]) -> Option<Chunk> {
+        let mut touches = Vec::with_capacity(txns.len() * 6);
+        let mut ends = Vec::with_capacity(txns.len());
+        for t in txns {
+            let fp = vm.footprint(t)?;
+            touches.extend(fp.exclusive.iter().map(|k| touch(k, WRITE)));
+            touches.extend(fp.reads.iter().map(|k| touch(k, READ)));
+            touches.extend(fp.deltas.iter().map(|k| touch(k, ADD)));
+            ends.push(touches.len() as u32);
+        }
+        Some(Chunk { touches, ends })
+    }
+
+    /// `(transaction index within the chunk, its touches)`, in order.
+    fn txns(&self) -> impl Iterator<Item = (usize, &[u64])> + '_ {
+        let mut start = 0;
+        self.ends.iter().enumerate().map(move |(j, &end)| {
+            let t = self.touches.get(start..end as usize).unwrap_or(&[]);
+            start = end as usize;
+            (j, t)
+        })
+    }
+
+    fn touches_of(&self, j: usize) -> &[u64] {
+        let start = match j.checked_sub(1) {
+            Some(p) => self.ends.get(p).copied().unwrap_or(0) as usize,
+            None => 0,
+        };
+        let end = self.ends.get(j).copied().unwrap_or(0) as usize;
+        self.touches.get(start..end).unwrap_or(&[])
+    }
+}
+
+/// A `u64`-keyed map or set over key identities (already hashes: passed through).
+type IdentMap<V> = HashMap<u64, V, BuildHasherDefault<KeyHasher>>;
+type IdentSet = HashSet<u64, BuildHasherDefault<KeyHasher>>;
+
+/// Which of `workers` shards a key identity belongs to (bits the tables do not index by).
+fn shard_of(id: u64, workers: usize) -> usize {
+    ((((id >> 24) & 0xffff_ffff) * workers as u64) >> 32) as usize
+}
+
+/// One key of a shard, while the shard is scanned.
+struct KeyUse {
+    /// Its first toucher.
+    first: u32,
+    /// How it is touched so far (mask of kind bits).
+    kinds: u8,
+    /// Whether a transaction other than the first touches it.
+    multi: bool,
+    /// While it does not join: the latest of the other touchers seen, a node of `nodes`.
+    chain: u32,
+}
+
+/// What a shard's scan found.
+#[derive(Default)]
+struct ShardUse {
+    /// Pairs of transactions that must be in one group.
+    edges: Vec<(u32, u32)>,
+    /// Keys only ever added to, by more than one transaction: summed apart.
+    summed: Vec<u64>,
+}
+
+/// Scans every compact footprint and handles the keys of shard `shard` of `workers`.
+fn scan_shard(chunks: &[Chunk], shard: usize, workers: usize, touches: usize) -> ShardUse {
+    let mut keys: IdentMap<KeyUse> =
+        HashMap::with_capacity_and_hasher(touches / workers + 16, Default::default());
+    // Touchers of keys that do not join (yet): `(transaction, previous node)`.
+    let mut nodes: Vec<(u32, u32)> = Vec::with_capacity(touches / workers + 16);
+    let mut out = ShardUse::default();
+    let mut candidates = Vec::new();
+    for (c, chunk) in chunks.iter().enumerate() {
+        for (j, ts) in chunk.txns() {
+            let i = (c * CHUNK + j) as u32;
+            for &t in ts {
+                let id = t & !3;
+                if workers > 1 && shard_of(id, workers) != shard {
+                    continue;
+                }
+                let bit = kind_bit(t);
+                let k = match keys.entry(id) {
+                    Entry::Vacant(e) => {
+                        e.insert(KeyUse {
+                            first: i,
+                            kinds: bit,
+                            multi: false,
+                            chain: NONE,
+                        });
+                        continue;
+                    }
+                    Entry::Occupied(e) => e.into_mut(),
+                };
+                let old = k.kinds;
+                k.kinds |= bit;
+                if i != k.first && !k.multi {
+                    k.multi = true;
+                    if k.kinds == ADD_BIT {
+                        candidates.push(id);
+                    }
+                }
+                if joins(k.kinds) {
+                    if !joins(old) {
+                        // It joins from now on: so do the touchers seen before.
+                        let mut node = k.chain;
+                        while let Some(&(tx, prev)) = nodes.get(node as usize) {
+                            out.edges.push((k.first, tx));
+                            node = prev;
+                        }
+                        k.chain = NONE;
+                    }
+                    if i != k.first {
+                        out.edges.push((k.first, i));
+                    }
+                } else if i != k.first && nodes.get(k.chain as usize).is_none_or(|n| n.0 != i) {
+                    nodes.push((i, k.chain));
+                    k.chain = (nodes.len() - 1) as u32;
+                }
+            }
+        }
+    }
+    out.summed = candidates
+        .into_iter()
+        .filter(|id| keys.get(id).is_some_and(|k| k.kinds == ADD_BIT))
+        .collect();
+    out
+}
+
+/// The plan: compact footprints, which delta keys are summed apart, and each lane's
+/// transactions.
 struct Plan {
-    footprints: Vec<Footprint>,
-    /// For transaction `i`, `pure[delta_at[i] + j]`: whether its `j`-th delta key is only ever
-    /// added to in this block.
-    pure: Vec<bool>,
-    delta_at: Vec<u32>,
+    chunks: Vec<Chunk>,
+    /// Keys only ever added to, by more than one transaction.
+    summed: IdentSet,
     lanes: Vec<Vec<u32>>,
+    /// The lane of each transaction.
+    lane_of: Vec<u32>,
+    /// Per lane, an upper bound on the keys it writes (its transactions' touches).
+    write_bound: Vec<usize>,
     groups: usize,
+}
+
+impl Plan {
+    fn touches_of(&self, i: u32) -> &[u64] {
+        let i = i as usize;
+        self.chunks
+            .get(i / CHUNK)
+            .map_or(&[], |c| c.touches_of(i % CHUNK))
+    }
 }
 
 fn find(parent: &mut [u32], mut i: u32) -> u32 {
@@ -89,84 +283,86 @@ fn union(parent: &mut [u32], a: u32, b: u32) {
 /// Groups the block and deals the groups to `workers` lanes; `None` if a transaction has no
 /// footprint or if one lane would get more than `max_share` of the transactions (then the
 /// block is better run sequentially or by the general engine).
-fn plan<V: Vm>(vm: &V, txns: &[V::Txn], workers: usize, max_share: f64) -> Option<Plan> {
+fn plan<V: Vm>(
+    pool: &rayon::ThreadPool,
+    vm: &V,
+    txns: &[V::Txn],
+    workers: usize,
+    max_share: f64,
+) -> Option<Plan> {
     let n = txns.len();
-    let mut footprints = Vec::with_capacity(n);
-    for t in txns {
-        footprints.push(vm.footprint(t)?);
-    }
-    // Every key: its first toucher and how it is touched.
-    let mut keys: KeyUse = HashMap::with_capacity_and_hasher(n * 4, Default::default());
-    for (i, fp) in footprints.iter().enumerate() {
-        let touches = fp
-            .exclusive
-            .iter()
-            .map(|k| (k, WRITE))
-            .chain(fp.reads.iter().map(|k| (k, READ)))
-            .chain(fp.deltas.iter().map(|k| (k, ADD)));
-        for (k, kind) in touches {
-            keys.entry(k.hash64()).or_insert((i as u32, 0)).1 |= kind;
-        }
-    }
-    // Join every toucher of a key to its first, unless the key is only read or only added to.
+    let chunks: Vec<Chunk> = pool.install(|| {
+        txns.par_chunks(CHUNK)
+            .map(|c| Chunk::of(vm, c))
+            .collect::<Option<Vec<Chunk>>>()
+    })?;
+    let touches: usize = chunks.iter().map(|c| c.touches.len()).sum();
+    let shards = pool.broadcast(|ctx| scan_shard(&chunks, ctx.index(), workers, touches));
     let mut parent: Vec<u32> = (0..n as u32).collect();
-    let mut pure = Vec::with_capacity(n * 2);
-    let mut delta_at = Vec::with_capacity(n);
-    for (i, fp) in footprints.iter().enumerate() {
-        for k in fp.exclusive.iter().chain(&fp.reads) {
-            if let Some(&(first, kinds)) = keys.get(&k.hash64()) {
-                if joins(kinds) && first != i as u32 {
-                    union(&mut parent, i as u32, first);
-                }
-            }
+    let mut summed = IdentSet::default();
+    for s in &shards {
+        for &(a, b) in &s.edges {
+            union(&mut parent, a, b);
         }
-        delta_at.push(pure.len() as u32);
-        for k in &fp.deltas {
-            let (first, kinds) = keys.get(&k.hash64()).copied().unwrap_or((i as u32, ADD));
-            if joins(kinds) && first != i as u32 {
-                union(&mut parent, i as u32, first);
-            }
-            pure.push(kinds == ADD);
-        }
+        summed.extend(s.summed.iter().copied());
     }
-    // Group sizes, by root.
+    // Group sizes, by root (a root is its group's smallest index).
     let mut size = vec![0u32; n];
-    let mut roots = Vec::new();
     for i in 0..n as u32 {
         let r = find(&mut parent, i);
-        if size[r as usize] == 0 {
-            roots.push(r);
-        }
+        parent[i as usize] = r;
         size[r as usize] += 1;
     }
-    let groups = roots.len();
-    let largest = roots.iter().map(|r| size[*r as usize]).max().unwrap_or(0) as usize;
+    let mut big = Vec::new();
+    let mut singles = Vec::with_capacity(n);
+    let mut groups = 0;
+    let mut largest = 0;
+    for (r, &s) in size.iter().enumerate() {
+        if s > 0 {
+            groups += 1;
+            largest = largest.max(s as usize);
+            if s > 1 {
+                big.push(r as u32);
+            } else {
+                singles.push(r as u32);
+            }
+        }
+    }
     if largest as f64 > max_share * n as f64 {
         return None;
     }
-    // Largest group first onto the least loaded lane; ties by root, so deterministic.
-    roots.sort_unstable_by_key(|r| (std::cmp::Reverse(size[*r as usize]), *r));
+    // Largest group first onto the least loaded lane; ties by root, so deterministic. The
+    // groups of one transaction come last, in block order.
+    big.sort_unstable_by_key(|r| (std::cmp::Reverse(size[*r as usize]), *r));
     let mut load = vec![0usize; workers];
-    let mut lane_of_root = vec![u32::MAX; n];
-    for r in roots {
+    // Reuse `size` for the lane of each root.
+    for r in big.into_iter().chain(singles) {
         let (lane, _) = load
             .iter()
             .enumerate()
             .min_by_key(|(l, w)| (**w, *l))
             .unwrap_or((0, &0));
         load[lane] += size[r as usize] as usize;
-        lane_of_root[r as usize] = lane as u32;
+        size[r as usize] = lane as u32;
     }
     let mut lanes: Vec<Vec<u32>> = load.iter().map(|w| Vec::with_capacity(*w)).collect();
-    for i in 0..n as u32 {
-        let r = find(&mut parent, i);
-        lanes[lane_of_root[r as usize] as usize].push(i);
+    let mut write_bound = vec![0usize; workers];
+    let mut lane_of = Vec::with_capacity(n);
+    for (c, chunk) in chunks.iter().enumerate() {
+        for (j, ts) in chunk.txns() {
+            let i = c * CHUNK + j;
+            let lane = size[parent[i] as usize];
+            lanes[lane as usize].push(i as u32);
+            write_bound[lane as usize] += ts.len();
+            lane_of.push(lane);
+        }
     }
     Some(Plan {
-        footprints,
-        pure,
-        delta_at,
+        chunks,
+        summed,
         lanes,
+        lane_of,
+        write_bound,
         groups,
     })
 }
@@ -181,101 +377,125 @@ pub(crate) fn execute<V: Vm, S: Storage>(
     max_share: f64,
 ) -> Partitioned<V::Output> {
     let workers = pool.current_num_threads().max(1);
-    let Some(plan) = plan(vm, txns, workers, max_share) else {
+    let Some(plan) = plan(pool, vm, txns, workers, max_share) else {
         return Partitioned::NotApplicable;
     };
+    let stop = AtomicBool::new(false);
+    let all_bound: usize = plan.write_bound.iter().sum();
     let results = pool.broadcast(|ctx| {
         let lane = plan.lanes.get(ctx.index())?;
-        // A panic here would be an engine bug (the `Vm`'s are caught per transaction).
-        catch_unwind(AssertUnwindSafe(|| {
-            run_lane(vm, txns, storage, &plan, lane)
-        }))
-        .ok()
-    });
-    let mut outputs: Vec<Option<V::Output>> = (0..txns.len()).map(|_| None).collect();
-    let mut writes = Vec::with_capacity(txns.len() * 4);
-    let mut deltas: KeyMap<u128> = key_map_with_capacity(txns.len());
-    for (lane, result) in plan.lanes.iter().zip(results) {
-        let Some(result) = result else {
-            return Partitioned::Violated;
+        // The first lane's list of writes takes the others' too, and the summed keys.
+        let extra = if ctx.index() == 0 {
+            all_bound - plan.write_bound.first().copied().unwrap_or(0) + plan.summed.len()
+        } else {
+            0
         };
-        if result.violated || result.outputs.len() != lane.len() {
-            return Partitioned::Violated;
+        // A panic here would be an engine bug (the `Vm`'s are caught per transaction).
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            run_lane(vm, txns, storage, &plan, lane, &stop, extra)
+        }))
+        .ok();
+        if result.as_ref().is_none_or(|r| r.violated) {
+            stop.store(true, Ordering::Relaxed);
         }
-        for (i, o) in lane.iter().zip(result.outputs) {
-            outputs[*i as usize] = Some(o);
+        result
+    });
+    let mut lanes = Vec::with_capacity(results.len());
+    for (lane, result) in plan.lanes.iter().zip(results) {
+        match result {
+            Some(r) if !r.violated && r.outputs.len() == lane.len() => lanes.push(r),
+            _ => return Partitioned::Violated,
         }
-        writes.extend(result.overlay);
-        for (k, d) in result.deltas {
+    }
+    let mut outputs = Vec::with_capacity(txns.len());
+    let mut writes = Vec::new();
+    let mut deltas: KeyMap<u128> = key_map_with_capacity(plan.summed.len());
+    let mut lane_outputs = Vec::with_capacity(lanes.len());
+    for lane in lanes {
+        if writes.capacity() == 0 {
+            writes = lane.writes;
+        } else {
+            writes.extend(lane.writes);
+        }
+        for (k, d) in lane.deltas {
             let sum = deltas.entry(k).or_insert(0);
             *sum = sum.wrapping_add(d);
+        }
+        lane_outputs.push(lane.outputs.into_iter());
+    }
+    for &lane in &plan.lane_of {
+        match lane_outputs.get_mut(lane as usize).and_then(Iterator::next) {
+            Some(o) => outputs.push(o),
+            None => return Partitioned::Violated,
         }
     }
     for (k, d) in deltas {
         let now = num_of(&storage.get(&k));
         writes.push((k, Some(Value::Num(now.wrapping_add(d)))));
     }
-    let outputs: Option<Vec<V::Output>> = outputs.into_iter().collect();
-    match outputs {
-        Some(outputs) => Partitioned::Done(
-            BlockOutput {
-                outputs,
-                writes: WriteSet(writes),
-            },
-            plan.groups,
-        ),
-        None => Partitioned::Violated,
-    }
+    Partitioned::Done(
+        BlockOutput {
+            outputs,
+            writes: WriteSet(writes),
+        },
+        plan.groups,
+    )
 }
 
 struct LaneResult<O> {
     outputs: Vec<O>,
-    overlay: KeyMap<Option<Value>>,
+    writes: Vec<(Key, Option<Value>)>,
     deltas: KeyMap<u128>,
     violated: bool,
 }
 
+/// Runs a lane's transactions in order; `extra`: room to leave in its list of writes.
 fn run_lane<V: Vm, S: Storage>(
     vm: &V,
     txns: &[V::Txn],
     storage: &S,
     plan: &Plan,
     lane: &[u32],
+    stop: &AtomicBool,
+    extra: usize,
 ) -> LaneResult<V::Output> {
     let mut overlay = key_map_with_capacity(lane.len() * 3);
-    let mut deltas = key_map_with_capacity(lane.len());
+    let mut deltas = key_map_with_capacity(plan.summed.len());
     let mut undo = Vec::with_capacity(16);
     let mut outputs = Vec::with_capacity(lane.len());
+    let mut violated = false;
     for &i in lane {
+        let Some(txn) = txns.get(i as usize) else {
+            violated = true;
+            break;
+        };
         undo.clear();
         let mut view = FootprintView {
             base: storage,
             overlay: &mut overlay,
             deltas: &mut deltas,
             undo: &mut undo,
-            footprint: &plan.footprints[i as usize],
-            pure: plan
-                .pure
-                .get(plan.delta_at[i as usize] as usize..)
-                .unwrap_or(&[]),
+            touches: plan.touches_of(i),
+            summed: &plan.summed,
             violated: false,
         };
-        let output = run_one(vm, &txns[i as usize], &mut view);
-        if view.violated {
-            return LaneResult {
-                outputs,
-                overlay,
-                deltas,
-                violated: true,
-            };
+        let output = run_one(vm, txn, &mut view);
+        if view.violated || stop.load(Ordering::Relaxed) {
+            violated = true;
+            break;
         }
         outputs.push(output);
     }
+    let mut writes = Vec::new();
+    if !violated {
+        writes.reserve_exact(overlay.len() + extra);
+        writes.extend(overlay);
+    }
     LaneResult {
         outputs,
-        overlay,
+        writes,
         deltas,
-        violated: false,
+        violated,
     }
 }
 
@@ -285,23 +505,41 @@ enum Undo {
 }
 
 /// A sequential view restricted to a footprint: exclusive keys in the lane's overlay,
-/// pure-delta keys summed apart.
+/// summed keys in the lane's delta sums.
 struct FootprintView<'a, S> {
     base: &'a S,
     overlay: &'a mut KeyMap<Option<Value>>,
     deltas: &'a mut KeyMap<u128>,
     undo: &'a mut Vec<Undo>,
-    footprint: &'a Footprint,
-    /// Whether each of the footprint's delta keys is only ever added to in the block.
-    pure: &'a [bool],
+    /// The transaction's compact footprint.
+    touches: &'a [u64],
+    /// Keys only ever added to, by more than one transaction of the block.
+    summed: &'a IdentSet,
     violated: bool,
 }
 
 impl<S: Storage> FootprintView<'_, S> {
+    /// How the transaction declared `key`: a mask of kind bits (0: not at all).
+    fn declared(&self, key: &Key) -> u8 {
+        let id = ident(key);
+        let mut mask = 0;
+        for &t in self.touches {
+            if t & !3 == id {
+                mask |= kind_bit(t);
+            }
+        }
+        mask
+    }
+
+    /// Whether the transaction may write `key`; notes a violation if not.
     fn exclusive(&mut self, key: &Key) -> bool {
-        let ok = self.footprint.exclusive.contains(key);
-        self.violated |= !ok;
-        ok
+        if self.declared(key) & WRITE_BIT == 0 {
+            // An explicit branch: `violated |= !ok` was compiled into an unconditional
+            // `violated = true` here (rustc 1.95, opt-level 3).
+            self.violated = true;
+            return false;
+        }
+        true
     }
 
     fn current(&self, key: &Key) -> Option<Value> {
@@ -323,7 +561,8 @@ impl<S: Storage> FootprintView<'_, S> {
 
 impl<S: Storage> StateView for FootprintView<'_, S> {
     fn read(&mut self, key: &Key) -> StateResult<Option<Value>> {
-        if !self.footprint.reads.contains(key) && !self.exclusive(key) {
+        if self.declared(key) & (READ_BIT | WRITE_BIT) == 0 {
+            self.violated = true;
             return Err(Self::stop());
         }
         Ok(self.current(key))
@@ -336,22 +575,20 @@ impl<S: Storage> StateView for FootprintView<'_, S> {
     }
 
     fn add(&mut self, key: Key, delta: u128) {
-        let pure_delta = if self.footprint.exclusive.contains(&key) {
-            false
-        } else if let Some(j) = self.footprint.deltas.iter().position(|k| *k == key) {
-            self.pure.get(j).copied().unwrap_or(false)
-        } else {
+        let declared = self.declared(&key);
+        if declared & (WRITE_BIT | ADD_BIT) == 0 {
             self.violated = true;
             return;
-        };
-        if pure_delta {
-            // Only ever added to in this block: summed apart, in any order.
+        }
+        if declared & WRITE_BIT == 0 && self.summed.contains(&ident(&key)) {
+            // Only ever added to in this block, by several transactions: summed apart, in
+            // any order.
             let prev = self.deltas.get(&key).copied();
             self.deltas
                 .insert(key, prev.unwrap_or(0).wrapping_add(delta));
             self.undo.push(Undo::Delta(key, prev));
         } else {
-            // Its other touchers are in this lane's group: in block order.
+            // Its other touchers, if any, are in this lane's group: in block order.
             let now = num_of(&self.current(&key));
             self.set(key, Some(Value::Num(now.wrapping_add(delta))));
         }
@@ -391,6 +628,64 @@ impl<S: Storage> StateView for FootprintView<'_, S> {
                 }
                 None => break,
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The footprint checks, which must hold in release builds too (`cargo test --release`):
+    /// an earlier form of `exclusive` was compiled into an unconditional violation there.
+    #[test]
+    fn the_view_allows_what_is_declared_and_nothing_else() {
+        let (w, a, r, other) = (
+            Key::from_array([1u8, 2]),
+            Key::from_array([3u8, 4]),
+            Key::from_array([5u8]),
+            Key::from_array([6u8]),
+        );
+        let touches = [touch(&w, WRITE), touch(&a, ADD), touch(&r, READ)];
+        let mut base: KeyMap<Value> = key_map_with_capacity(4);
+        base.insert(w, Value::Num(10));
+        base.insert(a, Value::Num(1));
+        let summed = IdentSet::default();
+        let (mut overlay, mut deltas, mut undo) = (
+            key_map_with_capacity(4),
+            key_map_with_capacity(4),
+            Vec::new(),
+        );
+        let mut view = FootprintView {
+            base: &base,
+            overlay: &mut overlay,
+            deltas: &mut deltas,
+            undo: &mut undo,
+            touches: &touches,
+            summed: &summed,
+            violated: false,
+        };
+        assert_eq!(view.declared(&w), WRITE_BIT);
+        assert_eq!(view.declared(&a), ADD_BIT);
+        assert_eq!(view.declared(&other), 0);
+        assert_eq!(view.read(&r), Ok(None));
+        assert_eq!(view.try_sub(w, 4), Ok(true));
+        view.write(w, Some(Value::Num(5)));
+        view.add(a, 2);
+        view.add(w, 1);
+        assert!(!view.violated);
+        assert_eq!(view.read(&w), Ok(Some(Value::Num(6))));
+        // Not summed (a single toucher): applied in the lane's overlay.
+        assert_eq!(view.current(&a), Some(Value::Num(3)));
+        for bad in 0..4 {
+            view.violated = false;
+            match bad {
+                0 => assert!(view.read(&a).is_err()),
+                1 => view.write(r, None),
+                2 => view.add(r, 1),
+                _ => assert!(view.try_sub(a, 1).is_err()),
+            }
+            assert!(view.violated, "operation {bad}");
         }
     }
 }

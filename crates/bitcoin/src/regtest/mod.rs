@@ -11,7 +11,9 @@
 //! - Reopening a directory replays its journal to the same tip, UTXO set and mempool (blocks
 //!   are re-validated without re-running scripts, which the checksums protect).
 //! - All methods take `&self` (one internal lock), so an `Arc<RegtestChain>` is shared by the
-//!   node's threads and by tests. One process per directory.
+//!   node's threads and by tests. One handle per directory: `open` takes an exclusive lock
+//!   on `dir/.lock` and refuses a directory already open (other processes share the chain
+//!   through [`RpcServer`]).
 
 mod journal;
 mod server;
@@ -80,6 +82,17 @@ pub enum RegtestError {
     /// A block was refused.
     #[error("block rejected: {0}")]
     Block(#[from] BlockError),
+    /// Another handle (this process or another) has the directory open.
+    #[error("regtest chain directory {0} is in use by another process")]
+    Locked(std::path::PathBuf),
+    /// The directory's lock file could not be created.
+    #[error("regtest chain lock file {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A reorg deeper than the chain (genesis is never disconnected).
     #[error("cannot disconnect {depth} blocks from height {height}: genesis stays")]
     TooDeep {
@@ -93,6 +106,8 @@ pub enum RegtestError {
 struct Inner {
     state: ChainState,
     journal: Option<Journal>,
+    /// Held (exclusively locked) while the chain is open from a directory.
+    _lock: Option<std::fs::File>,
     fee_estimate: FeeRate,
     extra_nonce: u64,
 }
@@ -173,6 +188,7 @@ impl RegtestChain {
             inner: Mutex::new(Inner {
                 state: ChainState::new(config.min_relay_fee),
                 journal: None,
+                _lock: None,
                 fee_estimate: config.fee_estimate,
                 extra_nonce: nonce_seed(),
             }),
@@ -187,6 +203,7 @@ impl RegtestChain {
     /// Opens (or creates) the chain persisted in `dir`: replays `dir/chain.journal`, cutting off
     /// a torn or corrupt tail with a warning.
     pub fn open_with(dir: &Path, config: RegtestConfig) -> Result<Self, RegtestError> {
+        let lock = lock_dir(dir)?;
         let mut state = ChainState::new(config.min_relay_fee);
         let journal = Journal::open(dir, |record| replay(&mut state, record))?;
         tracing::info!(dir = %dir.display(), height = state.height(), "regtest chain opened");
@@ -194,6 +211,7 @@ impl RegtestChain {
             inner: Mutex::new(Inner {
                 state,
                 journal: Some(journal),
+                _lock: Some(lock),
                 fee_estimate: config.fee_estimate,
                 extra_nonce: nonce_seed(),
             }),
@@ -458,6 +476,37 @@ impl Drop for MinerHandle {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Creates `dir` and takes an exclusive, non-blocking `flock` on `dir/.lock` (released when
+/// the file is closed, also by a crash).
+fn lock_dir(dir: &Path) -> Result<std::fs::File, RegtestError> {
+    let path = dir.join(".lock");
+    let io = |source| RegtestError::Lock {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: flock on a file descriptor we own and keep open; no memory is passed.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                return Err(RegtestError::Locked(dir.to_path_buf()));
+            }
+            return Err(io(err));
+        }
+    }
+    Ok(file)
 }
 
 /// Applies one journal record during replay; `false` marks the record (and the rest) corrupt.

@@ -492,3 +492,15 @@ fn background_miner_mines_until_stopped() {
     assert_eq!(chain.height(), stopped_at);
     assert_eq!(utxos(&chain, &alice).len() as u32, stopped_at);
 }
+
+#[test]
+fn a_directory_is_opened_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = RegtestChain::open(dir.path()).unwrap();
+    match RegtestChain::open(dir.path()) {
+        Err(RegtestError::Locked(d)) => assert_eq!(d, dir.path()),
+        other => panic!("{other:?}"),
+    }
+    drop(first);
+    RegtestChain::open(dir.path()).unwrap();
+}

@@ -263,3 +263,102 @@ async fn the_stable_methods_answer_and_refuse_bad_input() {
 
     server.stop().expect("stop");
 }
+
+/// One raw HTTP POST; returns the status line and the body.
+async fn post(addr: std::net::SocketAddr, body: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write head");
+    // A server may stop reading an oversized body early; that is its answer.
+    let _ = s.write_all(body.as_bytes()).await;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text.lines().next().unwrap_or_default().to_string();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_an_error_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (node, g) = open(dir.path(), 1);
+    let (addr, server) = rpc::start(
+        RpcContext {
+            node: node.clone(),
+            network: Network::Regtest,
+        },
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("start rpc");
+    let http = HttpClientBuilder::default()
+        .build(format!("http://{addr}"))
+        .expect("client");
+    let root = node.chain().head().state_root;
+    let chain_id = node.chain().chain_id();
+    let alice = &g.accounts[0].key;
+    let bob = g.accounts[1].key.address();
+
+    // Malformed hex.
+    let err = http
+        .request::<String, _>("pb_sendRawTransaction", rpc_params!["zz"])
+        .await
+        .expect_err("bad hex");
+    assert_eq!(code(&err), (-32602, "tx: expected hex".to_string()));
+    // Wrong chain id.
+    let wrong = transfer(alice, 0, bob, 1, chain_id + 1);
+    let err = http
+        .request::<String, _>(
+            "pb_sendRawTransaction",
+            rpc_params![hex::encode(wrong.encode())],
+        )
+        .await
+        .expect_err("wrong chain");
+    assert_eq!(code(&err).0, 1001);
+    assert!(code(&err).1.contains("chain id"), "{err}");
+    // Bad signature: flip a bit of the signature (the last bytes of the encoding).
+    let mut bytes = transfer(alice, 0, bob, 1, chain_id).encode();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let err = http
+        .request::<String, _>("pb_sendRawTransaction", rpc_params![hex::encode(&bytes)])
+        .await
+        .expect_err("bad signature");
+    assert_eq!(code(&err).0, 1001);
+    assert!(code(&err).1.contains("signature"), "{err}");
+    // Unknown method.
+    let err = http
+        .request::<Json, _>("pb_noSuchMethod", rpc_params![])
+        .await
+        .expect_err("unknown method");
+    assert_eq!(code(&err).0, -32601);
+    // A batch over the limit.
+    let calls: Vec<Json> = (0..(rpc::MAX_BATCH as usize + 1))
+        .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "pb_chainInfo", "params": []}))
+        .collect();
+    let (_, body) = post(addr, &Json::Array(calls).to_string()).await;
+    let answer: Json = serde_json::from_str(&body).expect("a JSON answer");
+    assert!(answer["error"]["code"].as_i64().is_some(), "{answer}");
+    // An oversized body.
+    let huge = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"pb_sendRawTransaction","params":["{}"]}}"#,
+        "00".repeat(rpc::MAX_REQUEST_BYTES as usize / 2 + 16)
+    );
+    let (status, body) = post(addr, &huge).await;
+    assert!(
+        status.contains("413") || body.contains("-32007") || body.contains("too big"),
+        "{status} {body}"
+    );
+    // Nothing changed: no transaction pooled, the state root is the same.
+    assert_eq!(node.mempool_size().0, 0);
+    assert_eq!(node.chain().head().state_root, root);
+    server.stop().expect("stop");
+}

@@ -7,6 +7,7 @@
 //! | [`chain`] | the committed state and the block builder: hooks, parallel execution, state root, atomic commit |
 //! | [`mempool`] | admission (parallel signature checks), nonce order, fee priority, bounds, replacement |
 //! | [`node`] | the chain and mempool together: submission, block production on a timer, new-block events |
+//! | [`settlement`] | batch records and settlement status shared by the batcher, the follower and the RPC |
 //! | [`rpc`] | the JSON-RPC server (`docs/RPC.md`), HTTP and WebSocket |
 //! | [`devnet`] | the development network's genesis: funded accounts, a pool, markets, staking and insurance |
 //!
@@ -20,5 +21,6 @@ pub mod devnet;
 pub mod mempool;
 pub mod node;
 pub mod rpc;
+pub mod settlement;
 
 pub use mempool::{AccountState, Mempool, MempoolConfig, MempoolError, VerifiedTx};

@@ -75,6 +75,7 @@ pub struct Node {
     events: broadcast::Sender<Arc<Committed>>,
     wake: Notify,
     producing: Mutex<()>,
+    settlement: std::sync::OnceLock<Arc<crate::settlement::SettlementStatus>>,
 }
 
 impl Node {
@@ -88,7 +89,19 @@ impl Node {
             events,
             wake: Notify::new(),
             producing: Mutex::new(()),
+            settlement: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Attaches the settlement status (the batcher's or the follower's) that the RPC shows;
+    /// only the first call counts (returns `false` when one was already attached).
+    pub fn attach_settlement(&self, status: Arc<crate::settlement::SettlementStatus>) -> bool {
+        self.settlement.set(status).is_ok()
+    }
+
+    /// The attached settlement status, if any.
+    pub fn settlement(&self) -> Option<&Arc<crate::settlement::SettlementStatus>> {
+        self.settlement.get()
     }
 
     /// The chain.

@@ -364,7 +364,7 @@ pub fn module(
     m.register_method("pb_chainInfo", |_, c, _| -> RpcResult<Json> {
         let head = c.node.chain().head();
         let (txs, bytes) = c.node.mempool_size();
-        Ok(json!({
+        let mut info = json!({
             "chain_id": c.node.chain().chain_id(),
             "network": c.network.to_string(),
             "height": head.height,
@@ -373,7 +373,27 @@ pub fn module(
             "timestamp_ms": head.timestamp_ms,
             "mempool_txs": txs,
             "mempool_bytes": bytes,
-        }))
+        });
+        if let Some(s) = c.node.settlement() {
+            info["batches"] = json!(s.batch_count());
+            info["batches_posted"] = json!(s.batches_posted());
+            info["batches_confirmed"] = json!(s.batches_confirmed());
+            if let Some(h) = s.verified_height() {
+                info["verified_height"] = json!(h);
+            }
+        } else {
+            info["batches_posted"] = json!(0);
+        }
+        Ok(info)
+    })?;
+
+    m.register_method("pb_getBatch", |p, c, _| -> RpcResult<Json> {
+        let index: u64 = Args::new(&p).req("index")?;
+        Ok(c.node
+            .settlement()
+            .and_then(|s| s.get(index))
+            .map(|r| r.to_json())
+            .unwrap_or(Json::Null))
     })?;
 
     m.register_method("pb_getBlockByHeight", |p, c, _| -> RpcResult<Json> {

@@ -17,6 +17,7 @@
 //! | `receipts` | (height, index) | `borsh(Receipt)` |
 //! | `tx_index` | tx id | (height, index) of its first inclusion |
 //! | `account_txs` | `address ‖ height ‖ index` | tx id |
+//! | `batches` | batch index | the batcher's record of that batch (opaque bytes; created on first use) |
 //!
 //! Invariants:
 //! - Tree version = block height; genesis is height 0 and has an all-zero parent hash.
@@ -66,6 +67,7 @@ const HASHES: TableDefinition<&[u8; 32], u64> = TableDefinition::new("block_hash
 const RECEIPTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("receipts");
 const TX_INDEX: TableDefinition<&[u8; 32], (u64, u32)> = TableDefinition::new("tx_index");
 const ACCOUNT_TXS: TableDefinition<&[u8; 44], &[u8; 32]> = TableDefinition::new("account_txs");
+const BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("batches");
 
 /// The format tag stored under `meta["format"]`.
 const FORMAT: &[u8] = b"parabit-storage/1";
@@ -598,6 +600,40 @@ impl Store {
         })
     }
 
+    /// Writes (or replaces) the record of batch `index`, durably. The store does not interpret
+    /// the bytes: the batcher owns their format.
+    pub fn put_batch(&self, index: u64, record: &[u8]) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate);
+        txn.set_quick_repair(self.config.quick_repair);
+        txn.open_table(BATCHES)?.insert(index, record)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The record of batch `index`.
+    pub fn batch_record(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let read = self.db.begin_read()?;
+        let table = match read.open_table(BATCHES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(table.get(index)?.map(|g| g.value().to_vec()))
+    }
+
+    /// The highest batch index with a record (`None` when no batch was recorded).
+    pub fn latest_batch_index(&self) -> Result<Option<u64>, StoreError> {
+        let read = self.db.begin_read()?;
+        let table = match read.open_table(BATCHES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let last = table.last()?.map(|(k, _)| k.value());
+        Ok(last)
+    }
+
     /// Checks the whole file: redb's own integrity check (which repairs what it can), every
     /// header decodes and links to its parent and its hash index, and the latest state
     /// rebuilt from scratch has the latest header's root. Slow on a big store.
@@ -787,6 +823,31 @@ fn decode<T: BorshDeserialize>(bytes: &[u8], what: &str) -> Result<T, StoreError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_records_round_trip_and_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.redb");
+        {
+            let store = Store::open(&path, StoreConfig::default()).expect("open");
+            assert_eq!(store.latest_batch_index().expect("latest"), None);
+            assert_eq!(store.batch_record(0).expect("get"), None);
+            store.put_batch(0, b"zero").expect("put");
+            store.put_batch(2, b"two").expect("put");
+            store.put_batch(0, b"zero again").expect("replace");
+        }
+        let store = Store::open(&path, StoreConfig::default()).expect("reopen");
+        assert_eq!(store.latest_batch_index().expect("latest"), Some(2));
+        assert_eq!(
+            store.batch_record(0).expect("get").as_deref(),
+            Some(&b"zero again"[..])
+        );
+        assert_eq!(store.batch_record(1).expect("get"), None);
+        assert_eq!(
+            store.batch_record(2).expect("get").as_deref(),
+            Some(&b"two"[..])
+        );
+    }
 
     #[test]
     fn store_and_prepared_can_cross_threads() {

@@ -9,6 +9,7 @@
 mod bench;
 mod client;
 mod human;
+mod load_cmd;
 mod node_cmd;
 mod proof;
 mod query_cmd;
@@ -47,6 +48,9 @@ enum Command {
     Tx(tx_cmd::TxArgs),
     /// Read chain state from the node: blocks, transactions, balances, pools, markets, proofs.
     Query(query_cmd::QueryArgs),
+    /// Load-test a running node over JSON-RPC: fund and pre-sign, send at a target rate,
+    /// follow commits, report rates and submit-to-commit latency.
+    Load(load_cmd::LoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         Command::Wallet(args) => wallet_cmd::run(&args),
         Command::Tx(args) => tx_cmd::run(&args),
         Command::Query(args) => query_cmd::run(&args),
+        Command::Load(args) => load_cmd::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@
 //! | [`mempool`] | admission (parallel signature checks), nonce order, fee priority, bounds, replacement |
 //! | [`node`] | the chain and mempool together: submission, block production on a timer, new-block events |
 //! | [`settlement`] | batch records and settlement status shared by the batcher, the follower and the RPC |
+//! | [`batcher`] | the sequencer's batcher: batches to Bitcoin as commit/reveal envelopes, confirmation, RBF, re-posts |
 //! | [`rpc`] | the JSON-RPC server (`docs/RPC.md`), HTTP and WebSocket |
 //! | [`devnet`] | the development network's genesis: funded accounts, a pool, markets, staking and insurance |
 //!
@@ -16,6 +17,7 @@
 //! request) can panic the node.
 
 pub mod batch;
+pub mod batcher;
 pub mod chain;
 pub mod devnet;
 pub mod mempool;

@@ -86,6 +86,8 @@ pub struct BatchRecord {
     pub posted_at_ms: u64,
     /// How many times it was broadcast (first posting, RBF bumps and re-posts).
     pub postings: u32,
+    /// The Bitcoin tip height when the latest posting was built (where to look for it).
+    pub posted_at_tip: u32,
 }
 
 /// Errors reading or writing records.
@@ -296,6 +298,7 @@ mod tests {
             bitcoin_block: None,
             posted_at_ms: 0,
             postings: 1,
+            posted_at_tip: 0,
         }
     }
 

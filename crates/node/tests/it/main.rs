@@ -3,3 +3,4 @@
 mod chain;
 mod mempool;
 mod rpc;
+mod settlement;

@@ -1,0 +1,706 @@
+//! The batcher (sequencer side of settlement): every `max_blocks` L2 blocks or `interval`, it
+//! builds the next [`Batch`] from the store, writes it to Bitcoin as a commit/reveal pair whose
+//! reveal carries the envelope (signed by the sequencer key), and follows the pair until the
+//! reveal is at the confirmation depth.
+//!
+//! One [`Batcher::tick`] does all the work synchronously through the [`BitcoinClient`] trait
+//! (so tests drive it step by step on the embedded regtest chain); [`Batcher::run`] calls it
+//! in a loop on a blocking thread.
+//!
+//! Invariants:
+//! - Batches cover the L2 chain from height 1 without gaps or overlaps: batch `i + 1` starts at
+//!   batch `i`'s `last_height + 1` and its `prev_hash` is batch `i`'s hash; records are written
+//!   in index order (see [`crate::settlement`]).
+//! - Write-ahead: a pair is signed and its record (with both transactions) stored *before* it
+//!   is broadcast, so a crash at any point leads, on restart, to finding the same transactions
+//!   on Bitcoin or re-broadcasting them: a batch is never posted twice under two different
+//!   pairs unless the first pair is gone from Bitcoin (vanished, reorged out and dropped).
+//! - Bitcoin order equals batch order: while batch `i`'s reveal is not confirmed, batch
+//!   `i + 1`'s commit spends batch `i`'s reveal output, so no miner can put `i + 1` first.
+//!   Records are processed in index order and a record that cannot be handled stops the walk.
+//! - A stuck pair (not in a block after `bump_after`) is replaced by RBF: a new pair spending
+//!   the same inputs at a fee rate whose commit fee covers the evicted transactions (BIP 125).
+//! - Nothing from Bitcoin can panic the batcher: every client failure is an error of this tick,
+//!   retried at the next one.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bitcoin::consensus::encode::{deserialize, serialize};
+use bitcoin::hashes::Hash;
+use bitcoin::key::Keypair;
+use bitcoin::{Amount, BlockHash, FeeRate, OutPoint, Transaction, Txid};
+use parabit_bitcoin::envelope::MAX_ENVELOPE_DATA;
+use parabit_bitcoin::{
+    bitcoin, build_commit_reveal, BitcoinClient, ClientError, EnvelopeError, TaprootWallet, Utxo,
+};
+use parabit_modules::Call;
+use parabit_storage::{Store, StoreError};
+
+use crate::batch::{Batch, BatchError, BATCH_VERSION};
+use crate::node::now_ms;
+use crate::settlement::{BatchRecord, BatchStatus, SettlementError, SettlementStatus};
+
+/// How the batcher works.
+#[derive(Clone, Debug)]
+pub struct BatcherConfig {
+    /// A batch as soon as this many new L2 blocks exist (and at most this many per batch).
+    pub max_blocks: u64,
+    /// A batch of whatever new blocks exist once this long has passed since the last one.
+    pub interval: Duration,
+    /// Blocks deep (the reveal's block counts as 1) for `confirmed`.
+    pub confirmations: u32,
+    /// Replace (RBF) a pair that is still not in a block after this long.
+    pub bump_after: Duration,
+    /// Confirmed records deeper than this many blocks are no longer checked for reorgs.
+    pub reorg_horizon: u32,
+    /// Most envelope data per batch (a batch over it is split by blocks).
+    pub max_data_bytes: usize,
+    /// How often [`Batcher::run`] ticks.
+    pub poll: Duration,
+}
+
+impl BatcherConfig {
+    /// The devnet's: every 20 blocks or 5 s, 1 confirmation, bump after 60 s.
+    pub fn devnet() -> BatcherConfig {
+        BatcherConfig {
+            max_blocks: 20,
+            interval: Duration::from_secs(5),
+            confirmations: 1,
+            bump_after: Duration::from_secs(60),
+            reorg_horizon: 100,
+            max_data_bytes: MAX_ENVELOPE_DATA,
+            poll: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Why a tick failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BatcherError {
+    /// The Bitcoin backend failed (see [`ClientError::is_transient`]).
+    #[error("bitcoin: {0}")]
+    Client(#[from] ClientError),
+    /// Building the pair failed (e.g. not enough funds).
+    #[error("envelope: {0}")]
+    Envelope(#[from] EnvelopeError),
+    /// Encoding the batch failed.
+    #[error("batch: {0}")]
+    Batch(#[from] BatchError),
+    /// The L2 store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A batch record could not be read or written.
+    #[error("settlement: {0}")]
+    Settlement(#[from] SettlementError),
+    /// A block the batch needs is not in the store.
+    #[error("L2 block {0} is missing from the store")]
+    MissingBlock(u64),
+    /// One L2 block alone encodes to more than one envelope holds.
+    #[error("L2 block {height} encodes to {bytes} bytes, over the {limit}-byte envelope limit")]
+    BlockTooLarge {
+        /// The block.
+        height: u64,
+        /// Its encoded batch size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A stored transaction does not decode.
+    #[error("batch {0}: stored transaction does not decode")]
+    CorruptTx(u64),
+}
+
+/// What one tick did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Indexes of batches built (recorded) in this tick.
+    pub built: Vec<u64>,
+    /// Indexes broadcast (first postings, re-broadcasts, re-posts).
+    pub broadcast: Vec<u64>,
+    /// Indexes replaced by RBF.
+    pub bumped: Vec<u64>,
+    /// Indexes that became confirmed.
+    pub confirmed: Vec<u64>,
+    /// Indexes whose transactions had left Bitcoin and were built again.
+    pub reposted: Vec<u64>,
+}
+
+/// The sequencer's batcher.
+pub struct Batcher<C: BitcoinClient> {
+    store: Arc<dyn StoreAccess>,
+    client: C,
+    wallet: TaprootWallet,
+    signer: Keypair,
+    config: BatcherConfig,
+    status: Arc<SettlementStatus>,
+    last_batch_ms: u64,
+    /// Bitcoin blocks seen: height → (hash, txids).
+    seen: BTreeMap<u32, (BlockHash, HashSet<Txid>)>,
+}
+
+/// Where the batcher reads L2 blocks (the node's store).
+pub trait StoreAccess: Send + Sync {
+    /// The store.
+    fn store(&self) -> &Store;
+    /// The latest committed L2 height.
+    fn head_height(&self) -> u64;
+}
+
+impl StoreAccess for crate::node::Node {
+    fn store(&self) -> &Store {
+        self.chain().store()
+    }
+    fn head_height(&self) -> u64 {
+        self.chain().head().height
+    }
+}
+
+impl StoreAccess for crate::chain::Chain {
+    fn store(&self) -> &Store {
+        crate::chain::Chain::store(self)
+    }
+    fn head_height(&self) -> u64 {
+        self.head().height
+    }
+}
+
+fn txid_bytes(id: Txid) -> [u8; 32] {
+    id.to_byte_array()
+}
+
+fn txid_of(bytes: [u8; 32]) -> Txid {
+    Txid::from_byte_array(bytes)
+}
+
+/// Bitcoin Core's "already known / already in the chain" answers to `sendrawtransaction`.
+fn already_known(e: &ClientError) -> bool {
+    match e {
+        ClientError::Rejected { code, reason } => {
+            *code == Some(-27) || reason.contains("already") || reason.contains("txn-already")
+        }
+        _ => false,
+    }
+}
+
+impl<C: BitcoinClient> Batcher<C> {
+    /// A batcher over `source`'s blocks, posting through `client`, funded by `wallet`,
+    /// signing envelopes with `signer`, with the records of `status` (load it from the store
+    /// with [`SettlementStatus::load`] so that a restart continues where it stopped).
+    pub fn new(
+        source: Arc<dyn StoreAccess>,
+        client: C,
+        wallet: TaprootWallet,
+        signer: Keypair,
+        config: BatcherConfig,
+        status: Arc<SettlementStatus>,
+    ) -> Batcher<C> {
+        Batcher {
+            store: source,
+            client,
+            wallet,
+            signer,
+            config,
+            status,
+            last_batch_ms: now_ms(),
+            seen: BTreeMap::new(),
+        }
+    }
+
+    /// The shared status.
+    pub fn status(&self) -> &Arc<SettlementStatus> {
+        &self.status
+    }
+
+    /// The Bitcoin client.
+    pub fn client(&self) -> &C {
+        &self.client
+    }
+
+    /// Builds the batch with `index` covering `first..=last` from the store.
+    pub fn build_batch(
+        &self,
+        index: u64,
+        prev_hash: [u8; 32],
+        first: u64,
+        last: u64,
+    ) -> Result<Batch, BatcherError> {
+        let store = self.store.store();
+        let mut blocks = Vec::new();
+        for h in first..=last {
+            let b = store
+                .block::<Call>(h)?
+                .ok_or(BatcherError::MissingBlock(h))?;
+            blocks.push(b);
+        }
+        let state_root = blocks
+            .last()
+            .map(|b| b.header.state_root)
+            .ok_or(BatcherError::MissingBlock(first))?;
+        Ok(Batch {
+            index,
+            prev_hash,
+            first_height: first,
+            blocks,
+            state_root,
+        })
+    }
+
+    /// The batch of `record`, rebuilt from the store (encoding is deterministic).
+    fn batch_of(&self, record: &BatchRecord) -> Result<Batch, BatcherError> {
+        let prev = match record.index.checked_sub(1) {
+            Some(p) => self.status.get(p).map(|r| r.hash).unwrap_or([0; 32]),
+            None => [0; 32],
+        };
+        self.build_batch(record.index, prev, record.first_height, record.last_height)
+    }
+
+    /// One step: follow posted pairs, post what is pending, build the next batch if due.
+    pub fn tick(&mut self, now_ms: u64) -> Result<TickReport, BatcherError> {
+        let mut report = TickReport::default();
+        let (tip, _) = self.client.tip()?;
+        self.locate(tip)?;
+        self.walk(tip, now_ms, &mut report)?;
+        while let Some(record) = self.next_due(now_ms)? {
+            let index = record.index;
+            report.built.push(index);
+            self.status.put(self.store.store(), record)?;
+            self.last_batch_ms = now_ms;
+            // Post it now (the walk stops at the first record it cannot handle).
+            self.walk(tip, now_ms, &mut report)?;
+            if self.status.get(index).map(|r| r.status) == Some(BatchStatus::Pending) {
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Index of the first record that still needs attention.
+    fn first_open(&self, tip: u32) -> Option<u64> {
+        self.status
+            .all()
+            .into_iter()
+            .find(|r| {
+                !(r.status == BatchStatus::Confirmed
+                    && r.bitcoin_height
+                        .is_some_and(|h| tip.saturating_sub(h) >= self.config.reorg_horizon))
+            })
+            .map(|r| r.index)
+    }
+
+    /// Updates which Bitcoin block holds each open record's reveal.
+    fn locate(&mut self, tip: u32) -> Result<(), BatcherError> {
+        let Some(first) = self.first_open(tip) else {
+            return Ok(());
+        };
+        let open: Vec<BatchRecord> = self
+            .status
+            .all()
+            .into_iter()
+            .filter(|r| r.index >= first)
+            .collect();
+        // Forget cached blocks that are no longer on the active chain.
+        self.seen.retain(|h, _| *h <= tip);
+        let mut scan_from = tip.saturating_add(1);
+        for r in &open {
+            if r.reveal_txid.is_none() {
+                continue;
+            }
+            let start = match r.bitcoin_height {
+                Some(h) => h,
+                None => r.posted_at_tip,
+            };
+            scan_from = scan_from.min(start.saturating_sub(6));
+        }
+        if scan_from > tip {
+            return Ok(());
+        }
+        scan_from = scan_from.max(tip.saturating_sub(2_000));
+        let mut found: BTreeMap<Txid, (u32, BlockHash)> = BTreeMap::new();
+        let wanted: HashSet<Txid> = open
+            .iter()
+            .filter_map(|r| r.reveal_txid.map(txid_of))
+            .collect();
+        for h in scan_from..=tip {
+            let hash = self.client.block_hash(h)?;
+            let cached = matches!(self.seen.get(&h), Some((c, _)) if *c == hash);
+            if !cached {
+                let block = self.client.block(&hash)?;
+                let ids = block.txdata.iter().map(|t| t.compute_txid()).collect();
+                self.seen.insert(h, (hash, ids));
+            }
+            if let Some((_, ids)) = self.seen.get(&h) {
+                for id in wanted.iter().filter(|id| ids.contains(*id)) {
+                    found.insert(*id, (h, hash));
+                }
+            }
+        }
+        for r in open {
+            let Some(reveal) = r.reveal_txid.map(txid_of) else {
+                continue;
+            };
+            let place = found.get(&reveal).copied();
+            let new_height = place.map(|(h, _)| h);
+            let new_block = place.map(|(_, b)| b.to_byte_array());
+            if new_height != r.bitcoin_height || new_block != r.bitcoin_block {
+                let mut updated = r.clone();
+                updated.bitcoin_height = new_height;
+                updated.bitcoin_block = new_block;
+                if new_height.is_none() && r.status == BatchStatus::Confirmed {
+                    tracing::warn!(batch = r.index, "batch reveal left the chain (reorg)");
+                    updated.status = BatchStatus::Posted;
+                }
+                self.status.put(self.store.store(), updated)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles open records in index order: confirmation, broadcast, re-post, RBF.
+    fn walk(&mut self, tip: u32, now: u64, report: &mut TickReport) -> Result<(), BatcherError> {
+        let Some(first) = self.first_open(tip) else {
+            return Ok(());
+        };
+        let indexes: Vec<u64> = self
+            .status
+            .all()
+            .into_iter()
+            .filter(|r| r.index >= first)
+            .map(|r| r.index)
+            .collect();
+        for index in indexes {
+            let Some(r) = self.status.get(index) else {
+                continue;
+            };
+            if let Some(h) = r.bitcoin_height {
+                let depth = tip.saturating_sub(h).saturating_add(1);
+                let status = if depth >= self.config.confirmations {
+                    BatchStatus::Confirmed
+                } else {
+                    BatchStatus::Posted
+                };
+                if status != r.status {
+                    if status == BatchStatus::Confirmed {
+                        report.confirmed.push(index);
+                    }
+                    let mut updated = r;
+                    updated.status = status;
+                    self.status.put(self.store.store(), updated)?;
+                }
+                continue;
+            }
+            let Some(reveal) = r.reveal_txid.map(txid_of) else {
+                self.post_new(index, tip, now)?;
+                report.broadcast.push(index);
+                continue;
+            };
+            match self.client.get_raw_transaction(&reveal) {
+                Ok(_) => {
+                    // In the mempool.
+                    if r.status != BatchStatus::Posted {
+                        let mut updated = r.clone();
+                        updated.status = BatchStatus::Posted;
+                        self.status.put(self.store.store(), updated)?;
+                    }
+                    let waited = now.saturating_sub(r.posted_at_ms);
+                    if u128::from(waited) >= self.config.bump_after.as_millis() {
+                        self.bump(index, tip, now)?;
+                        report.bumped.push(index);
+                    }
+                }
+                Err(ClientError::NotFound(_)) => {
+                    // Never broadcast (crash after the write-ahead), or gone from Bitcoin.
+                    if self.rebroadcast(&r)? {
+                        let mut updated = r;
+                        updated.status = BatchStatus::Posted;
+                        updated.postings = updated.postings.saturating_add(1);
+                        updated.posted_at_ms = now;
+                        self.status.put(self.store.store(), updated)?;
+                        report.broadcast.push(index);
+                    } else {
+                        tracing::warn!(batch = index, "batch transactions gone; posting again");
+                        let mut updated = r;
+                        updated.status = BatchStatus::Pending;
+                        self.status.put(self.store.store(), updated)?;
+                        self.post_new(index, tip, now)?;
+                        report.reposted.push(index);
+                        report.broadcast.push(index);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the stored pair again; `false` when Bitcoin refuses it (inputs gone).
+    fn rebroadcast(&self, r: &BatchRecord) -> Result<bool, BatcherError> {
+        let commit: Transaction =
+            deserialize(&r.commit_tx).map_err(|_| BatcherError::CorruptTx(r.index))?;
+        let reveal: Transaction =
+            deserialize(&r.reveal_tx).map_err(|_| BatcherError::CorruptTx(r.index))?;
+        for tx in [&commit, &reveal] {
+            match self.client.send_raw_transaction(tx) {
+                Ok(_) => {}
+                Err(e) if already_known(&e) => {}
+                Err(ClientError::Rejected { reason, .. }) => {
+                    tracing::info!(batch = r.index, %reason, "stored pair refused");
+                    return Ok(false);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(true)
+    }
+
+    /// The outputs the commit of batch `index` must spend: the previous batch's reveal output
+    /// while that batch is not confirmed (keeps Bitcoin order = batch order).
+    fn chained_input(&self, index: u64) -> Result<Vec<Utxo>, BatcherError> {
+        let Some(prev) = index.checked_sub(1).and_then(|p| self.status.get(p)) else {
+            return Ok(Vec::new());
+        };
+        if prev.status == BatchStatus::Confirmed {
+            return Ok(Vec::new());
+        }
+        let Some(reveal) = prev.reveal_txid.map(txid_of) else {
+            return Ok(Vec::new());
+        };
+        let tx: Transaction =
+            deserialize(&prev.reveal_tx).map_err(|_| BatcherError::CorruptTx(prev.index))?;
+        let Some(out) = tx.output.first() else {
+            return Ok(Vec::new());
+        };
+        Ok(vec![Utxo {
+            outpoint: OutPoint {
+                txid: reveal,
+                vout: 0,
+            },
+            txout: out.clone(),
+            confirmations: 0,
+            coinbase: false,
+        }])
+    }
+
+    fn fee_rate(&self) -> Result<FeeRate, BatcherError> {
+        let rate = self.client.estimate_fee_rate()?;
+        Ok(rate.max(FeeRate::from_sat_per_vb_u32(1)))
+    }
+
+    /// Builds, records (write-ahead) and broadcasts a fresh pair for record `index`.
+    fn post_new(&mut self, index: u64, tip: u32, now: u64) -> Result<(), BatcherError> {
+        let Some(record) = self.status.get(index) else {
+            return Ok(());
+        };
+        let rate = self.fee_rate()?;
+        let must = self.chained_input(index)?;
+        self.post_with(record, must, rate, tip, now, None)
+    }
+
+    /// Replaces the pair of record `index` by one at a higher fee spending the same inputs.
+    fn bump(&mut self, index: u64, tip: u32, now: u64) -> Result<(), BatcherError> {
+        let Some(record) = self.status.get(index) else {
+            return Ok(());
+        };
+        let commit: Transaction =
+            deserialize(&record.commit_tx).map_err(|_| BatcherError::CorruptTx(index))?;
+        let mut must = Vec::new();
+        for input in &commit.input {
+            let prev = self
+                .client
+                .get_raw_transaction(&input.previous_output.txid)?;
+            let out = prev
+                .output
+                .get(input.previous_output.vout as usize)
+                .cloned()
+                .ok_or_else(|| {
+                    ClientError::InvalidResponse(format!(
+                        "{} has no output {}",
+                        input.previous_output.txid, input.previous_output.vout
+                    ))
+                })?;
+            must.push(Utxo {
+                outpoint: input.previous_output,
+                txout: out,
+                confirmations: 0,
+                coinbase: false,
+            });
+        }
+        // BIP 125: the new commit pays at least the fees of everything it evicts (this pair
+        // and the later unconfirmed batches chained to it) plus 1 sat/vB of its own size.
+        let evicted: u64 = self
+            .status
+            .all()
+            .into_iter()
+            .filter(|r| r.index >= index && r.bitcoin_height.is_none() && r.reveal_txid.is_some())
+            .map(|r| r.fee_sat)
+            .sum();
+        let old_rate = FeeRate::from_sat_per_kwu(record.fee_rate_sat_kwu);
+        let doubled = FeeRate::from_sat_per_kwu(record.fee_rate_sat_kwu.saturating_mul(2));
+        let rate = self.fee_rate()?.max(doubled).max(old_rate);
+        self.post_with(record, must, rate, tip, now, Some(evicted))
+    }
+
+    fn post_with(
+        &mut self,
+        mut record: BatchRecord,
+        must: Vec<Utxo>,
+        rate: FeeRate,
+        tip: u32,
+        now: u64,
+        replaces_fees: Option<u64>,
+    ) -> Result<(), BatcherError> {
+        let batch = self.batch_of(&record)?;
+        let data = batch.encode()?;
+        let available: Vec<Utxo> = self
+            .client
+            .list_unspent()?
+            .into_iter()
+            .filter(|u| !must.iter().any(|m| m.outpoint == u.outpoint))
+            .collect();
+        let mut rate = rate;
+        let pair = loop {
+            let pair = build_commit_reveal(
+                &self.wallet,
+                &self.signer,
+                &must,
+                &available,
+                BATCH_VERSION,
+                &data,
+                rate,
+            )?;
+            match replaces_fees {
+                Some(old) => {
+                    let needed = old.saturating_add(pair.commit.vsize() as u64);
+                    if pair.commit_fee.to_sat() >= needed {
+                        break pair;
+                    }
+                    let per_vb = needed.div_ceil(pair.commit.vsize().max(1) as u64) + 1;
+                    let next = FeeRate::from_sat_per_vb(per_vb).unwrap_or(FeeRate::MAX);
+                    if next <= rate {
+                        break pair;
+                    }
+                    rate = next;
+                }
+                None => break pair,
+            }
+        };
+        record.commit_tx = serialize(&pair.commit);
+        record.reveal_tx = serialize(&pair.reveal);
+        record.commit_txid = Some(txid_bytes(pair.commit.compute_txid()));
+        record.reveal_txid = Some(txid_bytes(pair.reveal.compute_txid()));
+        record.vbytes = pair.vsize() as u64;
+        record.fee_sat = pair
+            .commit_fee
+            .checked_add(pair.reveal_fee)
+            .unwrap_or(Amount::MAX_MONEY)
+            .to_sat();
+        record.fee_rate_sat_kwu = rate.to_sat_per_kwu();
+        record.data_bytes = data.len() as u64;
+        record.bitcoin_height = None;
+        record.bitcoin_block = None;
+        record.posted_at_tip = tip;
+        record.posted_at_ms = now;
+        record.status = BatchStatus::Pending;
+        // Write-ahead: the pair is durable before Bitcoin sees it.
+        self.status.put(self.store.store(), record.clone())?;
+        self.client.send_raw_transaction(&pair.commit)?;
+        self.client.send_raw_transaction(&pair.reveal)?;
+        record.status = BatchStatus::Posted;
+        record.postings = record.postings.saturating_add(1);
+        self.status.put(self.store.store(), record.clone())?;
+        tracing::info!(
+            batch = record.index,
+            first = record.first_height,
+            last = record.last_height,
+            txs = record.tx_count,
+            vbytes = record.vbytes,
+            reveal = %pair.reveal.compute_txid(),
+            "batch posted"
+        );
+        Ok(())
+    }
+
+    /// The next batch's record if one is due now: `max_blocks` new blocks, or at least one
+    /// and `interval` passed. Splits by blocks to fit the envelope limit.
+    fn next_due(&self, now: u64) -> Result<Option<BatchRecord>, BatcherError> {
+        let last = self.status.last();
+        if last
+            .as_ref()
+            .is_some_and(|r| r.status == BatchStatus::Pending)
+        {
+            return Ok(None);
+        }
+        let (index, prev_hash, first) = match &last {
+            Some(r) => (r.index + 1, r.hash, r.last_height + 1),
+            None => (0, [0; 32], 1),
+        };
+        let head = self.store.head_height();
+        if head < first {
+            return Ok(None);
+        }
+        let available = head - first + 1;
+        let waited = now.saturating_sub(self.last_batch_ms);
+        if available < self.config.max_blocks
+            && u128::from(waited) < self.config.interval.as_millis()
+        {
+            return Ok(None);
+        }
+        let mut count = available.min(self.config.max_blocks.max(1));
+        loop {
+            let batch = self.build_batch(index, prev_hash, first, first + count - 1)?;
+            let data = batch.encode()?;
+            if data.len() <= self.config.max_data_bytes {
+                return Ok(Some(BatchRecord {
+                    index,
+                    first_height: first,
+                    last_height: batch.last_height(),
+                    tx_count: batch.tx_count() as u64,
+                    hash: batch.hash(),
+                    state_root: batch.state_root,
+                    data_bytes: data.len() as u64,
+                    commit_tx: Vec::new(),
+                    reveal_tx: Vec::new(),
+                    commit_txid: None,
+                    reveal_txid: None,
+                    vbytes: 0,
+                    fee_sat: 0,
+                    fee_rate_sat_kwu: 0,
+                    status: BatchStatus::Pending,
+                    bitcoin_height: None,
+                    bitcoin_block: None,
+                    posted_at_ms: 0,
+                    postings: 0,
+                    posted_at_tip: 0,
+                }));
+            }
+            if count == 1 {
+                return Err(BatcherError::BlockTooLarge {
+                    height: first,
+                    bytes: data.len(),
+                    limit: self.config.max_data_bytes,
+                });
+            }
+            count = count.div_ceil(2);
+        }
+    }
+
+    /// Ticks every `poll` until `stop` is set; errors are logged and retried.
+    pub fn run(mut self, stop: Arc<AtomicBool>) {
+        let mut last_error: Option<String> = None;
+        while !stop.load(Ordering::SeqCst) {
+            match self.tick(now_ms()) {
+                Ok(_) => last_error = None,
+                Err(e) => {
+                    let text = e.to_string();
+                    if last_error.as_deref() != Some(text.as_str()) {
+                        tracing::warn!(error = %text, "batcher: tick failed; retrying");
+                    }
+                    last_error = Some(text);
+                }
+            }
+            std::thread::sleep(self.config.poll);
+        }
+    }
+}

@@ -218,6 +218,9 @@ pub struct Report {
     pub blocks: u64,
     /// The most common rejection reasons (digits folded to `N`) with their counts.
     pub top_rejections: Vec<(String, u64)>,
+    /// Why following commits stopped early, if it did (commits after that were not seen).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit_feed_error: Option<String>,
 }
 
 /// Runs `parabit load`.
@@ -242,6 +245,12 @@ pub fn run(args: &LoadArgs) -> Result<()> {
         print!("{}", table(&report));
     }
     if report.lost > 0 {
+        if let Some(e) = &report.commit_feed_error {
+            bail!(
+                "{} accepted transactions were not seen committing: following commits failed ({e})",
+                report.lost
+            );
+        }
         bail!(
             "{} accepted transactions never committed (no new commit for {} s after sending; \
              the node dropped them or fell behind: see its log and `parabit query chain`)",
@@ -659,9 +668,6 @@ async fn run_async(args: &LoadArgs, plan: Plan, funder: SigningKey) -> Result<Re
     }
     bar.finish_and_clear();
     follower.abort();
-    if let Some(e) = &feed_error {
-        eprintln!("warning: the commit feed failed: {e}");
-    }
 
     let samples: Vec<Sample> = submit_at
         .iter()
@@ -676,6 +682,7 @@ async fn run_async(args: &LoadArgs, plan: Plan, funder: SigningKey) -> Result<Re
     report.batch = plan.batch;
     report.planned = plan.total;
     report.blocks = blocks;
+    report.commit_feed_error = feed_error;
     Ok(report)
 }
 
@@ -968,6 +975,7 @@ pub fn summarize(
         max_ms: round2(latencies.last().copied().unwrap_or(0.0)),
         blocks: 0,
         top_rejections: top,
+        commit_feed_error: None,
     }
 }
 
@@ -1009,6 +1017,9 @@ pub fn table(r: &Report) -> String {
     ];
     for (k, v) in rows.iter().filter(|(k, _)| !k.is_empty()) {
         s.push_str(&format!("  {k:<15} {v}\n"));
+    }
+    if let Some(e) = &r.commit_feed_error {
+        s.push_str(&format!("  commit feed     failed: {e}\n"));
     }
     if !r.top_rejections.is_empty() {
         s.push_str("  top rejection reasons:\n");

@@ -50,6 +50,25 @@ pub enum ChainError {
     /// The engine's thread pool could not start.
     #[error("thread pool: {0}")]
     Pool(String),
+    /// A block applied with [`Chain::apply`] does not extend the head.
+    #[error("block {height} does not extend the head {head}")]
+    NotNext {
+        /// The block's height.
+        height: u64,
+        /// The head's height.
+        head: u64,
+    },
+    /// Re-executing a block applied with [`Chain::apply`] reached another state root than
+    /// its header says (nothing was committed).
+    #[error("block {height}: state root {computed} after re-execution, the header says {claimed}")]
+    RootMismatch {
+        /// The block's height.
+        height: u64,
+        /// The root re-execution computed (hex).
+        computed: String,
+        /// The header's root (hex).
+        claimed: String,
+    },
 }
 
 /// How the chain runs.
@@ -204,6 +223,51 @@ impl Chain {
             txs,
         };
         self.store.commit(prepared, &block, &receipts, &accounts)?;
+        {
+            let mut state = self.state.write();
+            writes.apply_to(&mut state);
+            *self.head.write() = header.clone();
+        }
+        Ok(Committed {
+            header,
+            tx_ids,
+            receipts,
+            accounts,
+        })
+    }
+}
+
+impl Chain {
+    /// Re-executes `block` (built elsewhere, e.g. read from a batch on Bitcoin) on the head
+    /// state with the parallel engine and commits it. Refused, with nothing changed, when it
+    /// does not extend the head ([`ChainError::NotNext`]) or when re-execution reaches another
+    /// state root than its header ([`ChainError::RootMismatch`]); the store also refuses a
+    /// wrong transaction root.
+    pub fn apply(&self, block: Block<parabit_modules::Call>) -> Result<Committed, ChainError> {
+        let head = self.head();
+        let height = block.header.height;
+        if height != head.height + 1 || block.header.parent_hash != head.hash() {
+            return Err(ChainError::NotNext {
+                height,
+                head: head.height,
+            });
+        }
+        let (receipts, writes) = {
+            let state = self.state.read();
+            execute_block(&self.runtime, &self.pool, height, &block.txs, &state)
+        };
+        let prepared = self.store.prepare(height, &writes)?;
+        if prepared.state_root() != block.header.state_root {
+            return Err(ChainError::RootMismatch {
+                height,
+                computed: hex::encode(prepared.state_root()),
+                claimed: hex::encode(block.header.state_root),
+            });
+        }
+        let tx_ids: Vec<TxId> = block.txs.iter().map(|t| t.id()).collect();
+        let accounts: Vec<Vec<Address>> = block.txs.iter().map(|t| concerned(&t.tx)).collect();
+        self.store.commit(prepared, &block, &receipts, &accounts)?;
+        let header = block.header;
         {
             let mut state = self.state.write();
             writes.apply_to(&mut state);

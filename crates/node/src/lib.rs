@@ -9,6 +9,7 @@
 //! | [`node`] | the chain and mempool together: submission, block production on a timer, new-block events |
 //! | [`settlement`] | batch records and settlement status shared by the batcher, the follower and the RPC |
 //! | [`batcher`] | the sequencer's batcher: batches to Bitcoin as commit/reveal envelopes, confirmation, RBF, re-posts |
+//! | [`follower`] | derivation: a full node that rebuilds and checks the L2 from Bitcoin alone |
 //! | [`rpc`] | the JSON-RPC server (`docs/RPC.md`), HTTP and WebSocket |
 //! | [`devnet`] | the development network's genesis: funded accounts, a pool, markets, staking and insurance |
 //!
@@ -20,6 +21,7 @@ pub mod batch;
 pub mod batcher;
 pub mod chain;
 pub mod devnet;
+pub mod follower;
 pub mod mempool;
 pub mod node;
 pub mod rpc;

@@ -42,6 +42,24 @@ pub const CODE_REJECTED: i32 = 1001;
 pub const CODE_UNDECODABLE: i32 = 1002;
 /// Error code: a required object does not exist.
 pub const CODE_NOT_FOUND: i32 = 1003;
+/// Error code: this node is a read-only full node (it derives the chain from Bitcoin) and
+/// takes no transactions.
+pub const CODE_READ_ONLY: i32 = 1004;
+
+/// A follower (its settlement status has a verified height) refuses transactions.
+fn refuse_if_read_only(c: &RpcContext) -> Result<(), ErrorObjectOwned> {
+    if c.node
+        .settlement()
+        .is_some_and(|s| s.verified_height().is_some())
+    {
+        return Err(ErrorObject::owned(
+            CODE_READ_ONLY,
+            "read-only full node: it derives the chain from Bitcoin and takes no transactions; send them to the sequencer",
+            None::<()>,
+        ));
+    }
+    Ok(())
+}
 
 /// What the RPC serves.
 pub struct RpcContext {
@@ -414,6 +432,7 @@ pub fn module(
     })?;
 
     m.register_method("pb_sendRawTransaction", |p, c, _| -> RpcResult<String> {
+        refuse_if_read_only(c)?;
         let raw: String = Args::new(&p).req("tx")?;
         let bytes = hex::decode(raw.trim()).map_err(|_| invalid("tx", "expected hex"))?;
         match c.node.submit_raw(&[bytes]).pop() {
@@ -426,6 +445,7 @@ pub fn module(
     m.register_method(
         "pb_sendRawTransactions",
         |p, c, _| -> RpcResult<Vec<Json>> {
+            refuse_if_read_only(c)?;
             let raws: Vec<String> = Args::new(&p).req("txs")?;
             if raws.len() > 100_000 {
                 return Err(invalid("txs", "at most 100000 transactions per call"));

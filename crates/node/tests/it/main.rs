@@ -1,6 +1,7 @@
 //! Integration tests of the node: mempool, chain (produce, commit, reopen), JSON-RPC.
 
 mod chain;
+mod follower;
 mod mempool;
 mod rpc;
 mod settlement;

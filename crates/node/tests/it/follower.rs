@@ -1,0 +1,453 @@
+//! Derivation: a follower that reads only the embedded regtest chain reaches the sequencer's
+//! state root at every batch; a wrong state root is caught and named; malformed, foreign,
+//! duplicate and out-of-order envelopes are skipped; a reorg that removes a batch is rolled
+//! back and re-derived; a restart continues; the follower's RPC is read-only.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonrpsee::core::client::ClientT;
+use jsonrpsee::http_client::HttpClientBuilder;
+use jsonrpsee::rpc_params;
+use parabit_bitcoin::bitcoin::hashes::Hash;
+use parabit_bitcoin::bitcoin::key::Keypair;
+use parabit_bitcoin::bitcoin::secp256k1::{SecretKey, SECP256K1};
+use parabit_bitcoin::bitcoin::{FeeRate, Txid};
+use parabit_bitcoin::{build_commit_reveal, RegtestChain, TaprootWallet};
+use parabit_modules::genesis::SettlementSpec;
+use parabit_modules::{Call, GenesisSpec};
+use parabit_node::batch::{Batch, BATCH_VERSION};
+use parabit_node::chain::{Chain, ChainConfig};
+use parabit_node::devnet::{devnet_genesis, DevnetGenesis};
+use parabit_node::follower::{Follower, FollowerConfig};
+use parabit_node::node::{Node, NodeConfig};
+use parabit_node::rpc::{self, RpcContext, CODE_READ_ONLY};
+use parabit_primitives::Network;
+
+use crate::chain::transfer;
+
+fn keypair(seed: u8) -> Keypair {
+    Keypair::from_secret_key(SECP256K1, &SecretKey::from_slice(&[seed; 32]).expect("key"))
+}
+
+/// A sequencer chain, the regtest chain it posts to, and the batches it built.
+struct Harness {
+    dir: tempfile::TempDir,
+    btc: Arc<RegtestChain>,
+    seq: Arc<Node>,
+    g: DevnetGenesis,
+    spec: GenesisSpec,
+    key: Keypair,
+    wallet: TaprootWallet,
+    batches: Vec<Batch>,
+    nonce: u64,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let btc = Arc::new(RegtestChain::in_memory());
+        let wallet = TaprootWallet::new(SecretKey::from_slice(&[5; 32]).expect("key"));
+        btc.mine(101, wallet.script_pubkey()).expect("fund");
+        let key = keypair(42);
+        let g = devnet_genesis(1_700_000_000_000);
+        let mut spec = g.spec.clone();
+        spec.settlement = Some(SettlementSpec {
+            sequencer_key: hex::encode(key.x_only_public_key().0.serialize()),
+            start_height: u64::from(btc.height() + 1),
+        });
+        let chain = Chain::open(&dir.path().join("seq.redb"), spec.clone(), &config())
+            .expect("sequencer chain");
+        let seq = Node::new(chain, NodeConfig::new(spec.chain_id));
+        Harness {
+            dir,
+            btc,
+            seq,
+            g,
+            spec,
+            key,
+            wallet,
+            batches: Vec::new(),
+            nonce: 0,
+        }
+    }
+
+    /// `blocks` sequencer blocks of `txs` transfers each.
+    fn produce(&mut self, blocks: usize, txs: u64) {
+        let chain_id = self.spec.chain_id;
+        let alice = self.g.accounts[0].key.clone();
+        let bob = self.g.accounts[1].key.address();
+        for _ in 0..blocks {
+            let batch: Vec<_> = (0..txs)
+                .map(|i| transfer(&alice, self.nonce + i, bob, 1_000 + i as u128, chain_id))
+                .collect();
+            self.nonce += txs;
+            for r in self.seq.submit(batch) {
+                r.expect("admitted");
+            }
+            let ts = 1_700_000_001_000 + self.seq.chain().head().height * 1000;
+            self.seq.produce_block(ts, true).expect("produce");
+        }
+    }
+
+    /// The next batch: the blocks produced since the last one.
+    fn next_batch(&mut self) -> Batch {
+        let first = self.batches.last().map_or(1, |b| b.last_height() + 1);
+        let head = self.seq.chain().head().height;
+        let blocks: Vec<_> = (first..=head)
+            .map(|h| {
+                self.seq
+                    .chain()
+                    .store()
+                    .block::<Call>(h)
+                    .expect("read")
+                    .expect("block")
+            })
+            .collect();
+        let batch = Batch {
+            index: self.batches.len() as u64,
+            prev_hash: self.batches.last().map_or([0; 32], Batch::hash),
+            first_height: first,
+            state_root: blocks.last().expect("blocks").header.state_root,
+            blocks,
+        };
+        self.batches.push(batch.clone());
+        batch
+    }
+
+    /// Posts `data` in an envelope signed by `signer` (commit and reveal to the mempool).
+    fn post_data(&self, signer: &Keypair, version: u8, data: &[u8]) -> Txid {
+        let coins = self
+            .btc
+            .list_unspent(&[self.wallet.script_pubkey().clone()]);
+        let cr = build_commit_reveal(
+            &self.wallet,
+            signer,
+            &[],
+            &coins,
+            version,
+            data,
+            FeeRate::from_sat_per_vb_u32(1),
+        )
+        .expect("commit/reveal");
+        self.btc.send_raw_transaction(&cr.commit).expect("commit");
+        self.btc.send_raw_transaction(&cr.reveal).expect("reveal")
+    }
+
+    fn post(&self, batch: &Batch) -> Txid {
+        self.post_data(&self.key, BATCH_VERSION, &batch.encode().expect("encode"))
+    }
+
+    fn mine(&self, n: u32) {
+        self.btc.mine(n, self.wallet.script_pubkey()).expect("mine");
+    }
+
+    fn follower(&self, confirmations: u32) -> Follower {
+        Follower::open(
+            &self.dir.path().join("follower.redb"),
+            self.spec.clone(),
+            Arc::new(self.btc.client(Vec::new())),
+            FollowerConfig {
+                confirmations,
+                poll_interval: Duration::from_millis(20),
+                chain: config(),
+            },
+        )
+        .expect("follower")
+    }
+
+    /// The sequencer's root at `height`.
+    fn root_at(&self, height: u64) -> [u8; 32] {
+        self.seq
+            .chain()
+            .store()
+            .header(height)
+            .expect("read")
+            .expect("header")
+            .state_root
+    }
+}
+
+fn config() -> ChainConfig {
+    ChainConfig {
+        threads: 2,
+        keep_versions: Some(100),
+    }
+}
+
+#[test]
+fn a_follower_reaches_the_sequencer_root_at_every_batch_and_resumes() {
+    let mut h = Harness::new();
+    let f = h.follower(1);
+    // Nothing posted yet: genesis, verified.
+    let r = f.sync_once().expect("sync");
+    assert_eq!(r.batches, 0);
+    assert_eq!(f.verified_height(), 0);
+    assert_eq!(f.status().verified_height(), Some(0));
+
+    for (blocks, txs) in [(3, 5), (1, 0), (4, 20)] {
+        h.produce(blocks, txs);
+        let batch = h.next_batch();
+        let reveal = h.post(&batch);
+        h.mine(1);
+        let r = f.sync_once().expect("sync");
+        assert_eq!(r.batches, 1, "{r:?}");
+        assert!(r.skipped.is_empty(), "{:?}", r.skipped);
+        let head = f.node().chain().head();
+        assert_eq!(head.height, batch.last_height());
+        assert_eq!(head.state_root, batch.state_root);
+        assert_eq!(head.state_root, h.root_at(batch.last_height()));
+        assert_eq!(f.status().verified_height(), Some(batch.last_height()));
+        let record = f.status().get(batch.index).expect("record");
+        assert_eq!(record.reveal_txid, Some(reveal.to_byte_array()));
+        assert_eq!(record.bitcoin_height, Some(h.btc.height()));
+        assert_eq!(record.first_height, batch.first_height);
+        assert!(record.vbytes > 0);
+    }
+    // Every block's root is the sequencer's.
+    let last = h.seq.chain().head().height;
+    for height in 1..=last {
+        let mine = f
+            .node()
+            .chain()
+            .store()
+            .header(height)
+            .expect("read")
+            .expect("header");
+        assert_eq!(mine.state_root, h.root_at(height), "block {height}");
+    }
+    // Confirmation depth: with 2 confirmations, a batch in the tip block waits.
+    drop(f);
+    let f = h.follower(2);
+    assert_eq!(f.verified_height(), last, "reopened at the same head");
+    h.produce(2, 3);
+    let batch = h.next_batch();
+    h.post(&batch);
+    h.mine(1);
+    let r = f.sync_once().expect("sync");
+    assert_eq!((r.batches, r.skipped.len()), (0, 0), "{r:?}");
+    assert_eq!(f.verified_height(), last);
+    h.mine(1);
+    let r = f.sync_once().expect("sync");
+    assert_eq!(r.batches, 1);
+    assert_eq!(f.node().chain().head().state_root, batch.state_root);
+    // A restart reads on without applying anything twice.
+    drop(f);
+    let f = h.follower(1);
+    let r = f.sync_once().expect("sync");
+    assert_eq!((r.batches, r.skipped.len()), (0, 0), "{r:?}");
+    assert_eq!(f.verified_height(), batch.last_height());
+    assert_eq!(f.status().batch_count(), 4);
+}
+
+#[test]
+fn a_wrong_state_root_is_caught_and_named_and_the_last_good_state_served() {
+    let mut h = Harness::new();
+    h.produce(2, 4);
+    let good = h.next_batch();
+    h.post(&good);
+    h.mine(1);
+    h.produce(3, 4);
+    // Test-only fault: the last block of batch 1 claims another state root.
+    let mut bad = h.next_batch();
+    let last = bad.blocks.len() - 1;
+    bad.blocks[last].header.state_root = [0xAB; 32];
+    bad.state_root = [0xAB; 32];
+    bad.check().expect("internally consistent");
+    let bad_height = bad.last_height();
+    let bad_reveal = h.post(&bad);
+    h.mine(1);
+    let bad_bitcoin_height = h.btc.height();
+
+    let f = h.follower(1);
+    let r = f.sync_once().expect("sync");
+    let m = r.mismatch.expect("caught");
+    assert_eq!(m.batch_index, 1);
+    assert_eq!(m.height, bad_height);
+    assert_eq!(m.bitcoin_height, bad_bitcoin_height);
+    assert_eq!(m.reveal_txid, bad_reveal);
+    assert_eq!(m.claimed, hex::encode([0xAB; 32]));
+    assert_eq!(m.computed, hex::encode(h.root_at(bad_height)));
+    assert!(m.to_string().contains("batch 1"), "{m}");
+    assert_eq!(f.mismatch(), Some(m));
+    // The last good state: every block before the bad one, checked.
+    let head = f.node().chain().head();
+    assert_eq!(head.height, bad_height - 1);
+    assert_eq!(head.state_root, h.root_at(bad_height - 1));
+    assert_eq!(f.status().verified_height(), Some(bad_height - 1));
+    assert_eq!(f.status().batch_count(), 1, "the bad batch is not recorded");
+    // Following stopped: later batches are not read.
+    h.produce(1, 1);
+    let later = h.next_batch();
+    h.post(&later);
+    h.mine(1);
+    let r = f.sync_once().expect("sync");
+    assert_eq!((r.batches, r.blocks), (0, 0));
+    assert_eq!(f.node().chain().head().height, bad_height - 1);
+}
+
+#[test]
+fn malformed_foreign_duplicate_and_out_of_order_envelopes_are_skipped() {
+    let mut h = Harness::new();
+    h.produce(2, 3);
+    let b0 = h.next_batch();
+    h.produce(2, 3);
+    let b1 = h.next_batch();
+    // Garbage under the sequencer key, and another version.
+    h.post_data(&h.key, BATCH_VERSION, b"not zstd at all");
+    h.mine(1);
+    h.post_data(&h.key, 9, &b0.encode().expect("encode"));
+    h.mine(1);
+    // Batch 0 signed by another key: ignored (not the sequencer's).
+    h.post_data(&keypair(7), BATCH_VERSION, &b0.encode().expect("encode"));
+    h.mine(1);
+    // Batch 1 before batch 0.
+    h.post(&b1);
+    h.mine(1);
+    h.post(&b0);
+    h.mine(1);
+    // Batch 0 again, then batch 1.
+    h.post(&b0);
+    h.mine(1);
+    // A batch 1 whose previous hash is wrong.
+    let mut forged = b1.clone();
+    forged.prev_hash = [3; 32];
+    h.post(&forged);
+    h.mine(1);
+    h.post(&b1);
+    h.mine(1);
+
+    let f = h.follower(1);
+    let r = f.sync_once().expect("sync");
+    assert_eq!(r.batches, 2, "{r:?}");
+    let reasons: Vec<(Option<u64>, &str)> = r
+        .skipped
+        .iter()
+        .map(|s| (s.index, s.reason.as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 5, "{reasons:?}");
+    assert_eq!(reasons[0].0, None);
+    assert!(reasons[0].1.contains("decompress"), "{reasons:?}");
+    assert!(reasons[1].1.contains("version 9"), "{reasons:?}");
+    assert_eq!(reasons[2].0, Some(1));
+    assert!(reasons[2].1.contains("out of order"), "{reasons:?}");
+    assert_eq!(reasons[3].0, Some(0));
+    assert!(reasons[3].1.contains("duplicate"), "{reasons:?}");
+    assert_eq!(reasons[4].0, Some(1));
+    assert!(reasons[4].1.contains("previous batch hash"), "{reasons:?}");
+    let head = f.node().chain().head();
+    assert_eq!(head.height, b1.last_height());
+    assert_eq!(head.state_root, b1.state_root);
+    assert!(f.mismatch().is_none());
+}
+
+#[test]
+fn a_reorg_that_removes_a_batch_is_rolled_back_and_re_derived() {
+    let mut h = Harness::new();
+    h.produce(2, 5);
+    let b0 = h.next_batch();
+    h.post(&b0);
+    h.mine(1);
+    h.produce(3, 5);
+    let b1 = h.next_batch();
+    h.post(&b1);
+    h.mine(1);
+    let f = h.follower(1);
+    let mut swaps = f.subscribe();
+    let r = f.sync_once().expect("sync");
+    assert_eq!(r.batches, 2);
+    assert_eq!(f.verified_height(), b1.last_height());
+
+    // Reorg out the block holding batch 1 (its transactions go back to the mempool).
+    let fork = h.btc.height() - 1;
+    h.btc.reorg(1, h.wallet.script_pubkey()).expect("reorg");
+    let r = f.sync_once().expect("sync");
+    assert_eq!(r.rollbacks.len(), 1, "{r:?}");
+    assert_eq!(r.rollbacks[0].fork_height, fork);
+    assert_eq!(r.rollbacks[0].batches_dropped, 1);
+    assert_eq!(r.rollbacks[0].l2_height, b0.last_height());
+    assert!(swaps.has_changed().expect("sender alive"));
+    swaps.mark_unchanged();
+    let head = f.node().chain().head();
+    assert_eq!(head.height, b0.last_height());
+    assert_eq!(head.state_root, b0.state_root);
+    assert_eq!(f.status().batch_count(), 1);
+    assert_eq!(f.status().verified_height(), Some(b0.last_height()));
+
+    // Re-posted (mined again from the mempool): re-derived to the same root.
+    h.mine(1);
+    let r = f.sync_once().expect("sync");
+    assert_eq!(r.batches, 1, "{r:?}");
+    let head = f.node().chain().head();
+    assert_eq!(head.height, b1.last_height());
+    assert_eq!(head.state_root, b1.state_root);
+    assert_eq!(
+        f.status().get(1).and_then(|r| r.bitcoin_height),
+        Some(h.btc.height())
+    );
+    // The rebuilt store is the one on disk.
+    drop((f, swaps));
+    let f = h.follower(1);
+    assert_eq!(f.node().chain().head().state_root, b1.state_root);
+    assert_eq!(f.status().batch_count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_follower_serves_a_read_only_rpc() {
+    let mut h = Harness::new();
+    let f = Arc::new(h.follower(1));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(f.clone().run(stop_rx));
+    let (addr, server) = rpc::start(
+        RpcContext {
+            node: f.node(),
+            network: Network::Regtest,
+        },
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("rpc");
+    h.produce(2, 2);
+    let b0 = h.next_batch();
+    h.post(&b0);
+    h.mine(1);
+    let http = HttpClientBuilder::default()
+        .build(format!("http://{addr}"))
+        .expect("client");
+    let mut info = serde_json::Value::Null;
+    for _ in 0..200 {
+        info = http
+            .request("pb_chainInfo", rpc_params![])
+            .await
+            .expect("chainInfo");
+        if info["height"] == b0.last_height() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(info["height"], b0.last_height(), "{info}");
+    assert_eq!(info["verified_height"], b0.last_height(), "{info}");
+    assert_eq!(info["state_root"], hex::encode(b0.state_root));
+    let tx = transfer(
+        &h.g.accounts[0].key,
+        100,
+        h.g.accounts[1].key.address(),
+        1,
+        h.spec.chain_id,
+    );
+    let raw = hex::encode(tx.encode());
+    let err = http
+        .request::<String, _>("pb_sendRawTransaction", rpc_params![raw])
+        .await
+        .expect_err("read-only");
+    match err {
+        jsonrpsee::core::ClientError::Call(e) => {
+            assert_eq!(e.code(), CODE_READ_ONLY);
+            assert!(e.message().contains("read-only"), "{}", e.message());
+        }
+        other => panic!("not a call error: {other}"),
+    }
+    stop_tx.send(true).expect("stop");
+    task.await.expect("join").expect("follower");
+    let _ = server.stop();
+}

@@ -13,6 +13,7 @@ mod load_cmd;
 mod node_cmd;
 mod proof;
 mod query_cmd;
+mod settle_cmd;
 mod tx_cmd;
 mod wallet_cmd;
 

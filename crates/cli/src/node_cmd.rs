@@ -35,6 +35,37 @@ pub struct DevnetArgs {
     pub reset: bool,
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub settle: DevnetSettlementArgs,
+}
+
+/// Settlement options of `parabit devnet`: the embedded regtest chain (or an external one)
+/// and the batcher.
+#[derive(Debug, Args, Clone, Default)]
+pub struct DevnetSettlementArgs {
+    /// Use this Bitcoin JSON-RPC server (bitcoind or `parabit regtest`; `user:password@` in
+    /// the URL works) instead of the embedded regtest chain.
+    #[arg(long, value_name = "URL")]
+    pub bitcoin_rpc: Option<String>,
+    /// Cookie file of the external Bitcoin node (with --bitcoin-rpc).
+    #[arg(long, value_name = "FILE", requires = "bitcoin_rpc")]
+    pub bitcoin_cookie: Option<PathBuf>,
+    /// Address of the embedded regtest chain's JSON-RPC server (default 127.0.0.1:18645, or
+    /// a free port when that one is taken); its cookie is `<data-dir>/bitcoin/.cookie`.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "bitcoin_rpc")]
+    pub bitcoin_rpc_addr: Option<SocketAddr>,
+    /// Seconds between blocks of the embedded regtest chain.
+    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+    pub bitcoin_block_time: f64,
+    /// A batch to Bitcoin every this many L2 blocks…
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub batch_blocks: u64,
+    /// …or every this many seconds (when there is at least one new block).
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub batch_interval: f64,
+    /// Run without Bitcoin: no regtest chain, no batcher.
+    #[arg(long, conflicts_with_all = ["bitcoin_rpc", "bitcoin_rpc_addr"])]
+    pub no_settlement: bool,
 }
 
 /// `parabit node`.
@@ -112,11 +143,24 @@ pub fn devnet(args: &DevnetArgs) -> Result<()> {
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let genesis_path = data_dir.join(GENESIS_FILE);
     let dev = devnet_genesis(now_ms());
+    // Bitcoin first: a new genesis names the sequencer key and the Bitcoin start height.
+    let bitcoin = if args.settle.no_settlement {
+        None
+    } else {
+        Some(crate::settle_cmd::DevnetBitcoin::start(
+            &data_dir,
+            &args.settle,
+        )?)
+    };
     let spec = if genesis_path.exists() {
         read_genesis(&genesis_path)?
     } else {
-        write_genesis(&genesis_path, &dev.spec)?;
-        dev.spec.clone()
+        let mut spec = dev.spec.clone();
+        if let Some(b) = &bitcoin {
+            spec.settlement = Some(b.settlement_spec()?);
+        }
+        write_genesis(&genesis_path, &spec)?;
+        spec
     };
     if spec.chain_id != DEVNET_CHAIN_ID {
         bail!(
@@ -142,17 +186,27 @@ pub fn devnet(args: &DevnetArgs) -> Result<()> {
         "  seeded: pool BTC/USDX ({}-{}), lending markets BTC and USDX (asset 1), staking pool {}, insurance pool {}\n",
         dev.pool.a.0, dev.pool.b.0, dev.staking_pool, dev.insurance_pool
     ));
-    run(Launch {
-        data_dir,
-        spec,
-        rpc_addr: args.rpc_addr,
-        network: Network::Regtest,
-        block_time: Duration::from_millis(args.run.block_time.unwrap_or(250)),
-        max_block_txs: args.run.max_block_txs.unwrap_or(10_000),
-        threads: args.run.threads,
-        keep_versions: Some(10_000),
-        banner: Some(banner),
-    })
+    let attach = match bitcoin {
+        Some(b) => {
+            banner.push_str(&b.banner());
+            b.attach(&spec, &args.settle)?
+        }
+        None => None,
+    };
+    run_with(
+        Launch {
+            data_dir,
+            spec,
+            rpc_addr: args.rpc_addr,
+            network: Network::Regtest,
+            block_time: Duration::from_millis(args.run.block_time.unwrap_or(250)),
+            max_block_txs: args.run.max_block_txs.unwrap_or(10_000),
+            threads: args.run.threads,
+            keep_versions: Some(10_000),
+            banner: Some(banner),
+        },
+        attach,
+    )
 }
 
 /// Runs a node from a genesis file and an optional config file.
@@ -233,17 +287,33 @@ fn write_genesis(path: &Path, spec: &GenesisSpec) -> Result<()> {
     Ok(())
 }
 
+/// Something started beside the node once it exists (the batcher, a follower): it gets the
+/// node, may add lines to the banner, and returns how to stop it.
+pub type Attach = Box<dyn FnOnce(&Arc<Node>) -> Result<Attached> + Send>;
+
+/// What an [`Attach`] started.
+pub struct Attached {
+    /// Banner lines.
+    pub banner: String,
+    /// Stops it (called after block production stops, before the RPC server stops).
+    pub stop: Box<dyn FnOnce() + Send>,
+}
+
 fn run(launch: Launch) -> Result<()> {
+    run_with(launch, None)
+}
+
+fn run_with(launch: Launch, attach: Option<Attach>) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(2)
         .thread_name("parabit-io")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run_async(launch))
+    runtime.block_on(run_async(launch, attach))
 }
 
-async fn run_async(launch: Launch) -> Result<()> {
+async fn run_async(launch: Launch, attach: Option<Attach>) -> Result<()> {
     let db = launch.data_dir.join(DB_FILE);
     let mut config = ChainConfig {
         keep_versions: launch.keep_versions,
@@ -261,6 +331,10 @@ async fn run_async(launch: Launch) -> Result<()> {
     node_config.max_block_txs = launch.max_block_txs.max(1);
     let node = Node::new(chain, node_config);
     let head = node.chain().head();
+    let attached = match attach {
+        Some(f) => Some(f(&node)?),
+        None => None,
+    };
     let (addr, server) = rpc::start(
         RpcContext {
             node: node.clone(),
@@ -272,6 +346,9 @@ async fn run_async(launch: Launch) -> Result<()> {
     .with_context(|| format!("starting JSON-RPC on {}", launch.rpc_addr))?;
     if let Some(banner) = &launch.banner {
         print!("{banner}");
+    }
+    if let Some(a) = &attached {
+        print!("{}", a.banner);
     }
     println!(
         "  height     {} (state root {})",
@@ -294,6 +371,11 @@ async fn run_async(launch: Launch) -> Result<()> {
     }
     let _ = stop_tx.send(true);
     let produced = producer.await.context("block producer")?;
+    if let Some(a) = attached {
+        tokio::task::spawn_blocking(a.stop)
+            .await
+            .context("stopping settlement")?;
+    }
     let _ = server.stop();
     server.stopped().await;
     produced.context("block production failed")?;

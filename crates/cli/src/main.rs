@@ -8,6 +8,7 @@
 
 mod bench;
 mod client;
+mod follow_cmd;
 mod human;
 mod load_cmd;
 mod node_cmd;

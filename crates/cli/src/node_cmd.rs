@@ -86,6 +86,22 @@ pub struct NodeArgs {
     pub rpc_addr: Option<SocketAddr>,
     #[command(flatten)]
     pub run: RunArgs,
+    /// Run as a read-only full node that derives the chain from Bitcoin alone (the genesis'
+    /// `settlement` names the sequencer key and the Bitcoin start height); needs
+    /// --bitcoin-rpc.
+    #[arg(long, requires = "bitcoin_rpc")]
+    pub follow_bitcoin: bool,
+    /// Bitcoin JSON-RPC URL of bitcoind or `parabit regtest` (`http://user:password@host:port`
+    /// works) (with --follow-bitcoin).
+    #[arg(long, value_name = "URL", requires = "follow_bitcoin")]
+    pub bitcoin_rpc: Option<String>,
+    /// Cookie file of the Bitcoin node (instead of credentials in the URL).
+    #[arg(long, value_name = "FILE", requires = "follow_bitcoin")]
+    pub bitcoin_cookie: Option<PathBuf>,
+    /// Read a Bitcoin block once it has this many confirmations (default: 1 on regtest, 6
+    /// otherwise).
+    #[arg(long, value_name = "N", requires = "follow_bitcoin")]
+    pub confirmations: Option<u32>,
 }
 
 /// Block production options shared by `devnet` and `node`.
@@ -251,6 +267,26 @@ pub fn node(args: &NodeArgs) -> Result<()> {
         Some("mainnet") => Network::Mainnet,
         Some(other) => bail!("config: network must be \"regtest\" or \"mainnet\", not {other:?}"),
     };
+    if args.follow_bitcoin {
+        let bitcoin_rpc = args
+            .bitcoin_rpc
+            .clone()
+            .context("--follow-bitcoin needs --bitcoin-rpc URL")?;
+        return crate::follow_cmd::follow(crate::follow_cmd::FollowLaunch {
+            db: args.data_dir.join(DB_FILE),
+            spec,
+            rpc_addr: args
+                .rpc_addr
+                .or(file.rpc_addr)
+                .unwrap_or_else(|| DEFAULT_RPC_ADDR.parse().expect("a valid default address")),
+            network,
+            bitcoin_rpc,
+            bitcoin_cookie: args.bitcoin_cookie.clone(),
+            confirmations: args.confirmations,
+            threads: args.run.threads.or(file.threads),
+            keep_versions: file.keep_versions.or(Some(10_000)),
+        });
+    }
     run(Launch {
         data_dir: args.data_dir.clone(),
         spec,

@@ -45,6 +45,12 @@ enum Query {
         #[arg(long)]
         full: bool,
     },
+    /// A settlement batch by index: its L2 block range, transactions, Bitcoin commit and
+    /// reveal txids, size and status (`pending`, `posted`, `confirmed`).
+    Batch {
+        /// The batch index (from 0).
+        index: u64,
+    },
     /// A transaction by id (pending or committed).
     Tx {
         /// The transaction id.
@@ -253,6 +259,30 @@ pub fn run(args: &QueryArgs) -> Result<()> {
             };
             let v = some(v, || format!("block {id}"))?;
             print(j, &v, || pretty(&v));
+        }
+        Query::Batch { index } => {
+            let v = rpc.call("pb_getBatch", vec![json!(index)])?;
+            let v = some(v, || format!("batch {index}"))?;
+            print(j, &v, || {
+                let txid = |k: &str| v[k].as_str().unwrap_or("-").to_string();
+                let at = match v["bitcoin_height"].as_u64() {
+                    Some(h) => format!(" in Bitcoin block {h}"),
+                    None => String::new(),
+                };
+                format!(
+                    "batch {}: L2 blocks {}..={} ({} txs)\nstatus:      {}{at}\ncommit txid: {}\nreveal txid: {}\nsize:        {} vB ({} bytes of data), fee {} sat",
+                    v["index"],
+                    v["first_height"],
+                    v["last_height"],
+                    v["tx_count"],
+                    v["status"].as_str().unwrap_or("?"),
+                    txid("commit_txid"),
+                    txid("reveal_txid"),
+                    v["vbytes"],
+                    v["data_bytes"],
+                    v["fee_sat"],
+                )
+            });
         }
         Query::Tx { id } => {
             let v = rpc.call("pb_getTransaction", vec![json!(id.trim())])?;

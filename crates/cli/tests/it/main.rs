@@ -2,6 +2,7 @@
 
 mod crash;
 mod devnet;
+mod follow;
 mod load;
 mod tx;
 mod wallet;

@@ -1,0 +1,210 @@
+//! End to end with separate processes: a `parabit devnet` sequencer settling on its embedded
+//! regtest chain (served over JSON-RPC with a cookie) under `parabit load`, then a fresh
+//! `parabit node --follow-bitcoin` that reads only that Bitcoin chain reaches the sequencer's
+//! state root at every block of every batch, and refuses transactions.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value as Json};
+
+/// Kills the child when dropped (also on panic).
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    match TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+        Ok(a) => a.port(),
+        Err(e) => panic!("no free port: {e}"),
+    }
+}
+
+/// One JSON-RPC call over a fresh connection; the whole answer object, or None when the
+/// node does not answer.
+fn call(addr: &str, method: &str, params: Json) -> Option<Json> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    let mut s = TcpStream::connect(addr).ok()?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    let (_, json) = answer.split_once("\r\n\r\n")?;
+    serde_json::from_str(json).ok()
+}
+
+fn result(addr: &str, method: &str, params: Json) -> Json {
+    match call(addr, method, params.clone()) {
+        Some(a) if a.get("result").is_some() => a["result"].clone(),
+        other => panic!("{method} {params} on {addr}: {other:?}"),
+    }
+}
+
+fn spawn(args: &[&str], dir: &Path, log: &str) -> Proc {
+    let out = std::fs::File::create(dir.join(log)).expect("log file");
+    let err = out.try_clone().expect("log file");
+    match Command::new(env!("CARGO_BIN_EXE_parabit"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+    {
+        Ok(c) => Proc(c),
+        Err(e) => panic!("cannot start parabit {args:?}: {e}"),
+    }
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool, logs: &Path) {
+    let start = Instant::now();
+    while !f() {
+        if start.elapsed() > Duration::from_secs(secs) {
+            let mut text = String::new();
+            for log in ["seq.log", "follower.log"] {
+                text.push_str(&format!(
+                    "--- {log}\n{}\n",
+                    std::fs::read_to_string(logs.join(log)).unwrap_or_default()
+                ));
+            }
+            panic!("{what}: not within {secs} s\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_fresh_full_node_reading_only_bitcoin_reaches_the_sequencer_root_at_every_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seq_dir = dir.path().join("seq");
+    let fol_dir = dir.path().join("follower");
+    let seq_rpc = format!("127.0.0.1:{}", free_port());
+    let btc_rpc = format!("127.0.0.1:{}", free_port());
+    let fol_rpc = format!("127.0.0.1:{}", free_port());
+    let seq_dir_s = seq_dir.to_string_lossy().into_owned();
+    let _seq = spawn(
+        &[
+            "devnet",
+            "--data-dir",
+            &seq_dir_s,
+            "--rpc-addr",
+            &seq_rpc,
+            "--bitcoin-rpc-addr",
+            &btc_rpc,
+            "--bitcoin-block-time",
+            "0.3",
+            "--batch-blocks",
+            "4",
+            "--batch-interval",
+            "0.5",
+        ],
+        dir.path(),
+        "seq.log",
+    );
+    wait_for(
+        "the sequencer's RPC",
+        60,
+        || call(&seq_rpc, "pb_chainInfo", json!([])).is_some(),
+        dir.path(),
+    );
+
+    // Load for a while.
+    let out = Command::new(env!("CARGO_BIN_EXE_parabit"))
+        .args(["load", "--rpc", &format!("http://{seq_rpc}")])
+        .args(["--tps", "200", "--duration", "4", "--json"])
+        .env_remove("PARABIT_RPC")
+        .env_remove("PARABIT_LOAD_FUNDER_SECRET")
+        .output()
+        .expect("run parabit load");
+    assert!(
+        out.status.success(),
+        "load failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Wait until every block is in a confirmed batch.
+    let mut batches = 0u64;
+    let mut head = 0u64;
+    wait_for(
+        "every sequencer block in a confirmed batch",
+        90,
+        || {
+            let info = result(&seq_rpc, "pb_chainInfo", json!([]));
+            head = info["height"].as_u64().unwrap_or(0);
+            batches = info["batches"].as_u64().unwrap_or(0);
+            if batches == 0 || info["batches_confirmed"] != info["batches"] {
+                return false;
+            }
+            let last = result(&seq_rpc, "pb_getBatch", json!([batches - 1]));
+            last["last_height"].as_u64() == Some(head)
+        },
+        dir.path(),
+    );
+    assert!(batches >= 3, "only {batches} batches");
+    assert!(head >= 5, "only {head} blocks");
+
+    // A fresh full node from the genesis file and the Bitcoin RPC alone.
+    let genesis = seq_dir.join("genesis.json");
+    let cookie = seq_dir.join("bitcoin").join(".cookie");
+    let _follower = spawn(
+        &[
+            "node",
+            "--data-dir",
+            &fol_dir.to_string_lossy(),
+            "--genesis",
+            &genesis.to_string_lossy(),
+            "--rpc-addr",
+            &fol_rpc,
+            "--follow-bitcoin",
+            "--bitcoin-rpc",
+            &format!("http://{btc_rpc}"),
+            "--bitcoin-cookie",
+            &cookie.to_string_lossy(),
+        ],
+        dir.path(),
+        "follower.log",
+    );
+    wait_for(
+        "the follower to verify the sequencer's head",
+        120,
+        || {
+            call(&fol_rpc, "pb_chainInfo", json!([]))
+                .and_then(|a| a["result"]["verified_height"].as_u64())
+                == Some(head)
+        },
+        dir.path(),
+    );
+    let info = result(&fol_rpc, "pb_chainInfo", json!([]));
+    assert_eq!(info["batches"], batches, "{info}");
+    // The sequencer's state root at every batch, and at every block.
+    for i in 0..batches {
+        let b = result(&seq_rpc, "pb_getBatch", json!([i]));
+        let f = result(&fol_rpc, "pb_getBatch", json!([i]));
+        assert_eq!(f["state_root"], b["state_root"], "batch {i}");
+        assert_eq!(f["reveal_txid"], b["reveal_txid"], "batch {i}");
+        assert_eq!(f["last_height"], b["last_height"], "batch {i}");
+        let last = b["last_height"].as_u64().expect("last height");
+        let block = result(&fol_rpc, "pb_getBlockByHeight", json!([last]));
+        assert_eq!(block["state_root"], b["state_root"], "batch {i}");
+    }
+    for h in 1..=head {
+        let s = result(&seq_rpc, "pb_getBlockByHeight", json!([h]));
+        let f = result(&fol_rpc, "pb_getBlockByHeight", json!([h]));
+        assert_eq!(f["state_root"], s["state_root"], "block {h}");
+        assert_eq!(f["hash"], s["hash"], "block {h}");
+    }
+    // Read-only.
+    let refused = call(&fol_rpc, "pb_sendRawTransaction", json!(["00"])).expect("answer");
+    assert_eq!(refused["error"]["code"], 1004, "{refused}");
+}

@@ -704,3 +704,120 @@ impl<C: BitcoinClient> Batcher<C> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::{Chain, ChainConfig};
+    use crate::devnet::devnet_genesis;
+    use parabit_bitcoin::bitcoin::secp256k1::{SecretKey, SECP256K1};
+    use parabit_bitcoin::{RegtestChain, RegtestClient};
+
+    fn setup(blocks: u64) -> (tempfile::TempDir, Arc<Chain>, Batcher<RegtestClient>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let g = devnet_genesis(1_700_000_000_000);
+        let chain = Arc::new(
+            Chain::open(&dir.path().join("db"), g.spec, &ChainConfig::default()).expect("chain"),
+        );
+        for i in 0..blocks {
+            chain
+                .produce(Vec::new(), 1_700_000_000_001 + i)
+                .expect("block");
+        }
+        let kp =
+            Keypair::from_secret_key(SECP256K1, &SecretKey::from_slice(&[5; 32]).expect("key"));
+        let wallet = TaprootWallet::from_keypair(kp);
+        let btc = Arc::new(RegtestChain::in_memory());
+        btc.mine(105, wallet.script_pubkey()).expect("fund");
+        let client = btc.client(vec![wallet.script_pubkey().clone()]);
+        let config = BatcherConfig {
+            max_blocks: 4,
+            interval: Duration::from_secs(10),
+            ..BatcherConfig::devnet()
+        };
+        let b = Batcher::new(
+            chain.clone() as Arc<dyn StoreAccess>,
+            client,
+            wallet,
+            kp,
+            config,
+            Arc::new(SettlementStatus::new()),
+        );
+        (dir, chain, b)
+    }
+
+    #[test]
+    fn batches_are_due_by_count_or_time_and_chain() {
+        let (_dir, _chain, mut b) = setup(6);
+        let t = b.last_batch_ms;
+        // 6 blocks, 4 per batch: one full batch now, the other 2 blocks wait for the interval.
+        let r = b.tick(t).expect("tick");
+        assert_eq!(r.built, vec![0]);
+        let first = b.status.get(0).expect("0");
+        assert_eq!((first.first_height, first.last_height), (1, 4));
+        assert_eq!(b.tick(t + 1).expect("tick").built, Vec::<u64>::new());
+        assert_eq!(b.tick(t + 10_001).expect("tick").built, vec![1]);
+        let second = b.status.get(1).expect("1");
+        assert_eq!((second.first_height, second.last_height), (5, 6));
+        let rebuilt = b.batch_of(&second).expect("rebuild");
+        assert_eq!(rebuilt.prev_hash, first.hash);
+        assert_eq!(rebuilt.hash(), second.hash);
+        rebuilt.check().expect("consistent");
+        // Nothing new: nothing due, however long we wait.
+        assert!(b.next_due(t + 1_000_000).expect("due").is_none());
+    }
+
+    #[test]
+    fn an_oversized_batch_is_split_by_blocks() {
+        let (_dir, _chain, mut b) = setup(4);
+        let one = b
+            .build_batch(0, [0; 32], 1, 1)
+            .expect("one")
+            .encode()
+            .expect("enc");
+        let four = b
+            .build_batch(0, [0; 32], 1, 4)
+            .expect("four")
+            .encode()
+            .expect("enc");
+        assert!(four.len() > one.len());
+        b.config.max_data_bytes = four.len() - 1;
+        let due = b.next_due(b.last_batch_ms).expect("due").expect("a batch");
+        assert!(due.last_height < 4 && due.first_height == 1);
+        assert!(due.data_bytes as usize <= b.config.max_data_bytes);
+        b.config.max_data_bytes = one.len() - 1;
+        assert!(matches!(
+            b.next_due(b.last_batch_ms),
+            Err(BatcherError::BlockTooLarge { height: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn without_coins_the_batch_stays_pending_and_nothing_is_skipped() {
+        let (_dir, _chain, b) = setup(4);
+        let kp =
+            Keypair::from_secret_key(SECP256K1, &SecretKey::from_slice(&[6; 32]).expect("key"));
+        // A wallet with no coins.
+        let poor = TaprootWallet::from_keypair(kp);
+        let btc = Arc::new(RegtestChain::in_memory());
+        let mut b = Batcher::new(
+            b.store.clone(),
+            btc.client(vec![poor.script_pubkey().clone()]),
+            poor,
+            kp,
+            b.config.clone(),
+            Arc::new(SettlementStatus::new()),
+        );
+        let t = b.last_batch_ms;
+        assert!(matches!(b.tick(t), Err(BatcherError::Envelope(_))));
+        let r = b.status.get(0).expect("recorded");
+        assert_eq!(r.status, BatchStatus::Pending);
+        assert!(r.reveal_txid.is_none());
+        assert!(b.status.get(1).is_none(), "no batch after a pending one");
+        // Coins arrive: the same batch goes out, then the chain continues.
+        btc.mine(101, b.wallet.script_pubkey()).expect("fund");
+        let report = b.tick(t + 1).expect("tick");
+        assert_eq!(report.broadcast, vec![0]);
+        assert_eq!(b.status.get(0).expect("0").status, BatchStatus::Posted);
+    }
+}

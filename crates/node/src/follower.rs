@@ -419,7 +419,9 @@ impl Follower {
                 report.rollbacks.push(rb);
             }
             let (tip, _) = self.client.tip()?;
-            let target = (tip + 1).saturating_sub(self.config.confirmations.max(1));
+            let target = tip
+                .saturating_add(1)
+                .saturating_sub(self.config.confirmations.max(1));
             while cur.next <= target {
                 if self.stop.load(Ordering::SeqCst) {
                     break 'outer;
@@ -442,6 +444,9 @@ impl Follower {
                 }
                 self.read_block(&mut cur, h, hash, &block, &mut report)?;
                 report.bitcoin_height = Some(h);
+                if h == u32::MAX {
+                    break 'outer;
+                }
                 if let Some(f) = self.progress.read().as_ref() {
                     f(&Progress {
                         bitcoin_height: h,
@@ -657,7 +662,7 @@ impl Follower {
             .retain(|h, _| *h > floor || batch_heights.contains(h));
         let out_floor = height.saturating_sub(OUTPUT_WINDOW);
         cur.outputs.retain(|_, (h, _)| *h > out_floor);
-        cur.next = height + 1;
+        cur.next = height.saturating_add(1);
         Ok(())
     }
 
@@ -727,7 +732,7 @@ impl Follower {
         for block in batch.blocks {
             let height = block.header.height;
             let ntx = block.txs.len() as u64;
-            match chain.apply(block) {
+            match node.apply_block(block) {
                 Ok(_) => {
                     report.blocks += 1;
                     report.txs += ntx;

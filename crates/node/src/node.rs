@@ -194,6 +194,19 @@ impl Node {
         Ok(Some(committed))
     }
 
+    /// Re-executes and commits a block built elsewhere ([`Chain::apply`], a full node
+    /// deriving the chain from Bitcoin) and publishes it to subscribers like a produced one.
+    pub fn apply_block(
+        &self,
+        block: parabit_primitives::Block<parabit_modules::Call>,
+    ) -> Result<Arc<Committed>, ChainError> {
+        let _one_at_a_time = self.producing.lock();
+        let committed = Arc::new(self.chain.apply(block)?);
+        // No subscriber is not an error.
+        let _ = self.events.send(committed.clone());
+        Ok(committed)
+    }
+
     /// Produces blocks until `shutdown` resolves: every `block_time` while transactions are
     /// ready, or at once when `max_block_txs` are. A block that fails to commit stops the
     /// loop with the error (the store is unusable; the node must stop).

@@ -190,9 +190,14 @@ fn a_follower_reaches_the_sequencer_root_at_every_batch_and_resumes() {
         let batch = h.next_batch();
         let reveal = h.post(&batch);
         h.mine(1);
+        let mut events = f.node().subscribe();
         let r = f.sync_once().expect("sync");
         assert_eq!(r.batches, 1, "{r:?}");
         assert!(r.skipped.is_empty(), "{:?}", r.skipped);
+        // Subscribers see each derived block, as on the sequencer.
+        let first = events.try_recv().expect("a new-block event");
+        assert_eq!(first.header.height, batch.first_height);
+        assert_eq!(first.tx_ids.len() as u64, txs);
         let head = f.node().chain().head();
         assert_eq!(head.height, batch.last_height());
         assert_eq!(head.state_root, batch.state_root);

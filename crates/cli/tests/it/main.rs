@@ -4,6 +4,7 @@ mod crash;
 mod devnet;
 mod follow;
 mod load;
+mod settle;
 mod tx;
 mod wallet;
 

@@ -11,7 +11,9 @@
 //! Invariants:
 //! - Nothing read from Bitcoin can panic it or stop it, except a state root that re-execution
 //!   does not reach: a malformed, duplicate or out-of-order batch (index, previous batch hash,
-//!   first height or parent hash not the next expected) is skipped with a logged reason
+//!   first height or parent hash not the next expected), or one carrying a transaction with a
+//!   bad signature or another chain id (checked in parallel, as admission does on the
+//!   sequencer; execution does not check them), is skipped with a logged reason
 //!   ([`SyncReport::skipped`]). A state-root mismatch stops following for good: the first bad
 //!   batch and block are recorded ([`Follower::mismatch`]) and logged, and the store keeps the
 //!   last block whose root matched, which the RPC goes on serving.
@@ -725,6 +727,11 @@ impl Follower {
                 format!("its first block does not follow block {}", head.height),
             )));
         }
+        // Signatures and chain id, as admission checks them on the sequencer (execution
+        // does not): a batch carrying a transaction its sender did not sign is refused.
+        if let Some(reason) = bad_transaction(&batch, self.spec.chain_id) {
+            return Ok(Err((index, reason)));
+        }
         let hash = batch.hash();
         let (first_height, last_height) = (batch.first_height, batch.last_height());
         let tx_count = batch.tx_count() as u64;
@@ -794,6 +801,34 @@ impl Follower {
         );
         Ok(Ok(()))
     }
+}
+
+/// The first transaction of `batch` with a bad signature or another chain id, as a reason.
+fn bad_transaction(batch: &Batch, chain_id: u64) -> Option<String> {
+    use rayon::prelude::*;
+    let all: Vec<(u64, usize, &parabit_modules::SignedTx)> = batch
+        .blocks
+        .iter()
+        .flat_map(|b| {
+            b.txs
+                .iter()
+                .enumerate()
+                .map(move |(i, t)| (b.header.height, i, t))
+        })
+        .collect();
+    all.par_iter()
+        .with_min_len(64)
+        .find_first(|(_, _, t)| t.tx.chain_id != chain_id || t.verify().is_err())
+        .map(|(h, i, t)| {
+            if t.tx.chain_id != chain_id {
+                format!(
+                    "block {h}: transaction {i} is for chain {}, not {chain_id}",
+                    t.tx.chain_id
+                )
+            } else {
+                format!("block {h}: transaction {i} has a bad signature")
+            }
+        })
 }
 
 struct Found {

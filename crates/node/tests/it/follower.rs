@@ -319,6 +319,15 @@ fn malformed_foreign_duplicate_and_out_of_order_envelopes_are_skipped() {
     forged.prev_hash = [3; 32];
     h.post(&forged);
     h.mine(1);
+    // A batch 1 carrying a transaction its sender did not sign (consistent headers).
+    let mut unsigned = b1.clone();
+    let last = unsigned.blocks.len() - 1;
+    let block = &mut unsigned.blocks[last];
+    block.txs[1].signature[5] ^= 1;
+    block.header.tx_root = parabit_primitives::tx_root(&block.tx_ids());
+    unsigned.check().expect("internally consistent");
+    h.post(&unsigned);
+    h.mine(1);
     h.post(&b1);
     h.mine(1);
 
@@ -330,7 +339,7 @@ fn malformed_foreign_duplicate_and_out_of_order_envelopes_are_skipped() {
         .iter()
         .map(|s| (s.index, s.reason.as_str()))
         .collect();
-    assert_eq!(reasons.len(), 5, "{reasons:?}");
+    assert_eq!(reasons.len(), 6, "{reasons:?}");
     assert_eq!(reasons[0].0, None);
     assert!(reasons[0].1.contains("decompress"), "{reasons:?}");
     assert!(reasons[1].1.contains("version 9"), "{reasons:?}");
@@ -340,6 +349,14 @@ fn malformed_foreign_duplicate_and_out_of_order_envelopes_are_skipped() {
     assert!(reasons[3].1.contains("duplicate"), "{reasons:?}");
     assert_eq!(reasons[4].0, Some(1));
     assert!(reasons[4].1.contains("previous batch hash"), "{reasons:?}");
+    assert_eq!(reasons[5].0, Some(1));
+    assert_eq!(
+        reasons[5].1,
+        format!(
+            "block {}: transaction 1 has a bad signature",
+            b1.last_height()
+        )
+    );
     let head = f.node().chain().head();
     assert_eq!(head.height, b1.last_height());
     assert_eq!(head.state_root, b1.state_root);

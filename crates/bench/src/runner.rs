@@ -104,6 +104,11 @@ pub struct EngineReport {
     pub fallback_blocks: usize,
     /// Transactions those blocks ran sequentially.
     pub fallback_txs: usize,
+    /// Blocks split by the transactions' footprints into independent groups.
+    pub footprint_blocks: usize,
+    /// Footprint attempts dropped because a transaction strayed outside its footprint (a
+    /// `Vm` bug: should be 0).
+    pub footprint_violations: u64,
     /// Wall time of signature pre-verification on this pool (not part of `seconds`).
     pub verify_seconds: f64,
 }
@@ -338,6 +343,7 @@ fn run_threads(
     let mut failed_txs = 0;
     let (mut executions, mut validations, mut aborts, mut suspensions) = (0, 0, 0, 0);
     let (mut fallback_blocks, mut fallback_txs) = (0, 0);
+    let (mut footprint_blocks, mut footprint_violations) = (0, 0);
 
     for (b, block) in workload.blocks.iter().enumerate() {
         verify_time += verify_block(workload, b, &pool)?;
@@ -376,6 +382,10 @@ fn run_threads(
         validations += stats.validations;
         aborts += stats.aborts;
         suspensions += stats.suspensions;
+        if stats.footprint_groups > 0 {
+            footprint_blocks += 1;
+        }
+        footprint_violations += stats.footprint_violations;
         if let Some(from) = stats.sequential_from {
             fallback_blocks += 1;
             fallback_txs += block.len().saturating_sub(from);
@@ -435,6 +445,8 @@ fn run_threads(
         suspensions,
         fallback_blocks,
         fallback_txs,
+        footprint_blocks,
+        footprint_violations,
         verify_seconds: verify_time.as_secs_f64(),
     };
     Ok((report, verify_time))

@@ -177,7 +177,7 @@ fn mismatch_error(mismatches: &[EngineReport]) -> Option<anyhow::Error> {
 
 fn engine_header() -> String {
     format!(
-        "{:>7} {:>12} {:>12} {:>8} {:>8} {:>6} {:>6} {:>9} {:>8} {:>9} {:>9} {:>6}",
+        "{:>7} {:>12} {:>12} {:>8} {:>8} {:>6} {:>6} {:>9} {:>8} {:>9} {:>9} {:>9} {:>6}",
         "threads",
         "seq tx/s",
         "par tx/s",
@@ -189,13 +189,14 @@ fn engine_header() -> String {
         "aborts",
         "suspends",
         "fallback",
+        "footprint",
         "roots"
     )
 }
 
 fn engine_row(e: &EngineReport) -> String {
     format!(
-        "{:>7} {:>12.0} {:>12.0} {:>7.2}x {:>7.2}x {:>5.0}% {:>6.2} {:>9} {:>8} {:>9} {:>9} {:>6}",
+        "{:>7} {:>12.0} {:>12.0} {:>7.2}x {:>7.2}x {:>5.0}% {:>6.2} {:>9} {:>8} {:>9} {:>9} {:>9} {:>6}",
         e.threads,
         e.sequential_tps,
         e.tps,
@@ -207,6 +208,7 @@ fn engine_row(e: &EngineReport) -> String {
         e.aborts,
         e.suspensions,
         format!("{}/{}", e.fallback_blocks, e.blocks),
+        format!("{}/{}", e.footprint_blocks, e.blocks),
         if e.roots_match { "match" } else { "DIFFER" }
     )
 }
@@ -259,6 +261,8 @@ mod tests {
             suspensions: 0,
             fallback_blocks: 0,
             fallback_txs: 0,
+            footprint_blocks: 0,
+            footprint_violations: 0,
             verify_seconds: 0.1,
         }
     }

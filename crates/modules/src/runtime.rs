@@ -33,7 +33,7 @@ use parabit_exec::{num_of, Footprint, Halt, StateResult, StateView, Value, Vm};
 use parabit_primitives::{Address, AssetId, Receipt, SignedTransaction, Transaction, TxStatus};
 
 use crate::bank::{self, balance_key, nonce_key, BankError, BankMsg};
-use crate::dex::{self, DexError, DexMsg, PoolId};
+use crate::dex::{self, DexError, DexKey, DexMsg, PoolId};
 use crate::insurance::{self, InsuranceError, InsuranceMsg};
 use crate::lending::{self, LendingError, LendingMsg};
 use crate::staking::{self, StakingError, StakingMsg};
@@ -266,25 +266,68 @@ impl Vm for Runtime {
         matches!(txn, BlockTx::Hook(Hook::AccrueInterest { .. }))
     }
 
-    /// Declared for bank transfers (the bulk of a busy block): the sender's nonce and the
-    /// balances it pays from are exclusive; the recipient's balance and the fee account are
-    /// only added to. Other calls touch keys that depend on state (pool vaults, markets), so
-    /// they declare nothing and their blocks run on the general engine.
+    /// Declared for bank transfers, instant swaps and batch swaps (the bulk of a busy block):
+    /// the sender's nonce and the balances it pays from are exclusive, as are a swapped pool's
+    /// reserves and the vault balances it pays out of; credits (recipients, vault inputs, the fee
+    /// account, batch totals) are only added to. Other calls declare nothing, and their blocks
+    /// run on the general engine. A footprint must cover every key the call can touch, on
+    /// every path including failures: the engine checks it, and a miss costs a re-run.
     fn footprint(&self, txn: &BlockTx) -> Option<Footprint> {
         let BlockTx::User(tx) = txn else {
-            return None;
-        };
-        let Call::Bank(BankMsg::Transfer { to, asset, .. }) = &tx.call else {
             return None;
         };
         let mut fp = Footprint::default();
         fp.exclusive.push(nonce_key(&tx.sender));
         fp.exclusive.push(balance_key(&tx.sender, AssetId::BTC));
-        if *asset != AssetId::BTC {
-            fp.exclusive.push(balance_key(&tx.sender, *asset));
-        }
-        fp.deltas.push(balance_key(to, *asset));
         fp.deltas.push(balance_key(&self.fee_account, AssetId::BTC));
+        let mut exclusive = |k| {
+            if !fp.exclusive.contains(&k) {
+                fp.exclusive.push(k);
+            }
+        };
+        match &tx.call {
+            Call::Bank(BankMsg::Transfer { to, asset, .. }) => {
+                exclusive(balance_key(&tx.sender, *asset));
+                fp.deltas.push(balance_key(to, *asset));
+            }
+            Call::Dex(DexMsg::SwapExactIn { path, .. } | DexMsg::SwapExactOut { path, .. }) => {
+                // An invalid path fails before touching anything.
+                let Ok(pools) = dex::path_pools(path) else {
+                    return Some(fp);
+                };
+                let first = path.first().copied().unwrap_or(AssetId::BTC);
+                exclusive(balance_key(&tx.sender, first));
+                let mut credits = Vec::with_capacity(pools.len() + 1);
+                for (i, pool) in pools.iter().enumerate() {
+                    let vault = dex::vault_address(pool);
+                    let (asset_in, asset_out) = (path[i], path[i + 1]);
+                    exclusive(DexKey::Reserves(*pool).key());
+                    exclusive(balance_key(&vault, asset_out));
+                    credits.push(balance_key(&vault, asset_in));
+                }
+                if let Some(last) = path.last() {
+                    credits.push(balance_key(&tx.sender, *last));
+                }
+                fp.deltas.extend(credits);
+            }
+            Call::Dex(DexMsg::BatchSwap {
+                asset_in,
+                asset_out,
+                ..
+            }) => {
+                let Ok(pool) = PoolId::new(*asset_in, *asset_out) else {
+                    return Some(fp);
+                };
+                exclusive(balance_key(&tx.sender, *asset_in));
+                exclusive(DexKey::Order(pool, tx.sender, tx.nonce).key());
+                fp.reads.push(DexKey::Pool(pool).key());
+                fp.deltas
+                    .push(balance_key(&dex::vault_address(&pool), *asset_in));
+                fp.deltas.push(DexKey::BatchTotal(pool, dex::A_TO_B).key());
+                fp.deltas.push(DexKey::BatchTotal(pool, dex::B_TO_A).key());
+            }
+            _ => return None,
+        }
         Some(fp)
     }
 }

@@ -3,6 +3,7 @@
 
 mod bank;
 mod dex;
+mod footprints;
 mod genesis_spec;
 mod insurance;
 mod lending;

@@ -53,6 +53,16 @@
 //! **Panics.** A panic inside `Vm::execute` fails that transaction only: its writes are
 //! discarded and the `Vm` supplies its output. No lock is held while the `Vm` runs.
 //!
+//! **Footprints.** Block-STM pays for its generality on every key access (multi-version
+//! lookups, read sets, validation), which costs more than a one-microsecond transfer itself.
+//! When a `Vm` can say beforehand which keys a transaction may touch ([`Vm::footprint`]), the
+//! engine first tries a cheaper plan: group the transactions by shared keys (keys only read,
+//! or only added to, share nothing), deal the groups to the workers, and run each worker's
+//! transactions as a plain sequential run; pure-delta keys are summed at the end. Every state
+//! operation is checked against the footprint, and one outside it drops the attempt for the
+//! general engine, so a wrong footprint costs time, never correctness. A block whose largest
+//! group would keep one worker busy for most of it goes to the general engine.
+//!
 //! The sequential executor ([`execute_sequential`]) runs the same `Vm` over a plain overlay. It
 //! is the reference: property tests check that the parallel engine equals it on random blocks.
 //!
@@ -65,6 +75,7 @@
 //! | `mvmemory.rs` | the sharded multi-version memory, delta resolution, write-set materialisation |
 //! | `scheduler.rs` | execution/validation cursors, transaction status, dependencies, idle sleep |
 //! | `view.rs` | the per-incarnation view: read recording, write log, validation of a read |
+//! | `partition.rs` | footprint-partitioned execution: grouping by declared keys, lanes, merge |
 //! | `executor.rs` | [`ParallelExecutor`]: the worker loop, the fallback, assembling the result |
 //!
 //! The engine does no I/O; its workers are the threads of a rayon pool given by the caller.

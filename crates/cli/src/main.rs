@@ -14,6 +14,7 @@ mod load_cmd;
 mod node_cmd;
 mod proof;
 mod query_cmd;
+mod regtest_cmd;
 mod settle_cmd;
 mod tx_cmd;
 mod wallet_cmd;
@@ -53,6 +54,9 @@ enum Command {
     /// Load-test a running node over JSON-RPC: fund and pre-sign, send at a target rate,
     /// follow commits, report rates and submit-to-commit latency.
     Load(load_cmd::LoadArgs),
+    /// Run a Bitcoin regtest chain as its own process, serving Bitcoin Core's JSON-RPC
+    /// subset (cookie or user/password auth), for devnets and full nodes to share.
+    Regtest(regtest_cmd::RegtestArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         Command::Tx(args) => tx_cmd::run(&args),
         Command::Query(args) => query_cmd::run(&args),
         Command::Load(args) => load_cmd::run(&args),
+        Command::Regtest(args) => regtest_cmd::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

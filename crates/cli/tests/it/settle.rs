@@ -201,3 +201,112 @@ fn devnet_posts_confirmed_batches_to_its_regtest_chain() {
     );
     drop(d);
 }
+
+#[test]
+fn a_devnet_settles_on_a_separate_parabit_regtest_process() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let btc_dir = dir.path().join("btc");
+    let (port, btc_port) = (free_port(), free_port());
+    let mut regtest = Devnet {
+        child: Command::new(env!("CARGO_BIN_EXE_parabit"))
+            .args(["regtest", "--data-dir"])
+            .arg(&btc_dir)
+            .args(["--rpc-addr", &format!("127.0.0.1:{btc_port}")])
+            .args(["--rpc-user", "u", "--rpc-password", "p"])
+            .args(["--block-interval", "0.5"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start parabit regtest"),
+    };
+    let btc = BitcoindClient::new(BitcoindConfig::new(format!(
+        "http://u:p@127.0.0.1:{btc_port}"
+    )))
+    .expect("client");
+    let t = Instant::now();
+    while btc.tip().is_err() {
+        if let Ok(Some(s)) = regtest.child.try_wait() {
+            panic!("parabit regtest exited early: {s}");
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "regtest RPC not up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let bad = BitcoindClient::new(BitcoindConfig::new(format!(
+        "http://u:wrong@127.0.0.1:{btc_port}"
+    )))
+    .expect("client");
+    assert!(bad.tip().is_err(), "wrong password refused");
+
+    let child = Command::new(env!("CARGO_BIN_EXE_parabit"))
+        .args(["devnet", "--data-dir"])
+        .arg(dir.path().join("l2"))
+        .args(["--rpc-addr", &format!("127.0.0.1:{port}")])
+        .args([
+            "--bitcoin-rpc",
+            &format!("http://u:p@127.0.0.1:{btc_port}"),
+            "--batch-interval",
+            "1",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start devnet");
+    let mut d = Devnet { child };
+    let url = format!("http://127.0.0.1:{port}");
+    let t = Instant::now();
+    while !run(&["query", "chain", "--json", "--rpc", &url])
+        .status
+        .success()
+    {
+        if let Ok(Some(s)) = d.child.try_wait() {
+            panic!("devnet exited early: {s}");
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "devnet RPC not up");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        !dir.path().join("l2").join("bitcoin").exists(),
+        "no embedded chain"
+    );
+    let load = run(&[
+        "load",
+        "--rpc",
+        &url,
+        "--tps",
+        "200",
+        "--duration",
+        "1",
+        "--json",
+    ]);
+    assert!(
+        load.status.success(),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    let t = Instant::now();
+    let first = loop {
+        if let Some(b) = batch(&url, 0) {
+            if b["status"] == "confirmed" {
+                break b;
+            }
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "batch 0 not confirmed"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let reveal = Txid::from_str(first["reveal_txid"].as_str().expect("txid")).expect("txid");
+    let tx = btc
+        .get_raw_transaction(&reveal)
+        .expect("reveal on the shared chain");
+    let env = envelope_from_witness(&tx.input[0].witness)
+        .expect("envelope")
+        .expect("an envelope");
+    let decoded = Batch::decode(env.version, &env.data).expect("decodes");
+    assert_eq!(decoded.first_height, 1);
+    drop(d);
+    drop(regtest);
+}

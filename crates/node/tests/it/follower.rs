@@ -473,3 +473,84 @@ async fn a_running_follower_serves_a_read_only_rpc() {
     task.await.expect("join").expect("follower");
     let _ = server.stop();
 }
+
+/// Derivation speed against the sequencer's execution on the same machine (ignored: run with
+/// `cargo test --release -p parabit-node --test it derivation_speed -- --ignored --nocapture`;
+/// `PARABIT_DERIVE_TXS` sets the transaction count, default 20,000).
+#[test]
+#[ignore]
+fn derivation_speed() {
+    let total: u64 = std::env::var("PARABIT_DERIVE_TXS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let per_block = 4_000u64.min(total);
+    let mut h = Harness::new();
+    let chain_id = h.spec.chain_id;
+    // Many senders so blocks are not one nonce chain.
+    let senders: Vec<_> = h.g.accounts.iter().map(|a| a.key.clone()).collect();
+    let to = h.g.admin.key.address();
+    let mut nonces = vec![0u64; senders.len()];
+    let mut exec = Duration::ZERO;
+    let mut produced = 0;
+    while produced < total {
+        let txs: Vec<_> = (0..per_block)
+            .map(|i| {
+                let s = (i as usize) % senders.len();
+                nonces[s] += 1;
+                transfer(&senders[s], nonces[s] - 1, to, 1, chain_id)
+            })
+            .collect();
+        let t = std::time::Instant::now();
+        h.seq
+            .chain()
+            .produce(txs, 1_700_000_001_000 + produced)
+            .expect("produce");
+        exec += t.elapsed();
+        produced += per_block;
+        {
+            let b = h.next_batch();
+            h.post(&b);
+            h.mine(1);
+        }
+    }
+    let f = h.follower(1);
+    let t = std::time::Instant::now();
+    let r = f.sync_once().expect("sync");
+    let derive = t.elapsed();
+    assert_eq!(r.txs, total);
+    assert_eq!(
+        f.node().chain().head().state_root,
+        h.seq.chain().head().state_root
+    );
+    // The share of signature checks (the sequencer does them at admission, outside `exec`).
+    let all: Vec<_> = (1..=h.seq.chain().head().height)
+        .flat_map(|height| {
+            h.seq
+                .chain()
+                .store()
+                .block::<Call>(height)
+                .expect("read")
+                .expect("block")
+                .txs
+        })
+        .collect();
+    let t = std::time::Instant::now();
+    let checked = parabit_primitives::verify_batch(&all);
+    let sigs = t.elapsed();
+    assert!(checked.iter().all(Result::is_ok));
+    let seq_tps = total as f64 / exec.as_secs_f64();
+    let fol_tps = total as f64 / derive.as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({
+            "txs": total,
+            "sequencer_exec_tps": seq_tps.round(),
+            "follower_tps": fol_tps.round(),
+            "ratio": (fol_tps / seq_tps * 100.0).round() / 100.0,
+            "ratio_vs_admission_and_exec": (fol_tps / (total as f64 / (exec + sigs).as_secs_f64()) * 100.0).round() / 100.0,
+            "follower_s": derive.as_secs_f64(),
+            "signature_checks_s": sigs.as_secs_f64(),
+        })
+    );
+}

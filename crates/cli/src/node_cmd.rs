@@ -66,6 +66,9 @@ pub struct DevnetSettlementArgs {
     /// Run without Bitcoin: no regtest chain, no batcher.
     #[arg(long, conflicts_with_all = ["bitcoin_rpc", "bitcoin_rpc_addr"])]
     pub no_settlement: bool,
+    /// Test-only fault: batch N claims a wrong state root (full nodes must catch it).
+    #[arg(long, hide = true, value_name = "N")]
+    pub test_fault_wrong_root: Option<u64>,
 }
 
 /// `parabit node`.

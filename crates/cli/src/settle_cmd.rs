@@ -215,6 +215,7 @@ impl DevnetBitcoin {
         let config = BatcherConfig {
             max_blocks: args.batch_blocks.max(1),
             interval: Duration::from_secs_f64(args.batch_interval),
+            fault_wrong_root: args.test_fault_wrong_root,
             ..BatcherConfig::devnet()
         };
         let attach: Attach = Box::new(move |node: &Arc<Node>| {

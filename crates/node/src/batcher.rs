@@ -60,6 +60,10 @@ pub struct BatcherConfig {
     pub max_data_bytes: usize,
     /// How often [`Batcher::run`] ticks.
     pub poll: Duration,
+    /// Test-only fault switch: the batch with this index claims a wrong state root (its last
+    /// block's header and the batch's root are altered), so tests can check that full nodes
+    /// catch a lying sequencer. `None` in every real configuration.
+    pub fault_wrong_root: Option<u64>,
 }
 
 impl BatcherConfig {
@@ -73,6 +77,7 @@ impl BatcherConfig {
             reorg_horizon: 100,
             max_data_bytes: MAX_ENVELOPE_DATA,
             poll: Duration::from_millis(500),
+            fault_wrong_root: None,
         }
     }
 }
@@ -234,6 +239,12 @@ impl<C: BitcoinClient> Batcher<C> {
                 .block::<Call>(h)?
                 .ok_or(BatcherError::MissingBlock(h))?;
             blocks.push(b);
+        }
+        if self.config.fault_wrong_root == Some(index) {
+            if let Some(last) = blocks.last_mut() {
+                tracing::warn!(batch = index, "TEST FAULT: posting a wrong state root");
+                last.header.state_root[0] ^= 0xff;
+            }
         }
         let state_root = blocks
             .last()
@@ -790,6 +801,31 @@ mod tests {
             b.next_due(b.last_batch_ms),
             Err(BatcherError::BlockTooLarge { height: 1, .. })
         ));
+    }
+
+    #[test]
+    fn the_fault_switch_posts_a_wrong_root_in_a_consistent_batch() {
+        let (_dir, chain, mut b) = setup(8);
+        b.config.fault_wrong_root = Some(1);
+        let t = b.last_batch_ms;
+        assert_eq!(b.tick(t).expect("tick").built, vec![0, 1]);
+        let good = b.status.get(0).expect("0");
+        let bad = b.status.get(1).expect("1");
+        let store_root = |h: u64| {
+            chain
+                .store()
+                .header(h)
+                .expect("read")
+                .expect("header")
+                .state_root
+        };
+        assert_eq!(good.state_root, store_root(4));
+        assert_ne!(bad.state_root, store_root(8), "batch 1 lies about its root");
+        let batch = b.batch_of(&bad).expect("rebuild");
+        batch
+            .check()
+            .expect("internally consistent, so only re-execution catches it");
+        assert_eq!(batch.hash(), bad.hash);
     }
 
     #[test]

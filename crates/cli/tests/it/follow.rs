@@ -1,7 +1,8 @@
 //! End to end with separate processes: a `parabit devnet` sequencer settling on its embedded
 //! regtest chain (served over JSON-RPC with a cookie) under `parabit load`, then a fresh
 //! `parabit node --follow-bitcoin` that reads only that Bitcoin chain reaches the sequencer's
-//! state root at every block of every batch, and refuses transactions.
+//! state root at every block of every batch, and refuses transactions; a Bitcoin reorg of the
+//! block holding a batch is rolled back and re-derived by a running full node.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -31,11 +32,41 @@ fn free_port() -> u16 {
 /// One JSON-RPC call over a fresh connection; the whole answer object, or None when the
 /// node does not answer.
 fn call(addr: &str, method: &str, params: Json) -> Option<Json> {
+    call_auth(addr, None, method, params)
+}
+
+/// Standard padded base64 (Basic auth).
+fn base64(input: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(T[(n >> shift) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// [`call`] with Basic credentials `user:password`.
+fn call_auth(addr: &str, auth: Option<&str>, method: &str, params: Json) -> Option<Json> {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    let auth = auth.map_or(String::new(), |a| {
+        format!("Authorization: Basic {}\r\n", base64(a.as_bytes()))
+    });
     let mut s = TcpStream::connect(addr).ok()?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     let req = format!(
-        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST / HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).ok()?;
@@ -207,4 +238,147 @@ fn a_fresh_full_node_reading_only_bitcoin_reaches_the_sequencer_root_at_every_ba
     // Read-only.
     let refused = call(&fol_rpc, "pb_sendRawTransaction", json!(["00"])).expect("answer");
     assert_eq!(refused["error"]["code"], 1004, "{refused}");
+}
+
+#[test]
+fn a_bitcoin_reorg_of_a_batch_is_rolled_back_and_re_derived_by_the_full_node() {
+    use parabit_bitcoin::bitcoin::secp256k1::SecretKey;
+    use parabit_bitcoin::bitcoin::Network as BtcNetwork;
+    use parabit_bitcoin::TaprootWallet;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seq_dir = dir.path().join("seq");
+    let seq_rpc = format!("127.0.0.1:{}", free_port());
+    let btc_rpc = format!("127.0.0.1:{}", free_port());
+    let fol_rpc = format!("127.0.0.1:{}", free_port());
+    let seq_dir_s = seq_dir.to_string_lossy().into_owned();
+    // Bitcoin blocks only when the test mines them.
+    let _seq = spawn(
+        &[
+            "devnet",
+            "--data-dir",
+            &seq_dir_s,
+            "--rpc-addr",
+            &seq_rpc,
+            "--bitcoin-rpc-addr",
+            &btc_rpc,
+            "--bitcoin-block-time",
+            "100000",
+            "--batch-blocks",
+            "2",
+            "--batch-interval",
+            "0.3",
+        ],
+        dir.path(),
+        "seq.log",
+    );
+    wait_for(
+        "the sequencer's RPC",
+        60,
+        || call(&seq_rpc, "pb_chainInfo", json!([])).is_some(),
+        dir.path(),
+    );
+    let cookie_path = seq_dir.join("bitcoin").join(".cookie");
+    let cookie = std::fs::read_to_string(&cookie_path).expect("cookie");
+    let btc = |method: &str, params: Json| -> Json {
+        match call_auth(&btc_rpc, Some(cookie.trim()), method, params.clone()) {
+            Some(a) if a.get("error").is_none_or(Json::is_null) => a["result"].clone(),
+            other => panic!("bitcoin {method} {params}: {other:?}"),
+        }
+    };
+    let address = |seed: u8| {
+        TaprootWallet::new(SecretKey::from_slice(&[seed; 32]).expect("key"))
+            .address(BtcNetwork::Regtest)
+            .to_string()
+    };
+    let (miner_a, miner_b) = (address(11), address(12));
+    let _follower = spawn(
+        &[
+            "node",
+            "--data-dir",
+            &dir.path().join("follower").to_string_lossy(),
+            "--genesis",
+            &seq_dir.join("genesis.json").to_string_lossy(),
+            "--rpc-addr",
+            &fol_rpc,
+            "--follow-bitcoin",
+            "--bitcoin-rpc",
+            &format!("http://{btc_rpc}"),
+            "--bitcoin-cookie",
+            &cookie_path.to_string_lossy(),
+        ],
+        dir.path(),
+        "follower.log",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_parabit"))
+        .args(["load", "--rpc", &format!("http://{seq_rpc}")])
+        .args(["--tps", "100", "--duration", "2", "--json"])
+        .env_remove("PARABIT_RPC")
+        .env_remove("PARABIT_LOAD_FUNDER_SECRET")
+        .output()
+        .expect("run parabit load");
+    assert!(out.status.success(), "load failed");
+
+    // Mine until every block is in a confirmed batch that the follower verified.
+    let synced = |miner: &str| {
+        let mut head = 0;
+        let mut batches = 0;
+        wait_for(
+            "sequencer and follower in step",
+            90,
+            || {
+                btc("generatetoaddress", json!([1, miner]));
+                let info = result(&seq_rpc, "pb_chainInfo", json!([]));
+                head = info["height"].as_u64().unwrap_or(0);
+                batches = info["batches"].as_u64().unwrap_or(0);
+                if batches == 0 || info["batches_confirmed"] != info["batches"] {
+                    return false;
+                }
+                let last = result(&seq_rpc, "pb_getBatch", json!([batches - 1]));
+                let fol = call(&fol_rpc, "pb_getBatch", json!([batches - 1]))
+                    .map(|a| a["result"].clone())
+                    .unwrap_or(Json::Null);
+                last["last_height"].as_u64() == Some(head)
+                    && fol["bitcoin_block"] == last["bitcoin_block"]
+                    && call(&fol_rpc, "pb_chainInfo", json!([]))
+                        .and_then(|a| a["result"]["verified_height"].as_u64())
+                        == Some(head)
+            },
+            dir.path(),
+        );
+        (head, batches)
+    };
+    let (head, batches) = synced(&miner_a);
+    assert!(batches >= 2, "only {batches} batches");
+    let last = result(&seq_rpc, "pb_getBatch", json!([batches - 1]));
+    let old_block = last["bitcoin_block"].as_str().expect("block").to_string();
+    let old_height = last["bitcoin_height"].as_u64().expect("height");
+
+    // Reorg out the Bitcoin block holding the last batch (and everything above it); the
+    // competing branch pays another address, so its blocks differ.
+    btc("invalidateblock", json!([old_block]));
+    assert_eq!(btc("getblockcount", json!([])), old_height - 1);
+    btc("generatetoaddress", json!([1, miner_b]));
+    wait_for(
+        "the follower to re-derive the last batch from the new branch",
+        90,
+        || {
+            btc("generatetoaddress", json!([1, miner_b]));
+            call(&fol_rpc, "pb_getBatch", json!([batches - 1]))
+                .map(|a| a["result"]["bitcoin_block"].clone())
+                .is_some_and(|b| b.is_string() && b != json!(old_block))
+        },
+        dir.path(),
+    );
+    let (head2, batches2) = synced(&miner_b);
+    assert_eq!((head2, batches2), (head, batches));
+    let again = result(&fol_rpc, "pb_getBatch", json!([batches - 1]));
+    assert_ne!(again["bitcoin_block"], json!(old_block), "{again}");
+    for h in 1..=head {
+        let s = result(&seq_rpc, "pb_getBlockByHeight", json!([h]));
+        let f = result(&fol_rpc, "pb_getBlockByHeight", json!([h]));
+        assert_eq!(f["state_root"], s["state_root"], "block {h}");
+    }
+    let log = std::fs::read_to_string(dir.path().join("follower.log")).unwrap_or_default();
+    assert!(log.contains("Bitcoin reorg"), "{log}");
 }

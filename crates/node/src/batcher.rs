@@ -23,7 +23,7 @@
 //! - Nothing from Bitcoin can panic the batcher: every client failure is an error of this tick,
 //!   retried at the next one.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -306,36 +306,50 @@ impl<C: BitcoinClient> Batcher<C> {
         let Some(first) = self.first_open(tip) else {
             return Ok(());
         };
-        let open: Vec<BatchRecord> = self
-            .status
-            .all()
-            .into_iter()
-            .filter(|r| r.index >= first)
-            .collect();
         // Forget cached blocks that are no longer on the active chain.
         self.seen.retain(|h, _| *h <= tip);
+        let mut hashes: HashMap<u32, BlockHash> = HashMap::new();
+        // Records whose reveal is not (or no longer) in a known block of the active chain.
+        let mut need = Vec::new();
         let mut scan_from = tip.saturating_add(1);
-        for r in &open {
+        for r in self.status.all().into_iter().filter(|r| r.index >= first) {
             if r.reveal_txid.is_none() {
                 continue;
             }
-            let start = match r.bitcoin_height {
-                Some(h) => h,
-                None => r.posted_at_tip,
-            };
-            scan_from = scan_from.min(start.saturating_sub(6));
+            let mut since = r.posted_at_tip;
+            if let (Some(h), Some(b)) = (r.bitcoin_height, r.bitcoin_block) {
+                if h <= tip {
+                    let hash = match hashes.get(&h) {
+                        Some(x) => *x,
+                        None => {
+                            let x = self.client.block_hash(h)?;
+                            hashes.insert(h, x);
+                            x
+                        }
+                    };
+                    if hash.to_byte_array() == b {
+                        continue;
+                    }
+                }
+                since = since.min(h);
+            }
+            scan_from = scan_from.min(since.saturating_sub(6));
+            need.push(r);
         }
-        if scan_from > tip {
+        if need.is_empty() {
             return Ok(());
         }
         scan_from = scan_from.max(tip.saturating_sub(2_000));
-        let mut found: BTreeMap<Txid, (u32, BlockHash)> = BTreeMap::new();
-        let wanted: HashSet<Txid> = open
+        let wanted: HashSet<Txid> = need
             .iter()
             .filter_map(|r| r.reveal_txid.map(txid_of))
             .collect();
+        let mut found: BTreeMap<Txid, (u32, BlockHash)> = BTreeMap::new();
         for h in scan_from..=tip {
-            let hash = self.client.block_hash(h)?;
+            let hash = match hashes.get(&h) {
+                Some(x) => *x,
+                None => self.client.block_hash(h)?,
+            };
             let cached = matches!(self.seen.get(&h), Some((c, _)) if *c == hash);
             if !cached {
                 let block = self.client.block(&hash)?;
@@ -348,7 +362,7 @@ impl<C: BitcoinClient> Batcher<C> {
                 }
             }
         }
-        for r in open {
+        for r in need {
             let Some(reveal) = r.reveal_txid.map(txid_of) else {
                 continue;
             };

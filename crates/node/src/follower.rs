@@ -653,15 +653,18 @@ impl Follower {
                 }
             }
         }
-        let batch_heights: Vec<u32> = self
-            .status
-            .all()
-            .iter()
-            .filter_map(|r| r.bitcoin_height)
-            .collect();
-        let floor = height.saturating_sub(REMEMBERED_BLOCKS);
-        cur.scanned
-            .retain(|h, _| *h > floor || batch_heights.contains(h));
+        // Forget old hashes now and then (every batch's block is kept).
+        if cur.scanned.len() as u32 > 2 * REMEMBERED_BLOCKS {
+            let batch_heights: std::collections::HashSet<u32> = self
+                .status
+                .all()
+                .iter()
+                .filter_map(|r| r.bitcoin_height)
+                .collect();
+            let floor = height.saturating_sub(REMEMBERED_BLOCKS);
+            cur.scanned
+                .retain(|h, _| *h > floor || batch_heights.contains(h));
+        }
         let out_floor = height.saturating_sub(OUTPUT_WINDOW);
         cur.outputs.retain(|_, (h, _)| *h > out_floor);
         cur.next = height.saturating_add(1);
@@ -881,4 +884,72 @@ fn rebuild(
         source,
     })?;
     open_node(db, spec, config, status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parabit_modules::genesis::SettlementSpec;
+
+    fn spec(settlement: Option<SettlementSpec>) -> GenesisSpec {
+        let mut s = crate::devnet::devnet_genesis(0).spec;
+        s.settlement = settlement;
+        s
+    }
+
+    #[test]
+    fn the_settlement_section_is_required_and_checked() {
+        assert!(matches!(
+            settlement_of(&spec(None)),
+            Err(FollowerError::NoSettlement)
+        ));
+        let bad_key = spec(Some(SettlementSpec {
+            sequencer_key: "zz".into(),
+            start_height: 1,
+        }));
+        assert!(matches!(
+            settlement_of(&bad_key),
+            Err(FollowerError::BadSettlement(m)) if m.contains("sequencer_key")
+        ));
+        let key = "0e42bc1e17dba22941ca26243b913768a8049842ce9825eab009f7a2c312a39e";
+        let too_high = spec(Some(SettlementSpec {
+            sequencer_key: key.into(),
+            start_height: u64::from(u32::MAX) + 1,
+        }));
+        assert!(matches!(
+            settlement_of(&too_high),
+            Err(FollowerError::BadSettlement(m)) if m.contains("start_height")
+        ));
+        let good = spec(Some(SettlementSpec {
+            sequencer_key: key.into(),
+            start_height: 7,
+        }));
+        let (k, h) = settlement_of(&good).expect("good");
+        assert_eq!(k.to_string(), key);
+        assert_eq!(h, 7);
+    }
+
+    #[test]
+    fn only_bitcoin_errors_other_than_credentials_are_retried() {
+        assert!(FollowerError::Bitcoin(ClientError::Unavailable("x".into())).is_retryable());
+        assert!(FollowerError::Bitcoin(ClientError::NotFound("x".into())).is_retryable());
+        assert!(!FollowerError::Bitcoin(ClientError::Unauthorized("x".into())).is_retryable());
+        assert!(!FollowerError::MissingBlock(3).is_retryable());
+    }
+
+    #[test]
+    fn a_mismatch_names_the_batch_and_block() {
+        let m = Mismatch {
+            batch_index: 4,
+            height: 17,
+            bitcoin_height: 120,
+            reveal_txid: Txid::all_zeros(),
+            computed: "aa".into(),
+            claimed: "bb".into(),
+        };
+        let text = m.to_string();
+        assert!(text.starts_with("batch 4 "), "{text}");
+        assert!(text.contains("block 17 has state root bb but re-execution gives aa"));
+        assert!(text.contains("Bitcoin block 120"));
+    }
 }

@@ -554,3 +554,43 @@ fn derivation_speed() {
         })
     );
 }
+
+/// The real batcher with its test-only fault switch: the follower derives the good batches
+/// and names the faulty one (batch 2) and its last block.
+#[test]
+fn the_batchers_wrong_root_fault_is_caught_by_the_follower() {
+    use parabit_node::batcher::{Batcher, BatcherConfig, StoreAccess};
+    use parabit_node::settlement::SettlementStatus;
+
+    let mut h = Harness::new();
+    h.produce(12, 2);
+    let wallet = TaprootWallet::from_keypair(keypair(5));
+    let client = h.btc.client(vec![wallet.script_pubkey().clone()]);
+    let mut batcher = Batcher::new(
+        h.seq.clone() as Arc<dyn StoreAccess>,
+        client,
+        wallet,
+        h.key,
+        BatcherConfig {
+            max_blocks: 4,
+            interval: Duration::from_secs(3600),
+            fault_wrong_root: Some(2),
+            ..BatcherConfig::devnet()
+        },
+        Arc::new(SettlementStatus::new()),
+    );
+    let report = batcher
+        .tick(parabit_node::node::now_ms())
+        .expect("batcher tick");
+    assert_eq!(report.built, vec![0, 1, 2], "{report:?}");
+    h.mine(1);
+    let f = h.follower(1);
+    let r = f.sync_once().expect("sync");
+    assert_eq!(r.batches, 2, "{r:?}");
+    let m = f.mismatch().expect("the fault is caught");
+    assert_eq!((m.batch_index, m.height), (2, 12));
+    assert_eq!(f.verified_height(), 11);
+    assert_eq!(f.node().chain().head().state_root, h.root_at(11));
+    let bad = batcher.status().get(2).expect("record");
+    assert_eq!(Some(m.reveal_txid.to_byte_array()), bad.reveal_txid);
+}

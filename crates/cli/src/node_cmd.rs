@@ -205,6 +205,7 @@ pub fn devnet(args: &DevnetArgs) -> Result<()> {
         "  seeded: pool BTC/USDX ({}-{}), lending markets BTC and USDX (asset 1), staking pool {}, insurance pool {}\n",
         dev.pool.a.0, dev.pool.b.0, dev.staking_pool, dev.insurance_pool
     ));
+    let settling = bitcoin.is_some() && spec.settlement.is_some();
     let attach = match bitcoin {
         Some(b) => {
             banner.push_str(&b.banner());
@@ -219,7 +220,13 @@ pub fn devnet(args: &DevnetArgs) -> Result<()> {
             rpc_addr: args.rpc_addr,
             network: Network::Regtest,
             block_time: Duration::from_millis(args.run.block_time.unwrap_or(250)),
-            max_block_txs: args.run.max_block_txs.unwrap_or(10_000),
+            // A settling devnet keeps blocks small enough that one block always fits one
+            // Bitcoin envelope (~390 kB compressed; transfers take ~80 B each).
+            max_block_txs: args.run.max_block_txs.unwrap_or(if settling {
+                crate::settle_cmd::SETTLING_MAX_BLOCK_TXS
+            } else {
+                10_000
+            }),
             threads: args.run.threads,
             keep_versions: Some(10_000),
             banner: Some(banner),

@@ -405,6 +405,15 @@ pub fn module(
         Ok(info)
     })?;
 
+    m.register_method("pb_getBatchOfBlock", |p, c, _| -> RpcResult<Json> {
+        let height: u64 = Args::new(&p).req("height")?;
+        Ok(c.node
+            .settlement()
+            .and_then(|s| s.batch_of_height(height))
+            .map(|r| r.to_json())
+            .unwrap_or(Json::Null))
+    })?;
+
     m.register_method("pb_getBatch", |p, c, _| -> RpcResult<Json> {
         let index: u64 = Args::new(&p).req("index")?;
         Ok(c.node

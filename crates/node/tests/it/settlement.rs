@@ -217,6 +217,17 @@ async fn batches_on_bitcoin_are_exactly_the_stored_blocks() {
     assert_eq!(got["status"], "confirmed");
     assert_eq!(got["reveal_txid"], txid(b1.reveal_txid).to_string());
     assert_eq!(got["commit_txid"], txid(b1.commit_txid).to_string());
+    let of: serde_json::Value = module
+        .call("pb_getBatchOfBlock", [15])
+        .await
+        .expect("batch of block");
+    assert_eq!(of["index"], 1);
+    assert_eq!(of["bitcoin_height"], got["bitcoin_height"]);
+    let of: serde_json::Value = module
+        .call("pb_getBatchOfBlock", [26])
+        .await
+        .expect("no batch yet");
+    assert!(of.is_null());
     let none: serde_json::Value = module.call("pb_getBatch", [9]).await.expect("none");
     assert!(none.is_null());
     assert!(module

@@ -468,11 +468,12 @@ impl Follower {
     }
 
     /// Runs [`Self::sync_once`] on a blocking thread every poll interval until `shutdown`
-    /// turns true; Bitcoin errors are logged and retried.
+    /// turns true; Bitcoin errors are logged and retried with a growing delay (at most 30 s).
     pub async fn run(
         self: Arc<Self>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), FollowerError> {
+        let mut failures: u32 = 0;
         loop {
             if *shutdown.borrow() {
                 return Ok(());
@@ -488,9 +489,10 @@ impl Follower {
                 }
             };
             match result {
-                Ok(Ok(_)) => {}
+                Ok(Ok(_)) => failures = 0,
                 Ok(Err(e)) if e.is_retryable() => {
-                    tracing::warn!("following Bitcoin: {e}; retrying");
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(failures, "following Bitcoin: {e}; retrying");
                 }
                 Ok(Err(e)) => return Err(e),
                 Err(join) => return Err(FollowerError::Task(join.to_string())),
@@ -498,8 +500,14 @@ impl Follower {
             if self.stop.load(Ordering::SeqCst) {
                 return Ok(());
             }
+            // Back off while Bitcoin fails: poll interval × 2^failures, at most 30 s.
+            let wait = self
+                .config
+                .poll_interval
+                .saturating_mul(1u32 << failures.min(6))
+                .min(Duration::from_secs(30).max(self.config.poll_interval));
             tokio::select! {
-                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => return Ok(()),
             }
         }

@@ -49,7 +49,11 @@ enum Query {
     /// reveal txids, size and status (`pending`, `posted`, `confirmed`).
     Batch {
         /// The batch index (from 0).
-        index: u64,
+        #[arg(required_unless_present = "block")]
+        index: Option<u64>,
+        /// Instead of an index: the batch holding this L2 block height.
+        #[arg(long, value_name = "HEIGHT", conflicts_with = "index")]
+        block: Option<u64>,
     },
     /// A transaction by id (pending or committed).
     Tx {
@@ -260,9 +264,19 @@ pub fn run(args: &QueryArgs) -> Result<()> {
             let v = some(v, || format!("block {id}"))?;
             print(j, &v, || pretty(&v));
         }
-        Query::Batch { index } => {
-            let v = rpc.call("pb_getBatch", vec![json!(index)])?;
-            let v = some(v, || format!("batch {index}"))?;
+        Query::Batch { index, block } => {
+            let (v, what) = match (index, block) {
+                (_, Some(h)) => (
+                    rpc.call("pb_getBatchOfBlock", vec![json!(h)])?,
+                    format!("a batch holding block {h}"),
+                ),
+                (Some(i), None) => (
+                    rpc.call("pb_getBatch", vec![json!(i)])?,
+                    format!("batch {i}"),
+                ),
+                (None, None) => bail!("give a batch index or --block HEIGHT"),
+            };
+            let v = some(v, || what)?;
             print(j, &v, || {
                 let txid = |k: &str| v[k].as_str().unwrap_or("-").to_string();
                 let at = match v["bitcoin_height"].as_u64() {

@@ -160,6 +160,17 @@ fn devnet_posts_confirmed_batches_to_its_regtest_chain() {
     }
     let info = json(run(&["query", "chain", "--json", "--rpc", &url])).expect("chain");
     assert_eq!(info["batches_posted"], records.len() as u64);
+    let of_head = json(run(&[
+        "query",
+        "batch",
+        "--block",
+        &height.to_string(),
+        "--json",
+        "--rpc",
+        &url,
+    ]))
+    .expect("batch of the head block");
+    assert_eq!(of_head, *records.last().expect("a batch"));
 
     // The reveal, read over the embedded chain's JSON-RPC with its cookie.
     let genesis: Json = serde_json::from_str(

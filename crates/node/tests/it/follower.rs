@@ -289,6 +289,15 @@ fn a_wrong_state_root_is_caught_and_named_and_the_last_good_state_served() {
     let r = f.sync_once().expect("sync");
     assert_eq!((r.batches, r.blocks), (0, 0));
     assert_eq!(f.node().chain().head().height, bad_height - 1);
+    // A restart drops the bad batch's blocks (past the last batch record), derives again
+    // and stops at the same place.
+    drop(f);
+    let f = h.follower(1);
+    assert_eq!(f.verified_height(), good.last_height());
+    let r = f.sync_once().expect("sync");
+    let again = r.mismatch.expect("caught again");
+    assert_eq!((again.batch_index, again.height), (1, bad_height));
+    assert_eq!(f.node().chain().head().height, bad_height - 1);
 }
 
 #[test]

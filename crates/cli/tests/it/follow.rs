@@ -1,5 +1,5 @@
-//! End to end with separate processes: a `parabit devnet` sequencer settling on its embedded
-//! regtest chain (served over JSON-RPC with a cookie) under `parabit load`, then a fresh
+//! End to end with separate processes: a `parabit regtest` Bitcoin chain, a `parabit devnet`
+//! sequencer settling on it under `parabit load`, then a fresh
 //! `parabit node --follow-bitcoin` that reads only that Bitcoin chain reaches the sequencer's
 //! state root at every block of every batch, and refuses transactions; a Bitcoin reorg of the
 //! block holding a batch is rolled back and re-derived by a running full node.
@@ -120,10 +120,40 @@ fn a_fresh_full_node_reading_only_bitcoin_reaches_the_sequencer_root_at_every_ba
     let dir = tempfile::tempdir().expect("tempdir");
     let seq_dir = dir.path().join("seq");
     let fol_dir = dir.path().join("follower");
+    let btc_dir = dir.path().join("btc");
     let seq_rpc = format!("127.0.0.1:{}", free_port());
     let btc_rpc = format!("127.0.0.1:{}", free_port());
     let fol_rpc = format!("127.0.0.1:{}", free_port());
     let seq_dir_s = seq_dir.to_string_lossy().into_owned();
+    // Bitcoin: a `parabit regtest` process of its own, with a user and password.
+    let _btc = spawn(
+        &[
+            "regtest",
+            "--data-dir",
+            &btc_dir.to_string_lossy(),
+            "--rpc-addr",
+            &btc_rpc,
+            "--rpc-user",
+            "u",
+            "--rpc-password",
+            "p",
+            "--block-interval",
+            "0.3",
+        ],
+        dir.path(),
+        "regtest.log",
+    );
+    let btc_url = format!("http://u:p@{btc_rpc}");
+    wait_for(
+        "the regtest chain's RPC",
+        60,
+        || {
+            call_auth(&btc_rpc, Some("u:p"), "getblockcount", json!([]))
+                .is_some_and(|a| a["result"].is_u64())
+        },
+        dir.path(),
+    );
+    // The sequencer: a devnet settling on that chain.
     let _seq = spawn(
         &[
             "devnet",
@@ -131,10 +161,8 @@ fn a_fresh_full_node_reading_only_bitcoin_reaches_the_sequencer_root_at_every_ba
             &seq_dir_s,
             "--rpc-addr",
             &seq_rpc,
-            "--bitcoin-rpc-addr",
-            &btc_rpc,
-            "--bitcoin-block-time",
-            "0.3",
+            "--bitcoin-rpc",
+            &btc_url,
             "--batch-blocks",
             "4",
             "--batch-interval",
@@ -187,7 +215,6 @@ fn a_fresh_full_node_reading_only_bitcoin_reaches_the_sequencer_root_at_every_ba
 
     // A fresh full node from the genesis file and the Bitcoin RPC alone.
     let genesis = seq_dir.join("genesis.json");
-    let cookie = seq_dir.join("bitcoin").join(".cookie");
     let _follower = spawn(
         &[
             "node",
@@ -199,9 +226,7 @@ fn a_fresh_full_node_reading_only_bitcoin_reaches_the_sequencer_root_at_every_ba
             &fol_rpc,
             "--follow-bitcoin",
             "--bitcoin-rpc",
-            &format!("http://{btc_rpc}"),
-            "--bitcoin-cookie",
-            &cookie.to_string_lossy(),
+            &btc_url,
         ],
         dir.path(),
         "follower.log",

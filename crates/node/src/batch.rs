@@ -196,6 +196,35 @@ mod tests {
         assert!(wrong_root.check().is_err());
     }
 
+    proptest::proptest! {
+        /// Arbitrary data, and every single-byte change of a valid encoding, never panics;
+        /// what decodes is consistent (also the cargo-fuzz target `crates/node/fuzz`).
+        #[test]
+        fn decoding_arbitrary_or_damaged_data_never_panics(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+            at in proptest::prelude::any::<usize>(),
+            bit in 0u8..8,
+        ) {
+            if let Ok(b) = Batch::decode(BATCH_VERSION, &data) {
+                proptest::prop_assert!(b.check().is_ok());
+            }
+            let mut good = batch().encode().expect("encode");
+            let i = at % good.len();
+            good[i] ^= 1 << bit;
+            if let Ok(b) = Batch::decode(BATCH_VERSION, &good) {
+                proptest::prop_assert!(b.check().is_ok());
+            }
+            let raw = borsh::to_vec(&batch()).expect("borsh");
+            let mut damaged = raw.clone();
+            let j = at % damaged.len();
+            damaged[j] ^= 1 << bit;
+            let packed = zstd::bulk::compress(&damaged, 1).expect("compress");
+            if let Ok(b) = Batch::decode(BATCH_VERSION, &packed) {
+                proptest::prop_assert!(b.check().is_ok());
+            }
+        }
+    }
+
     #[test]
     fn a_decompression_bomb_is_refused() {
         let zeros = vec![0u8; MAX_BATCH_BYTES + 10];

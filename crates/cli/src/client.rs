@@ -137,6 +137,17 @@ impl Rpc {
             .ok_or_else(|| anyhow!("pb_getNonce: expected a number, got {v}"))
     }
 
+    /// `pb_getNonce(address, "pending")`: the next nonce counting `address`'s pooled
+    /// transactions, so that several can be sent without waiting.
+    pub fn pending_nonce(&self, address: &Address, network: Network) -> Result<u64> {
+        let v = self.call(
+            "pb_getNonce",
+            vec![json!(address.to_bech32(network)), json!("pending")],
+        )?;
+        v.as_u64()
+            .ok_or_else(|| anyhow!("pb_getNonce: expected a number, got {v}"))
+    }
+
     /// `pb_sendRawTransaction`: the id the node gives the transaction.
     pub fn send_raw(&self, raw: &[u8]) -> Result<String> {
         let v = self.call("pb_sendRawTransaction", vec![json!(hex::encode(raw))])?;

@@ -2,7 +2,7 @@
 //! with a keystore key, submits it over JSON-RPC and waits for its receipt.
 //!
 //! Flow: chain info (chain id, height) → the call, built and checked before any password
-//! prompt, so bad input fails fast → the key (`--from`) → the nonce (`pb_getNonce`, or
+//! prompt, so bad input fails fast → the key (`--from`) → the nonce (`pb_getNonce` "pending", or
 //! `--nonce`) → sign → `pb_sendRawTransaction` → poll `pb_getTransactionReceipt` until it
 //! exists or `--wait-timeout` passes (`--no-wait` skips the wait).
 //!
@@ -1080,7 +1080,7 @@ pub fn run(args: &TxArgs) -> Result<()> {
     );
     let nonce = match args.nonce {
         Some(n) => n,
-        None => rpc.nonce(&sender, info.network)?,
+        None => rpc.pending_nonce(&sender, info.network)?,
     };
     let signed = key.sign(Transaction {
         chain_id: info.chain_id,

@@ -141,6 +141,16 @@ impl Node {
         results
     }
 
+    /// The nonce `who`'s next transaction should carry counting its pooled ones: the committed
+    /// nonce, or past the end of its run of ready pooled transactions.
+    pub fn pending_nonce(&self, who: &Address) -> u64 {
+        self.chain.with_state(|state| {
+            let committed = StateAccounts(state).nonce(who);
+            let pooled = self.mempool.lock().pending_nonce(who).unwrap_or(committed);
+            committed.max(pooled)
+        })
+    }
+
     /// A pooled transaction.
     pub fn pending(&self, id: &TxId) -> Option<SignedTx> {
         self.mempool.lock().get(id).cloned()

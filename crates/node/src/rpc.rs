@@ -544,8 +544,18 @@ pub fn module(
     })?;
 
     m.register_method("pb_getNonce", |p, c, _| -> RpcResult<u64> {
-        let who = Args::new(&p).address("address")?;
-        Ok(c.node.chain().with_state(|s| StateAccounts(s).nonce(&who)))
+        let mut a = Args::new(&p);
+        let who = a.address("address")?;
+        match a.opt::<String>("block")?.as_deref() {
+            None | Some("latest") => {
+                Ok(c.node.chain().with_state(|s| StateAccounts(s).nonce(&who)))
+            }
+            Some("pending") => Ok(c.node.pending_nonce(&who)),
+            Some(other) => Err(invalid(
+                "block",
+                format!("expected \"latest\" or \"pending\", not {other:?}"),
+            )),
+        }
     })?;
 
     m.register_method("pb_getAsset", |p, c, _| -> RpcResult<Json> {

@@ -105,6 +105,22 @@ async fn the_stable_methods_answer_and_refuse_bad_input() {
         .await
         .expect("tx");
     assert_eq!(pending["status"], "pending");
+    let pending_nonce: u64 = http
+        .request(
+            "pb_getNonce",
+            rpc_params![alice.address().to_bech32(Network::Regtest), "pending"],
+        )
+        .await
+        .expect("pending nonce");
+    assert_eq!(pending_nonce, 1);
+    let latest_nonce: u64 = http
+        .request(
+            "pb_getNonce",
+            rpc_params![alice.address().to_bech32(Network::Regtest)],
+        )
+        .await
+        .expect("nonce");
+    assert_eq!(latest_nonce, 0);
     let none: Json = http
         .request("pb_getTransactionReceipt", rpc_params![id.clone()])
         .await

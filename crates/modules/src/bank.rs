@@ -32,7 +32,6 @@ use std::sync::Arc;
 use borsh::{BorshDeserialize, BorshSerialize};
 use parabit_exec::{num_of, Halt, Key, StateView, Value};
 use parabit_primitives::{Address, Amount, AssetId};
-use sha2::{Digest, Sha256};
 
 /// Prefix byte of balance keys.
 pub const PREFIX_BALANCE: u8 = 0x01;
@@ -344,13 +343,7 @@ pub fn burn<V: StateView>(
 /// The id of the asset created by `creator`'s transaction with nonce `nonce`: the first 8
 /// bytes of `SHA256(creator ‖ nonce_le)`, big-endian. `None` if that is 0 (BTC's id).
 pub fn derive_asset_id(creator: &Address, nonce: u64) -> Option<AssetId> {
-    let mut h = Sha256::new();
-    h.update(creator.0);
-    h.update(nonce.to_le_bytes());
-    let digest = h.finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    match u64::from_be_bytes(first) {
+    match crate::derive_object_id(b"", creator, nonce) {
         0 => None,
         id => Some(AssetId(id)),
     }

@@ -43,6 +43,30 @@ macro_rules! module_error_conversions {
     };
 }
 
+/// An account that no key controls, named by a tag (a module's vault): SHA-256 of the tag.
+pub(crate) fn module_account(tag: &[u8]) -> parabit_primitives::Address {
+    use sha2::Digest;
+    parabit_primitives::Address(sha2::Sha256::digest(tag).into())
+}
+
+/// The id of an object a transaction creates (an asset, a pool, a cover): the first 8 bytes,
+/// big-endian, of `SHA256(tag ‖ creator ‖ nonce_le)`. Distinct tags keep the kinds apart.
+pub(crate) fn derive_object_id(
+    tag: &[u8],
+    creator: &parabit_primitives::Address,
+    nonce: u64,
+) -> u64 {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(tag);
+    h.update(creator.0);
+    h.update(nonce.to_le_bytes());
+    let d = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    u64::from_be_bytes(first)
+}
+
 pub mod bank;
 pub mod dex;
 pub mod genesis;

@@ -49,7 +49,6 @@
 use borsh::{BorshDeserialize, BorshSerialize};
 use parabit_exec::{num_of, Halt, Key, StateView, Storage, Value};
 use parabit_primitives::{Address, Amount, AssetId};
-use sha2::{Digest, Sha256};
 
 use crate::bank::{self, BankError};
 use crate::dex::mul_div;
@@ -138,22 +137,13 @@ impl StakingKey {
 
 /// The bank account holding every staking pool's tokens.
 pub fn vault_address() -> Address {
-    let mut h = Sha256::new();
-    h.update(b"parabit/staking/vault");
-    Address(h.finalize().into())
+    crate::module_account(b"parabit/staking/vault")
 }
 
 /// The id of the pool created by `creator`'s transaction with nonce `nonce`: the first 8
 /// bytes of `SHA256("parabit/staking/pool" ‖ creator ‖ nonce_le)`, big-endian.
 pub fn derive_pool_id(creator: &Address, nonce: u64) -> StakingPoolId {
-    let mut h = Sha256::new();
-    h.update(b"parabit/staking/pool");
-    h.update(creator.0);
-    h.update(nonce.to_le_bytes());
-    let d = h.finalize();
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&d[..8]);
-    u64::from_be_bytes(b)
+    crate::derive_object_id(b"parabit/staking/pool", creator, nonce)
 }
 
 /// A pool's configuration, fixed at creation.

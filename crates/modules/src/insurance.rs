@@ -148,19 +148,8 @@ pub enum InsuranceKey {
 impl InsuranceKey {
     /// The engine key.
     pub fn key(&self) -> Key {
-        let id_key = |p: u8, id: InsuranceId| {
-            let mut k = [0u8; 9];
-            k[0] = p;
-            k[1..].copy_from_slice(&id.to_be_bytes());
-            Key::from_array(k)
-        };
-        let owner_key = |p: u8, id: InsuranceId, a: &Address| {
-            let mut k = [0u8; 41];
-            k[0] = p;
-            k[1..9].copy_from_slice(&id.to_be_bytes());
-            k[9..].copy_from_slice(&a.0);
-            Key::from_array(k)
-        };
+        let id_key = crate::id_key;
+        let owner_key = crate::id_owner_key;
         match self {
             InsuranceKey::Pool(p) => id_key(PREFIX_POOL, *p),
             InsuranceKey::Capital(p) => id_key(PREFIX_CAPITAL, *p),

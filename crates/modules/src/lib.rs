@@ -67,6 +67,28 @@ pub(crate) fn derive_object_id(
     u64::from_be_bytes(first)
 }
 
+/// A module key `prefix ‖ id (8 bytes, big-endian)`: an object's field (a pool's total).
+pub(crate) fn id_key(prefix: u8, id: u64) -> parabit_exec::Key {
+    let mut k = [0u8; 9];
+    k[0] = prefix;
+    k[1..].copy_from_slice(&id.to_be_bytes());
+    parabit_exec::Key::from_array(k)
+}
+
+/// A module key `prefix ‖ id (8 bytes, big-endian) ‖ owner (32 bytes)`: an account's entry in
+/// an object (a stake in a pool).
+pub(crate) fn id_owner_key(
+    prefix: u8,
+    id: u64,
+    owner: &parabit_primitives::Address,
+) -> parabit_exec::Key {
+    let mut k = [0u8; 41];
+    k[0] = prefix;
+    k[1..9].copy_from_slice(&id.to_be_bytes());
+    k[9..].copy_from_slice(&owner.0);
+    parabit_exec::Key::from_array(k)
+}
+
 pub mod bank;
 pub mod dex;
 pub mod genesis;

@@ -108,19 +108,8 @@ pub enum StakingKey {
 impl StakingKey {
     /// The engine key.
     pub fn key(&self) -> Key {
-        let pool_key = |p: u8, id: StakingPoolId| {
-            let mut k = [0u8; 9];
-            k[0] = p;
-            k[1..].copy_from_slice(&id.to_be_bytes());
-            Key::from_array(k)
-        };
-        let owner_key = |p: u8, id: StakingPoolId, a: &Address| {
-            let mut k = [0u8; 41];
-            k[0] = p;
-            k[1..9].copy_from_slice(&id.to_be_bytes());
-            k[9..].copy_from_slice(&a.0);
-            Key::from_array(k)
-        };
+        let pool_key = crate::id_key;
+        let owner_key = crate::id_owner_key;
         match self {
             StakingKey::Pool(p) => pool_key(PREFIX_POOL, *p),
             StakingKey::TotalStaked(p) => pool_key(PREFIX_TOTAL_STAKED, *p),

@@ -275,13 +275,34 @@ impl<'p> ParallelExecutor<'p> {
                     } = out;
                     let mut overlay = key_map_with_capacity(writes.len() + 16);
                     overlay.extend(writes.0);
+                    // The barriers run on their own; what follows them (work they split off,
+                    // such as paying a settled batch's orders) is a block of its own on top.
+                    let barriers = txns[parallel_len..]
+                        .iter()
+                        .take_while(|t| vm.is_barrier(t))
+                        .count();
+                    let rest = parallel_len + barriers;
                     sequential::run(
                         vm,
-                        &txns[parallel_len..],
+                        &txns[parallel_len..rest],
                         storage,
                         &mut overlay,
                         &mut outputs,
                     );
+                    if rest < txns.len() {
+                        // Behind `dyn`: one instance of this function for every tail.
+                        let base: &dyn Storage = storage;
+                        let layered = Layered {
+                            top: &overlay,
+                            base,
+                        };
+                        let (tail, tail_stats) = self.execute_body(vm, &txns[rest..], &layered);
+                        stats.footprint_groups += tail_stats.footprint_groups;
+                        stats.footprint_violations += tail_stats.footprint_violations;
+                        stats.aborts += tail_stats.aborts;
+                        outputs.extend(tail.outputs);
+                        overlay.extend(tail.writes.0);
+                    }
                     let out = BlockOutput {
                         outputs,
                         writes: WriteSet(overlay.into_iter().collect()),
@@ -374,12 +395,12 @@ impl<'p> ParallelExecutor<'p> {
 }
 
 /// The base state under a prologue's writes.
-struct Layered<'a, S> {
+struct Layered<'a, S: ?Sized> {
     top: &'a KeyMap<Option<Value>>,
     base: &'a S,
 }
 
-impl<S: Storage> Storage for Layered<'_, S> {
+impl<S: Storage + ?Sized> Storage for Layered<'_, S> {
     fn get(&self, key: &Key) -> Option<Value> {
         match self.top.get(key) {
             Some(v) => v.clone(),

@@ -8,8 +8,13 @@
 //! over the transactions). Keys that are only read join nobody. A key that every transaction
 //! touching it only `add`s to (a fee account, a hot recipient) joins nobody: each worker sums
 //! its deltas apart and the sums are added to the base value at the end, which is exact
-//! because deltas commute (wrapping). Such a key with a single toucher is simply applied in
-//! that transaction's lane, like an exclusive key. Groups are dealt to the workers largest
+//! because deltas commute (wrapping). Keys declared as `subs` (only added to or `try_sub`ed
+//! from, such as a vault that pays out) are summed apart the same way, with two checks that
+//! make the result the sequential one: a `try_sub` must succeed against the base value plus
+//! its lane's own changes, and the block's subtractions from the key must all fit in the base
+//! value (then every `try_sub` succeeds in block order too, whatever the other lanes added
+//! before it); either failing is treated as a violation. Such a key with a single toucher is
+//! simply applied in that transaction's lane, like an exclusive key. Groups are dealt to the workers largest
 //! first onto the least loaded (LPT); a worker runs its transactions in block order.
 //!
 //! How it runs, so that little of it is serial:
@@ -38,6 +43,9 @@
 //!   caller runs the block through the general engine. Nothing of the attempt is kept.
 //! - No keys are shared between the workers' overlays, so merging them is a concatenation;
 //!   summed keys are in no overlay, only in the lanes' delta sums.
+//! - A summed key with subtractions ends at `base + adds - subs` only if `subs <= base` and
+//!   `base + adds` does not overflow, and every `try_sub` on it succeeded in its lane;
+//!   otherwise the attempt is [`Partitioned::Violated`].
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -67,11 +75,13 @@ pub(crate) enum Partitioned<O> {
 const READ: u64 = 0;
 const ADD: u64 = 1;
 const WRITE: u64 = 2;
+const SUB: u64 = 3;
 
 /// Bits of a mask of kinds (`1 << kind`).
 const READ_BIT: u8 = 1 << READ;
 const ADD_BIT: u8 = 1 << ADD;
 const WRITE_BIT: u8 = 1 << WRITE;
+const SUB_BIT: u8 = 1 << SUB;
 
 /// Transactions per chunk of compact footprints.
 const CHUNK: usize = 256;
@@ -80,9 +90,14 @@ const CHUNK: usize = 256;
 const NONE: u32 = u32::MAX;
 
 /// Whether the transactions touching a key this way must run in order (in one group): unless
-/// they only read it, or only add to it.
+/// they only read it, or only add to it and `try_sub` from it.
 fn joins(kinds: u8) -> bool {
-    kinds != READ_BIT && kinds != ADD_BIT
+    kinds != READ_BIT && !summable(kinds)
+}
+
+/// Whether a key touched this way by several transactions is summed apart.
+fn summable(kinds: u8) -> bool {
+    kinds & !(ADD_BIT | SUB_BIT) == 0
 }
 
 /// A key's identity for grouping and checking: its hash without the two low bits.
@@ -95,7 +110,8 @@ fn kind_bit(touch: u64) -> u8 {
     match touch & 3 {
         READ => READ_BIT,
         ADD => ADD_BIT,
-        _ => WRITE_BIT,
+        WRITE => WRITE_BIT,
+        _ => SUB_BIT,
     }
 }
 
@@ -112,14 +128,15 @@ struct Chunk {
 }
 
 impl Chunk {
-    fn of<V: Vm>(vm: &V, txns: &[V::Txn]) -> Option<Chunk> {
+    fn of<V: Vm>(vm: &V, txns: &[V::Txn], state: &dyn Storage) -> Option<Chunk> {
         let mut touches = Vec::with_capacity(txns.len() * 6);
         let mut ends = Vec::with_capacity(txns.len());
         for t in txns {
-            let fp = vm.footprint(t)?;
+            let fp = vm.footprint(t, state)?;
             touches.extend(fp.exclusive.iter().map(|k| touch(k, WRITE)));
             touches.extend(fp.reads.iter().map(|k| touch(k, READ)));
             touches.extend(fp.deltas.iter().map(|k| touch(k, ADD)));
+            touches.extend(fp.subs.iter().map(|k| touch(k, SUB)));
             ends.push(touches.len() as u32);
         }
         Some(Chunk { touches, ends })
@@ -171,7 +188,8 @@ struct KeyUse {
 struct ShardUse {
     /// Pairs of transactions that must be in one group.
     edges: Vec<(u32, u32)>,
-    /// Keys only ever added to, by more than one transaction: summed apart.
+    /// Keys only ever added to (or `try_sub`ed from), by more than one transaction: summed
+    /// apart.
     summed: Vec<u64>,
 }
 
@@ -208,7 +226,7 @@ fn scan_shard(chunks: &[Chunk], shard: usize, workers: usize, touches: usize) ->
                 k.kinds |= bit;
                 if i != k.first && !k.multi {
                     k.multi = true;
-                    if k.kinds == ADD_BIT {
+                    if summable(k.kinds) {
                         candidates.push(id);
                     }
                 }
@@ -234,7 +252,7 @@ fn scan_shard(chunks: &[Chunk], shard: usize, workers: usize, touches: usize) ->
     }
     out.summed = candidates
         .into_iter()
-        .filter(|id| keys.get(id).is_some_and(|k| k.kinds == ADD_BIT))
+        .filter(|id| keys.get(id).is_some_and(|k| summable(k.kinds)))
         .collect();
     out
 }
@@ -283,17 +301,18 @@ fn union(parent: &mut [u32], a: u32, b: u32) {
 /// Groups the block and deals the groups to `workers` lanes; `None` if a transaction has no
 /// footprint or if one lane would get more than `max_share` of the transactions (then the
 /// block is better run sequentially or by the general engine).
-fn plan<V: Vm>(
+fn plan<V: Vm, S: Storage>(
     pool: &rayon::ThreadPool,
     vm: &V,
     txns: &[V::Txn],
+    state: &S,
     workers: usize,
     max_share: f64,
 ) -> Option<Plan> {
     let n = txns.len();
     let chunks: Vec<Chunk> = pool.install(|| {
         txns.par_chunks(CHUNK)
-            .map(|c| Chunk::of(vm, c))
+            .map(|c| Chunk::of(vm, c, state))
             .collect::<Option<Vec<Chunk>>>()
     })?;
     let touches: usize = chunks.iter().map(|c| c.touches.len()).sum();
@@ -377,7 +396,7 @@ pub(crate) fn execute<V: Vm, S: Storage>(
     max_share: f64,
 ) -> Partitioned<V::Output> {
     let workers = pool.current_num_threads().max(1);
-    let Some(plan) = plan(pool, vm, txns, workers, max_share) else {
+    let Some(plan) = plan(pool, vm, txns, storage, workers, max_share) else {
         return Partitioned::NotApplicable;
     };
     let stop = AtomicBool::new(false);
@@ -409,7 +428,7 @@ pub(crate) fn execute<V: Vm, S: Storage>(
     }
     let mut outputs = Vec::with_capacity(txns.len());
     let mut writes = Vec::new();
-    let mut deltas: KeyMap<u128> = key_map_with_capacity(plan.summed.len());
+    let mut deltas: KeyMap<Sums> = key_map_with_capacity(plan.summed.len());
     let mut lane_outputs = Vec::with_capacity(lanes.len());
     for lane in lanes {
         if writes.capacity() == 0 {
@@ -418,8 +437,12 @@ pub(crate) fn execute<V: Vm, S: Storage>(
             writes.extend(lane.writes);
         }
         for (k, d) in lane.deltas {
-            let sum = deltas.entry(k).or_insert(0);
-            *sum = sum.wrapping_add(d);
+            let sum = deltas.entry(k).or_default();
+            sum.add = sum.add.wrapping_add(d.add);
+            sum.sub = match sum.sub.checked_add(d.sub) {
+                Some(s) => s,
+                None => return Partitioned::Violated,
+            };
         }
         lane_outputs.push(lane.outputs.into_iter());
     }
@@ -430,8 +453,18 @@ pub(crate) fn execute<V: Vm, S: Storage>(
         }
     }
     for (k, d) in deltas {
-        let now = num_of(&storage.get(&k));
-        writes.push((k, Some(Value::Num(now.wrapping_add(d)))));
+        let base = num_of(&storage.get(&k));
+        let end = if d.sub == 0 {
+            base.wrapping_add(d.add)
+        } else {
+            // Every `try_sub` succeeded in its lane; they all succeed in block order too when
+            // their total fits in the base value and no add wrapped.
+            match base.checked_add(d.add) {
+                Some(top) if d.sub <= base => top - d.sub,
+                _ => return Partitioned::Violated,
+            }
+        };
+        writes.push((k, Some(Value::Num(end))));
     }
     Partitioned::Done(
         BlockOutput {
@@ -442,10 +475,18 @@ pub(crate) fn execute<V: Vm, S: Storage>(
     )
 }
 
+/// A lane's (or the block's) changes to a summed key: what was added, and what was taken
+/// by successful `try_sub`s.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Sums {
+    add: u128,
+    sub: u128,
+}
+
 struct LaneResult<O> {
     outputs: Vec<O>,
     writes: Vec<(Key, Option<Value>)>,
-    deltas: KeyMap<u128>,
+    deltas: KeyMap<Sums>,
     violated: bool,
 }
 
@@ -501,7 +542,7 @@ fn run_lane<V: Vm, S: Storage>(
 
 enum Undo {
     Overlay(Key, Option<Option<Value>>),
-    Delta(Key, Option<u128>),
+    Delta(Key, Option<Sums>),
 }
 
 /// A sequential view restricted to a footprint: exclusive keys in the lane's overlay,
@@ -509,7 +550,7 @@ enum Undo {
 struct FootprintView<'a, S> {
     base: &'a S,
     overlay: &'a mut KeyMap<Option<Value>>,
-    deltas: &'a mut KeyMap<u128>,
+    deltas: &'a mut KeyMap<Sums>,
     undo: &'a mut Vec<Undo>,
     /// The transaction's compact footprint.
     touches: &'a [u64],
@@ -576,16 +617,17 @@ impl<S: Storage> StateView for FootprintView<'_, S> {
 
     fn add(&mut self, key: Key, delta: u128) {
         let declared = self.declared(&key);
-        if declared & (WRITE_BIT | ADD_BIT) == 0 {
+        if declared & (WRITE_BIT | ADD_BIT | SUB_BIT) == 0 {
             self.violated = true;
             return;
         }
         if declared & WRITE_BIT == 0 && self.summed.contains(&ident(&key)) {
-            // Only ever added to in this block, by several transactions: summed apart, in
-            // any order.
+            // Only ever added to (or subtracted from) in this block, by several
+            // transactions: summed apart, in any order.
             let prev = self.deltas.get(&key).copied();
-            self.deltas
-                .insert(key, prev.unwrap_or(0).wrapping_add(delta));
+            let mut sums = prev.unwrap_or_default();
+            sums.add = sums.add.wrapping_add(delta);
+            self.deltas.insert(key, sums);
             self.undo.push(Undo::Delta(key, prev));
         } else {
             // Its other touchers, if any, are in this lane's group: in block order.
@@ -595,8 +637,31 @@ impl<S: Storage> StateView for FootprintView<'_, S> {
     }
 
     fn try_sub(&mut self, key: Key, amount: u128) -> StateResult<bool> {
-        if !self.exclusive(&key) {
-            return Err(Self::stop());
+        let declared = self.declared(&key);
+        if declared & WRITE_BIT == 0 {
+            if declared & SUB_BIT == 0 {
+                self.violated = true;
+                return Err(Self::stop());
+            }
+            if self.summed.contains(&ident(&key)) {
+                // Against the base value and this lane's own changes. A failure could be a
+                // success in block order (another lane may add first): undecidable here.
+                let prev = self.deltas.get(&key).copied();
+                let mut sums = prev.unwrap_or_default();
+                let base = num_of(&self.base.get(&key));
+                let fits = base
+                    .checked_add(sums.add)
+                    .and_then(|top| top.checked_sub(sums.sub))
+                    .is_some_and(|now| now >= amount);
+                if !fits {
+                    self.violated = true;
+                    return Err(Self::stop());
+                }
+                sums.sub += amount;
+                self.deltas.insert(key, sums);
+                self.undo.push(Undo::Delta(key, prev));
+                return Ok(true);
+            }
         }
         let now = num_of(&self.current(&key));
         if now >= amount {

@@ -271,7 +271,11 @@ pub trait Vm: Sync {
     /// the multi-version machinery. A transaction that strays outside its footprint is caught
     /// and the block re-run by the general engine, so a wrong footprint costs time, never
     /// correctness. `None` (the default): unknown.
-    fn footprint(&self, _txn: &Self::Txn) -> Option<Footprint> {
+    ///
+    /// `state` is the state the block runs on (after its prologue), for `Vm`s whose keys
+    /// depend on it (the markets an account entered): a footprint read from it can be
+    /// outdated by an earlier transaction of the block, which again costs only a re-run.
+    fn footprint(&self, _txn: &Self::Txn, _state: &dyn Storage) -> Option<Footprint> {
         None
     }
 }
@@ -285,6 +289,13 @@ pub struct Footprint {
     pub reads: SmallVec<[Key; 2]>,
     /// Keys it may only `add` to: transactions sharing only these still run apart.
     pub deltas: SmallVec<[Key; 2]>,
+    /// Keys it may only `add` to or `try_sub` from (a vault paying out): transactions sharing
+    /// only these still run apart, each `try_sub` checked against the base value and the
+    /// lane's own changes, and the block's total subtractions against the base value (if
+    /// they all fit in it, every `try_sub` succeeds in block order too). A `try_sub` that
+    /// fails in its lane, or subtractions over the base, re-run the block on the general
+    /// engine.
+    pub subs: SmallVec<[Key; 2]>,
 }
 
 /// The read-only state a block executes on (the state after the previous block).

@@ -29,7 +29,7 @@
 //! - Value is conserved: the runtime itself only moves the fee.
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use parabit_exec::{num_of, Footprint, Halt, StateResult, StateView, Value, Vm};
+use parabit_exec::{num_of, Footprint, Halt, StateResult, StateView, Storage, Value, Vm};
 use parabit_primitives::{Address, AssetId, Receipt, SignedTransaction, Transaction, TxStatus};
 
 use crate::bank::{self, balance_key, nonce_key, BankError, BankMsg};
@@ -272,7 +272,7 @@ impl Vm for Runtime {
     /// account, batch totals) are only added to. Other calls declare nothing, and their blocks
     /// run on the general engine. A footprint must cover every key the call can touch, on
     /// every path including failures: the engine checks it, and a miss costs a re-run.
-    fn footprint(&self, txn: &BlockTx) -> Option<Footprint> {
+    fn footprint(&self, txn: &BlockTx, _state: &dyn Storage) -> Option<Footprint> {
         let BlockTx::User(tx) = txn else {
             return None;
         };

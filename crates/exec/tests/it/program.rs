@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Once};
 
-use parabit_exec::{Footprint, Key, StateResult, StateView, Value, Vm};
+use parabit_exec::{Footprint, Key, StateResult, StateView, Storage, Value, Vm};
 use proptest::prelude::*;
 
 /// One operation of a test transaction.
@@ -22,6 +22,9 @@ pub enum Op {
     Add(u8, u64),
     /// Try to subtract from a key; the outcome goes into the accumulator.
     TrySub(u8, u64),
+    /// `TrySub`, declared in the footprint as a key only added to and subtracted from (a
+    /// vault paying out) rather than an exclusive one.
+    Withdraw(u8, u64),
     /// Take a checkpoint.
     Checkpoint,
     /// Roll back to the last checkpoint if the accumulator is odd.
@@ -104,7 +107,7 @@ impl Vm for ProgramVm {
                 }
                 Op::Delete(k) => view.write(key(k), None),
                 Op::Add(k, d) => view.add(key(k), d as u128),
-                Op::TrySub(k, amount) => {
+                Op::TrySub(k, amount) | Op::Withdraw(k, amount) => {
                     let ok = view.try_sub(key(k), amount as u128)?;
                     acc = mix(acc, ok as u128 + 11);
                     trace.push(acc);
@@ -154,7 +157,7 @@ impl Vm for ProgramVm {
     }
 
     /// Every key the program names, by how it uses it, except [`Op::Undeclared`]'s.
-    fn footprint(&self, txn: &Program) -> Option<Footprint> {
+    fn footprint(&self, txn: &Program, _state: &dyn Storage) -> Option<Footprint> {
         let mut fp = Footprint::default();
         for op in &txn.0 {
             match *op {
@@ -162,6 +165,7 @@ impl Vm for ProgramVm {
                 Op::WriteNum(k, _) | Op::WriteBytes(k, _) | Op::Delete(k) | Op::TrySub(k, _) => {
                     fp.exclusive.push(key(k))
                 }
+                Op::Withdraw(k, _) => fp.subs.push(key(k)),
                 Op::Add(k, _) => fp.deltas.push(key(k)),
                 Op::Undeclared(_)
                 | Op::Checkpoint
@@ -185,6 +189,7 @@ pub fn op(keys: u8) -> impl Strategy<Value = Op> {
         1 => k.clone().prop_map(Op::Delete),
         5 => (k.clone(), 0u64..1000).prop_map(|(k, d)| Op::Add(k, d)),
         4 => (k.clone(), 0u64..1500).prop_map(|(k, a)| Op::TrySub(k, a)),
+        2 => (k.clone(), 0u64..1500).prop_map(|(k, a)| Op::Withdraw(k, a)),
         1 => Just(Op::Checkpoint),
         1 => Just(Op::RollbackIfOdd),
         1 => (k, 5u8..40).prop_map(|(k, m)| Op::PanicIfDivisible(k, m)),
@@ -207,9 +212,14 @@ pub fn sparse_block(
             Program(ops.into_iter().map(|o| shift(o, 8)).collect())
         }),
         3 => (1u64..100, 8u8..255).prop_map(|(d, k)| Program(vec![Op::TrySub(k, d), Op::Add(0, d)])),
+        // Shared vaults (keys 4..8) that pay out and take in, as lending markets do.
+        2 => (1u64..400, 4u8..8, 8u8..255).prop_map(|(d, v, k)| Program(vec![Op::Withdraw(v, d), Op::Add(k, d)])),
+        2 => (1u64..400, 4u8..8, 8u8..255).prop_map(|(d, v, k)| Program(vec![Op::TrySub(k, d), Op::Add(v, d)])),
         1 => (1u8..4, 8u8..255, any::<u64>())
             .prop_map(|(r, k, s)| Program(vec![Op::Read(r), Op::WriteNum(k, s)])),
         1 => (any::<u8>(), 8u8..255).prop_map(|(u, k)| Program(vec![Op::Undeclared(u), Op::Add(k, 1)])),
+        // A barrier (like a batch settlement) that splits the block into segments.
+        1 => (8u8..255, any::<u64>()).prop_map(|(k, s)| Program(vec![Op::Barrier, Op::Read(4), Op::WriteNum(k, s)])),
     ];
     (base, proptest::collection::vec(txn, 0..max_txns))
 }
@@ -224,6 +234,7 @@ fn shift(op: Op, lo: u8) -> Op {
         Op::Delete(k) => Op::Delete(m(k)),
         Op::Add(k, d) => Op::Add(m(k), d),
         Op::TrySub(k, a) => Op::TrySub(m(k), a),
+        Op::Withdraw(k, a) => Op::Withdraw(m(k), a),
         Op::PanicIfDivisible(k, d) => Op::PanicIfDivisible(m(k), d),
         Op::Undeclared(k) => Op::Undeclared(m(k)),
         other => other,

@@ -279,3 +279,36 @@ fn a_prologue_runs_before_the_block_that_reads_it() {
     assert_eq!(stats.aborts + stats.suspensions, 0, "{stats:?}");
     assert_eq!(out, execute_sequential(&ProgramVm, &txns, &state));
 }
+
+#[test]
+fn withdrawals_from_a_shared_vault_split_and_overdrafts_fall_back() {
+    // Each transaction takes 10 from vault key 4 (declared as `subs`) and credits its own key.
+    let txns: Vec<Program> = (0..100u8)
+        .map(|i| Program(vec![Op::Withdraw(4, 10), Op::Add(10 + i, 10)]))
+        .collect();
+    let pool = pool(2);
+    let exec = ParallelExecutor::new(&pool);
+    let run = |vault: u128| {
+        let mut state: KeyMap<Value> = key_map_with_capacity(1);
+        state.insert(key(4), Value::Num(vault));
+        let (out, stats) = exec.execute_block_with_stats(&ProgramVm, &txns, &state);
+        assert_eq!(
+            out,
+            execute_sequential(&ProgramVm, &txns, &state),
+            "{stats:?}"
+        );
+        (out, stats)
+    };
+    // Enough for all: one group per transaction, the vault ends 1,000 lower.
+    let (out, stats) = run(2_000);
+    assert_eq!(stats.footprint_groups, 100, "{stats:?}");
+    assert_eq!(stats.footprint_violations, 0, "{stats:?}");
+    assert!(out.writes.0.contains(&(key(4), Some(Value::Num(1_000)))));
+    // 600: each lane's withdrawals fit on their own (at most 500 each), all of them do not;
+    // the sum check catches it and the general engine gives the sequential result.
+    let (_, stats) = run(600);
+    assert_eq!(stats.footprint_violations, 1, "{stats:?}");
+    // 30: the fourth withdrawal of a lane fails there: undecidable, so it falls back too.
+    let (_, stats) = run(30);
+    assert_eq!(stats.footprint_violations, 1, "{stats:?}");
+}

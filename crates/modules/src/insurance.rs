@@ -64,14 +64,21 @@
 //! - A claim pays at most its cover's amount and never more than the capital.
 //! - Parallelism: votes, credits and totals that need no check move by `add`; buying cover,
 //!   depositing and withdrawing read the pool's totals (they price shares or check capacity),
-//!   so they order against each other on one pool, never across pools.
+//!   so they order against each other on one pool, never across pools. Every message
+//!   declares a footprint ([`footprint`]) on that basis: the engine runs each pool's
+//!   underwriting, cover purchases and payouts in block order and the pools, votes and
+//!   assessor stakes apart. Pricing cover from the utilisation at the start of the block would
+//!   let one pool's buyers run apart too, at the cost of a premium that ignores the block's
+//!   earlier purchases; it is not done: pools are many and their traffic light next to
+//!   transfers and swaps, so keeping the exact premium costs no measurable parallelism.
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use parabit_exec::{num_of, Halt, Key, StateView, Storage, Value};
+use parabit_exec::{num_of, Footprint, Halt, Key, StateView, Storage, Value};
 use parabit_primitives::{Address, Amount, AssetId};
 
 use crate::bank::{self, BankError};
 use crate::dex::mul_div;
+use crate::{declare, Touch};
 
 /// Basis points in one.
 pub const BPS: u128 = 10_000;
@@ -1085,6 +1092,128 @@ pub fn quote_premium<S: Storage>(
         amount,
         period_blocks,
     )
+}
+
+/// Declares in `fp` every key an insurance message from `sender` (transaction nonce `nonce`)
+/// may touch, on every path (failures included), given the state at the start of the block.
+///
+/// A pool's parameters and a cover's pool and holder never change once created, so they are
+/// read from `state`; a message naming a pool or a cover that does not exist there declares
+/// only that key (it fails on reading it, unless it is created earlier in the block: then the
+/// engine re-runs the block). Underwriting and buying cover read and change the pool's capital
+/// and shares or active cover, so they run in block order per pool (pools apart); the vault
+/// is only added to and `try_sub`ed from, votes only add to a claim's tally.
+pub fn footprint(
+    msg: &InsuranceMsg,
+    sender: &Address,
+    nonce: u64,
+    state: &dyn Storage,
+    fp: &mut Footprint,
+) {
+    let vault = vault_address();
+    let pool_of = |fp: &mut Footprint, id: InsuranceId| {
+        declare(fp, K::Pool(id).key(), Touch::Read);
+        query_pool(&state, id)
+    };
+    match msg {
+        InsuranceMsg::CreatePool(_) => {
+            declare(fp, K::Pool(derive_id(sender, nonce)).key(), Touch::Write);
+        }
+        InsuranceMsg::Underwrite { pool, .. } => {
+            let Some(p) = pool_of(fp, *pool) else { return };
+            declare(fp, K::Capital(*pool).key(), Touch::Write);
+            declare(fp, K::TotalShares(*pool).key(), Touch::Write);
+            declare(fp, K::Shares(*pool, *sender).key(), Touch::Write);
+            declare(fp, bank::balance_key(sender, p.asset), Touch::Write);
+            declare(fp, bank::balance_key(&vault, p.asset), Touch::Sub);
+        }
+        InsuranceMsg::RequestWithdrawal { pool, .. } => {
+            if pool_of(fp, *pool).is_none() {
+                return;
+            }
+            declare(fp, K::Shares(*pool, *sender).key(), Touch::Write);
+            declare(fp, K::Withdrawal(*pool, *sender).key(), Touch::Write);
+        }
+        InsuranceMsg::Withdraw { pool } => {
+            let Some(p) = pool_of(fp, *pool) else { return };
+            declare(fp, K::Withdrawal(*pool, *sender).key(), Touch::Write);
+            declare(fp, K::Capital(*pool).key(), Touch::Write);
+            declare(fp, K::TotalShares(*pool).key(), Touch::Write);
+            declare(fp, K::ActiveCover(*pool).key(), Touch::Read);
+            declare(fp, bank::balance_key(&vault, p.asset), Touch::Sub);
+            declare(fp, bank::balance_key(sender, p.asset), Touch::Add);
+        }
+        InsuranceMsg::BuyCover { pool, .. } => {
+            let Some(p) = pool_of(fp, *pool) else { return };
+            declare(fp, K::Capital(*pool).key(), Touch::Write);
+            declare(fp, K::ActiveCover(*pool).key(), Touch::Write);
+            declare(fp, K::Cover(derive_id(sender, nonce)).key(), Touch::Write);
+            declare(fp, bank::balance_key(sender, p.asset), Touch::Write);
+            declare(fp, bank::balance_key(&vault, p.asset), Touch::Sub);
+        }
+        InsuranceMsg::ReleaseCover { cover } => {
+            declare(fp, K::Cover(*cover).key(), Touch::Write);
+            let Some(c) = query_cover(&state, *cover) else {
+                return;
+            };
+            declare(fp, K::Claim(*cover).key(), Touch::Read);
+            declare(fp, K::ActiveCover(c.pool).key(), Touch::Add);
+        }
+        InsuranceMsg::StakeAssessor { pool, .. } => {
+            let Some(p) = pool_of(fp, *pool) else { return };
+            declare(fp, bank::balance_key(sender, p.asset), Touch::Write);
+            declare(fp, bank::balance_key(&vault, p.asset), Touch::Sub);
+            declare(fp, K::AssessorStake(*pool, *sender).key(), Touch::Write);
+            declare(fp, K::TotalAssessorStake(*pool).key(), Touch::Add);
+        }
+        InsuranceMsg::UnstakeAssessor { pool, .. } => {
+            let Some(p) = pool_of(fp, *pool) else { return };
+            declare(fp, K::AssessorLock(*pool, *sender).key(), Touch::Read);
+            declare(fp, K::AssessorStake(*pool, *sender).key(), Touch::Write);
+            declare(fp, K::TotalAssessorStake(*pool).key(), Touch::Add);
+            declare(fp, bank::balance_key(&vault, p.asset), Touch::Sub);
+            declare(fp, bank::balance_key(sender, p.asset), Touch::Add);
+        }
+        InsuranceMsg::FileClaim { cover, .. } => {
+            declare(fp, K::Cover(*cover).key(), Touch::Write);
+            let Some(c) = query_cover(&state, *cover) else {
+                return;
+            };
+            declare(fp, K::Pool(c.pool).key(), Touch::Read);
+            declare(fp, K::Claim(*cover).key(), Touch::Write);
+        }
+        InsuranceMsg::Vote { cover, approve } => {
+            declare(fp, K::Claim(*cover).key(), Touch::Read);
+            declare(fp, K::Cover(*cover).key(), Touch::Read);
+            let Some(c) = query_cover(&state, *cover) else {
+                return;
+            };
+            declare(fp, K::AssessorStake(c.pool, *sender).key(), Touch::Read);
+            declare(fp, K::Voted(*cover, *sender).key(), Touch::Write);
+            declare(fp, K::AssessorLock(c.pool, *sender).key(), Touch::Write);
+            let tally = if *approve {
+                K::VotesYes(*cover)
+            } else {
+                K::VotesNo(*cover)
+            };
+            declare(fp, tally.key(), Touch::Add);
+        }
+        InsuranceMsg::Resolve { cover } => {
+            declare(fp, K::Claim(*cover).key(), Touch::Write);
+            declare(fp, K::Cover(*cover).key(), Touch::Write);
+            let Some(c) = query_cover(&state, *cover) else {
+                return;
+            };
+            let Some(p) = pool_of(fp, c.pool) else { return };
+            declare(fp, K::VotesYes(*cover).key(), Touch::Read);
+            declare(fp, K::VotesNo(*cover).key(), Touch::Read);
+            declare(fp, K::TotalAssessorStake(c.pool).key(), Touch::Read);
+            declare(fp, K::Capital(c.pool).key(), Touch::Write);
+            declare(fp, K::ActiveCover(c.pool).key(), Touch::Add);
+            declare(fp, bank::balance_key(&vault, p.asset), Touch::Sub);
+            declare(fp, bank::balance_key(&c.holder, p.asset), Touch::Add);
+        }
+    }
 }
 
 #[cfg(test)]

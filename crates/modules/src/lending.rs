@@ -54,21 +54,30 @@
 //!   `h = A / D` to `(A - r (1 + b) lt_c) / (D - r)`, which is `>= h` exactly when
 //!   `h >= (1 + b) lt_c`: a liquidation improves the health factor of every account not yet
 //!   that deep under water (below that, the account holds bad debt).
-//! - Parallelism: market totals and credits move by `add` (commutative deltas), debits by
-//!   `try_sub`; user transactions read a market's indices and params (written only by the
-//!   market's creation and its begin-block hook), prices, and their own account's keys.
-//!   Only [`accrue`] reads the totals.
+//! - Parallelism: market totals (`TotalShares`, `TotalScaledDebt`) and credits move by `add`
+//!   (commutative deltas; a total is lowered by adding the two's complement, which never
+//!   wraps since the total is the sum of the parts, each lowered by a checked `try_sub`);
+//!   cash, the vault and accounts' parts are debited by `try_sub`. User transactions read a
+//!   market's indices and params (written only by the market's creation and its begin-block
+//!   hook), prices, and their own account's keys (a liquidation: the borrower's too). Only
+//!   [`accrue`] reads the totals. So every user message declares a footprint ([`footprint`])
+//!   in which a market's totals are deltas and its cash and vault balance are only added to
+//!   and `try_sub`ed from: the users of one market run apart in the partitioned engine. A
+//!   price update joins every health check of the block (they read the price); a market
+//!   whose cash a block drains beyond its value at the start of the block makes the engine
+//!   re-run that block on its general path (same result, slower).
 //! - Every failure is a typed [`LendingError`]; a `Halt` from the view is passed up at once as
 //!   [`LendingError::Halt`].
 
 use std::fmt;
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use parabit_exec::{num_of, Halt, Key, StateView, Storage, Value};
+use parabit_exec::{num_of, Footprint, Halt, Key, StateView, Storage, Value};
 use parabit_primitives::{Address, Amount, AssetId};
 use sha2::{Digest, Sha256};
 
 use crate::bank::{self, BankError};
+use crate::{declare, Touch};
 
 /// 1.0 in 1e18 fixed point.
 pub const WAD: u128 = 1_000_000_000_000_000_000;
@@ -677,13 +686,23 @@ fn enter<V: StateView>(view: &mut V, owner: &Address, asset: AssetId) -> Result<
     Ok(())
 }
 
-/// `try_sub` on a lending total that must hold (the sums invariant); else corrupt state.
+/// Lowers a market total by `amount` with a wrapping `add` (of its two's complement): the
+/// account's part was just taken with a checked `try_sub`, and the total is the sum of the
+/// parts, so it never wraps. A delta, unlike a `try_sub`, needs no check against the value
+/// at the start of the block, so the block's users of one market never join on it.
+fn lower_total<V: StateView>(view: &mut V, key: LendingKey, amount: u128) {
+    if amount > 0 {
+        view.add(key.key(), amount.wrapping_neg());
+    }
+}
+
+/// `try_sub` on an account's part of a total that must hold; else corrupt state.
 fn sub_total<V: StateView>(view: &mut V, key: LendingKey, amount: u128) -> Result<()> {
     if amount == 0 || view.try_sub(key.key(), amount)? {
         Ok(())
     } else {
         Err(LendingError::Corrupt(
-            "a market total is below an account's part",
+            "an account's part is below what it repays",
         ))
     }
 }
@@ -944,7 +963,7 @@ pub fn withdraw<V: StateView>(
             need: burn,
         });
     }
-    sub_total(view, LendingKey::TotalShares(asset), burn)?;
+    lower_total(view, LendingKey::TotalShares(asset), burn);
     take_cash(view, asset, amount)?;
     bank::transfer(view, &vault_address(), sender, asset, amount)?;
     require_borrow_health(view, sender)
@@ -999,7 +1018,7 @@ fn pay_debt<V: StateView>(
     bank::transfer(view, payer, &vault_address(), asset, paid)?;
     view.add(LendingKey::Cash(asset).key(), paid);
     sub_total(view, LendingKey::ScaledDebt(*owner, asset), reduce)?;
-    sub_total(view, LendingKey::TotalScaledDebt(asset), reduce)?;
+    lower_total(view, LendingKey::TotalScaledDebt(asset), reduce);
     Ok(paid)
 }
 
@@ -1176,6 +1195,165 @@ pub fn accrue<V: StateView>(view: &mut V, asset: AssetId, height: u64) -> Result
         interest,
         to_reserves,
     })
+}
+
+// ---------------------------------------------------------------------------------------
+// Footprints
+
+/// The markets whose keys a health check of `owner` may read: every market while there are at
+/// most [`MAX_ENTERED`] (so that markets the owner enters earlier in the block are covered),
+/// else the markets `owner` is in at the start of the block plus `also`.
+fn health_markets(state: &dyn Storage, owner: &Address, also: &[AssetId]) -> Vec<AssetId> {
+    let mut reader = StorageReader(&state);
+    let mut markets = match market_list(&mut reader) {
+        Ok(list) if list.len() <= MAX_ENTERED => list,
+        _ => entered(&mut reader, owner).unwrap_or_default(),
+    };
+    for a in also {
+        if !markets.contains(a) {
+            markets.push(*a);
+        }
+    }
+    markets
+}
+
+/// Declares the keys a health check of `owner` reads: its market list, and for each market
+/// its params, its price and `owner`'s position (`position` says how those are touched).
+fn declare_health(
+    fp: &mut Footprint,
+    state: &dyn Storage,
+    owner: &Address,
+    also: &[AssetId],
+    position: Touch,
+) {
+    declare(fp, LendingKey::Entered(*owner).key(), position);
+    for a in health_markets(state, owner, also) {
+        declare(fp, LendingKey::Market(a).key(), Touch::Read);
+        declare(fp, LendingKey::Price(a).key(), Touch::Read);
+        declare(fp, LendingKey::Shares(*owner, a).key(), position);
+        declare(fp, LendingKey::ScaledDebt(*owner, a).key(), position);
+    }
+}
+
+/// Declares the keys of moving `asset` between `owner` and the vault and the market's cash:
+/// the vault's balance and the cash are only added to and `try_sub`ed from (many users of one
+/// market do not join), `owner`'s balance is exclusive when it pays, a credit when it receives.
+fn declare_cash_flow(fp: &mut Footprint, owner: &Address, asset: AssetId, owner_pays: bool) {
+    declare(
+        fp,
+        bank::balance_key(owner, asset),
+        if owner_pays { Touch::Write } else { Touch::Add },
+    );
+    declare(fp, bank::balance_key(&vault_address(), asset), Touch::Sub);
+    declare(fp, LendingKey::Cash(asset).key(), Touch::Sub);
+}
+
+/// The lending configuration in `state` (set at genesis, never changed).
+fn config_in(state: &dyn Storage) -> Option<LendingConfig> {
+    decode(state.get(&LendingKey::Config.key()), "lending config")
+        .ok()
+        .flatten()
+}
+
+/// Declares in `fp` every key a lending message from `sender` may touch, on every path
+/// (failures included), given the state at the start of the block `state`.
+///
+/// Market params and indices and prices are read (written only by market creation, the
+/// begin-block accrual and the oracle); market totals are deltas, cash and the vault are only
+/// added to and `try_sub`ed from, so users of one market do not join; the sender's own
+/// positions are exclusive. Creating a market that exists, or a call by an account other than the admin or
+/// the oracle, only reads. A health check reads every market's keys while there are at most
+/// [`MAX_ENTERED`] markets, else the markets the account is in at the start of the block and
+/// the one the message names: entering yet another market earlier in the block costs a re-run.
+/// A `try_sub` of cash that fails (a market drained within the block) also makes the engine
+/// re-run the block, which is correct, only slower.
+pub fn footprint(msg: &LendingMsg, sender: &Address, state: &dyn Storage, fp: &mut Footprint) {
+    match msg {
+        LendingMsg::CreateMarket { asset, .. } => {
+            declare(fp, LendingKey::Config.key(), Touch::Read);
+            if config_in(state).is_none_or(|c| c.admin != *sender) {
+                return;
+            }
+            declare(fp, bank::BankKey::AssetInfo(*asset).key(), Touch::Read);
+            // A market is never removed: creating one that exists only reads it.
+            let market = LendingKey::Market(*asset).key();
+            if state.get(&market).is_some() {
+                declare(fp, market, Touch::Read);
+                return;
+            }
+            declare(fp, market, Touch::Write);
+            declare(fp, LendingKey::MarketList.key(), Touch::Write);
+        }
+        LendingMsg::SetPrice { asset, .. } => {
+            declare(fp, LendingKey::Config.key(), Touch::Read);
+            if config_in(state).is_none_or(|c| c.oracle != *sender) {
+                return;
+            }
+            declare(fp, LendingKey::Price(*asset).key(), Touch::Write);
+        }
+        LendingMsg::Supply { asset, .. } => {
+            declare(fp, LendingKey::Market(*asset).key(), Touch::Read);
+            declare_cash_flow(fp, sender, *asset, true);
+            declare(fp, LendingKey::TotalShares(*asset).key(), Touch::Add);
+            declare(fp, LendingKey::Shares(*sender, *asset).key(), Touch::Write);
+            declare(fp, LendingKey::Entered(*sender).key(), Touch::Write);
+        }
+        LendingMsg::Withdraw { asset, .. } => {
+            declare(fp, LendingKey::Market(*asset).key(), Touch::Read);
+            declare(fp, LendingKey::TotalShares(*asset).key(), Touch::Add);
+            declare_cash_flow(fp, sender, *asset, false);
+            declare_health(fp, state, sender, &[*asset], Touch::Write);
+        }
+        LendingMsg::Borrow { asset, .. } => {
+            declare(fp, LendingKey::Market(*asset).key(), Touch::Read);
+            declare(fp, LendingKey::TotalScaledDebt(*asset).key(), Touch::Add);
+            declare_cash_flow(fp, sender, *asset, false);
+            declare_health(fp, state, sender, &[*asset], Touch::Write);
+        }
+        LendingMsg::Repay { asset, .. } => {
+            declare(fp, LendingKey::Market(*asset).key(), Touch::Read);
+            declare(
+                fp,
+                LendingKey::ScaledDebt(*sender, *asset).key(),
+                Touch::Write,
+            );
+            declare(fp, LendingKey::TotalScaledDebt(*asset).key(), Touch::Add);
+            declare_cash_flow(fp, sender, *asset, true);
+        }
+        LendingMsg::Liquidate {
+            borrower,
+            debt_asset,
+            collateral_asset,
+            ..
+        } => {
+            if sender == borrower {
+                return;
+            }
+            declare(fp, LendingKey::Market(*debt_asset).key(), Touch::Read);
+            declare(fp, LendingKey::Market(*collateral_asset).key(), Touch::Read);
+            declare(fp, LendingKey::Price(*debt_asset).key(), Touch::Read);
+            declare(fp, LendingKey::Price(*collateral_asset).key(), Touch::Read);
+            // The borrower's health is read; its debt and its collateral are taken.
+            let named = [*debt_asset, *collateral_asset];
+            declare_health(fp, state, borrower, &named, Touch::Read);
+            let debt = LendingKey::ScaledDebt(*borrower, *debt_asset).key();
+            declare(fp, debt, Touch::Write);
+            let seized = LendingKey::Shares(*borrower, *collateral_asset).key();
+            declare(fp, seized, Touch::Write);
+            declare(
+                fp,
+                LendingKey::Shares(*sender, *collateral_asset).key(),
+                Touch::Write,
+            );
+            declare(fp, LendingKey::Entered(*sender).key(), Touch::Write);
+            declare(
+                fp,
+                LendingKey::TotalScaledDebt(*debt_asset).key(),
+                Touch::Add,
+            );
+            declare_cash_flow(fp, sender, *debt_asset, true);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------

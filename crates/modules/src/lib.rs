@@ -89,6 +89,55 @@ pub(crate) fn id_owner_key(
     parabit_exec::Key::from_array(k)
 }
 
+/// How a transaction touches a key, for its footprint ([`declare`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Touch {
+    /// Only reads it.
+    Read,
+    /// Only `add`s to it.
+    Add,
+    /// Only `add`s to it and `try_sub`s from it (a vault, a total that pays out).
+    Sub,
+    /// Writes, deletes or reads and changes it.
+    Write,
+}
+
+/// Declares `key` in `fp` as touched `how`, merged with how `fp` declares it already: a key
+/// both read and changed, or written, is exclusive; one added to and subtracted from is in
+/// `subs`. Each key ends up in one list of `fp`, once.
+pub(crate) fn declare(fp: &mut parabit_exec::Footprint, key: parabit_exec::Key, how: Touch) {
+    if fp.exclusive.contains(&key) {
+        return;
+    }
+    let (read, added, subbed) = (
+        fp.reads.contains(&key),
+        fp.deltas.contains(&key),
+        fp.subs.contains(&key),
+    );
+    let to = match how {
+        Touch::Write => Touch::Write,
+        Touch::Read if added || subbed => Touch::Write,
+        Touch::Add | Touch::Sub if read => Touch::Write,
+        Touch::Add if subbed => Touch::Sub,
+        t => t,
+    };
+    macro_rules! keep {
+        ($list:expr, $there:expr, $mine:expr) => {
+            if $mine && !$there {
+                $list.push(key);
+            } else if !$mine && $there {
+                $list.retain(|k| *k != key);
+            }
+        };
+    }
+    keep!(fp.reads, read, to == Touch::Read);
+    keep!(fp.deltas, added, to == Touch::Add);
+    keep!(fp.subs, subbed, to == Touch::Sub);
+    if to == Touch::Write {
+        fp.exclusive.push(key);
+    }
+}
+
 pub mod bank;
 pub mod dex;
 pub mod genesis;

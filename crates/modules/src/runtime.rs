@@ -326,6 +326,11 @@ impl Vm for Runtime {
                 fp.deltas.push(DexKey::BatchTotal(pool, dex::A_TO_B).key());
                 fp.deltas.push(DexKey::BatchTotal(pool, dex::B_TO_A).key());
             }
+            Call::Lending(msg) => lending::footprint(msg, &tx.sender, _state, &mut fp),
+            Call::Staking(msg) => staking::footprint(msg, &tx.sender, tx.nonce, _state, &mut fp),
+            Call::Insurance(msg) => {
+                insurance::footprint(msg, &tx.sender, tx.nonce, _state, &mut fp)
+            }
             _ => return None,
         }
         Some(fp)

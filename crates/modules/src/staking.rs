@@ -42,16 +42,21 @@
 //! - `TotalStaked` is the sum of the stakes and `TotalUnbonding` the sum of the entries.
 //! - Rewards paid out plus pending never exceed rewards funded: `RewardBalance` ≥ the sum of
 //!   `Pending` plus what the stakers would settle now.
-//! - Parallelism: totals move only by `add` deltas and debits by `try_sub`; a stake, unbond,
-//!   withdraw or claim reads only the pool's configuration, its accumulator (rewritten only by
-//!   funding) and the sender's own keys.
+//! - Parallelism: totals and the reward balance move only by `add` deltas (a decrease adds
+//!   the two's complement; the invariants above keep them from wrapping), the vault's balances
+//!   by `add` and `try_sub`; a stake, unbond, withdraw or claim reads only the pool's
+//!   configuration, its accumulator (rewritten only by funding) and the sender's own keys. So
+//!   every message declares a footprint ([`footprint`]) and the stakers of one pool run apart
+//!   in the partitioned engine; funding rewards reads the total stake and rewrites the
+//!   accumulator, so it joins every staker of its pool in its block.
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use parabit_exec::{num_of, Halt, Key, StateView, Storage, Value};
+use parabit_exec::{num_of, Footprint, Halt, Key, StateView, Storage, Value};
 use parabit_primitives::{Address, Amount, AssetId};
 
 use crate::bank::{self, BankError};
 use crate::dex::mul_div;
+use crate::{declare, Touch};
 
 /// Fixed-point scale of the accumulator.
 pub const SCALE: u128 = 1_000_000_000_000_000_000;
@@ -545,11 +550,12 @@ pub fn claim<V: StateView>(view: &mut V, owner: &Address, pool: StakingPoolId) -
     if pending == 0 {
         return Err(StakingError::NothingToClaim);
     }
-    if !view.try_sub(StakingKey::RewardBalance(pool).key(), pending)? {
-        return Err(StakingError::Corrupt(
-            "pending rewards above the pool's balance",
-        ));
-    }
+    // A wrapping delta, not a `try_sub`: the balance covers every pending reward (an
+    // invariant), and a delta needs no check against the balance at the start of the block.
+    view.add(
+        StakingKey::RewardBalance(pool).key(),
+        pending.wrapping_neg(),
+    );
     view.write(key.key(), None);
     bank::transfer(view, &vault_address(), owner, cfg.reward_asset, pending)?;
     Ok(pending)
@@ -622,6 +628,108 @@ pub fn slash<V: StateView>(
         )?;
     }
     Ok(total)
+}
+
+/// Declares the keys of settling `owner`'s rewards: the accumulator is read (only funding
+/// writes it), the owner's stake and reward keys are exclusive.
+fn declare_settle(fp: &mut Footprint, pool: StakingPoolId, owner: &Address) {
+    declare(fp, StakingKey::RewardPerShare(pool).key(), Touch::Read);
+    declare(fp, StakingKey::Stake(pool, *owner).key(), Touch::Write);
+    declare(fp, StakingKey::Paid(pool, *owner).key(), Touch::Write);
+    declare(fp, StakingKey::Pending(pool, *owner).key(), Touch::Write);
+}
+
+/// Declares in `fp` every key a staking message from `sender` (transaction nonce `nonce`) may
+/// touch, on every path (failures included), given the state at the start of the block.
+///
+/// A pool's configuration never changes after creation, so the assets and the slash
+/// destination are read from `state`; a message naming a pool that does not exist there
+/// declares only the pool's key (it fails on reading it, unless the pool is created earlier in
+/// the block: then the engine re-runs the block). Totals move by `add` (stakes, unbonding:
+/// many stakers of one pool do not join), the vault and the reward balance only by `add` and
+/// `try_sub`; funding rewards reads the total stake and rewrites the accumulator, so it joins
+/// every staker of its pool in the block.
+pub fn footprint(
+    msg: &StakingMsg,
+    sender: &Address,
+    nonce: u64,
+    state: &dyn Storage,
+    fp: &mut Footprint,
+) {
+    let pool = match msg {
+        StakingMsg::CreatePool { .. } => {
+            declare(
+                fp,
+                StakingKey::Pool(derive_pool_id(sender, nonce)).key(),
+                Touch::Write,
+            );
+            return;
+        }
+        StakingMsg::Stake { pool, .. }
+        | StakingMsg::Unbond { pool, .. }
+        | StakingMsg::Withdraw { pool }
+        | StakingMsg::FundRewards { pool, .. }
+        | StakingMsg::Claim { pool }
+        | StakingMsg::Slash { pool, .. } => *pool,
+    };
+    declare(fp, StakingKey::Pool(pool).key(), Touch::Read);
+    let Some(cfg) = query_pool(&state, pool) else {
+        return;
+    };
+    let vault = vault_address();
+    match msg {
+        StakingMsg::CreatePool { .. } => {}
+        StakingMsg::Stake { .. } => {
+            declare_settle(fp, pool, sender);
+            declare(fp, bank::balance_key(sender, cfg.stake_asset), Touch::Write);
+            declare(fp, bank::balance_key(&vault, cfg.stake_asset), Touch::Sub);
+            declare(fp, StakingKey::TotalStaked(pool).key(), Touch::Add);
+        }
+        StakingMsg::Unbond { .. } => {
+            declare_settle(fp, pool, sender);
+            declare(fp, StakingKey::Unbonding(pool, *sender).key(), Touch::Write);
+            declare(fp, StakingKey::TotalStaked(pool).key(), Touch::Add);
+            declare(fp, StakingKey::TotalUnbonding(pool).key(), Touch::Add);
+        }
+        StakingMsg::Withdraw { .. } => {
+            declare(fp, StakingKey::Unbonding(pool, *sender).key(), Touch::Write);
+            declare(fp, StakingKey::TotalUnbonding(pool).key(), Touch::Add);
+            declare(fp, bank::balance_key(&vault, cfg.stake_asset), Touch::Sub);
+            declare(fp, bank::balance_key(sender, cfg.stake_asset), Touch::Add);
+        }
+        StakingMsg::FundRewards { .. } => {
+            declare(fp, StakingKey::TotalStaked(pool).key(), Touch::Read);
+            declare(fp, StakingKey::RewardPerShare(pool).key(), Touch::Write);
+            declare(
+                fp,
+                bank::balance_key(sender, cfg.reward_asset),
+                Touch::Write,
+            );
+            declare(fp, bank::balance_key(&vault, cfg.reward_asset), Touch::Sub);
+            declare(fp, StakingKey::RewardBalance(pool).key(), Touch::Add);
+        }
+        StakingMsg::Claim { .. } => {
+            declare_settle(fp, pool, sender);
+            declare(fp, StakingKey::RewardBalance(pool).key(), Touch::Add);
+            declare(fp, bank::balance_key(&vault, cfg.reward_asset), Touch::Sub);
+            declare(fp, bank::balance_key(sender, cfg.reward_asset), Touch::Add);
+        }
+        StakingMsg::Slash { staker, .. } => {
+            if *sender != cfg.authority {
+                return;
+            }
+            declare_settle(fp, pool, staker);
+            declare(fp, StakingKey::Unbonding(pool, *staker).key(), Touch::Write);
+            declare(fp, StakingKey::TotalStaked(pool).key(), Touch::Add);
+            declare(fp, StakingKey::TotalUnbonding(pool).key(), Touch::Add);
+            declare(fp, bank::balance_key(&vault, cfg.stake_asset), Touch::Sub);
+            declare(
+                fp,
+                bank::balance_key(&cfg.slash_destination, cfg.stake_asset),
+                Touch::Add,
+            );
+        }
+    }
 }
 
 /// The reward `owner` could claim now from committed state (settled plus unsettled).

@@ -1,10 +1,16 @@
 //! The runtime's footprints are exact enough for the engine's partitioned path: random blocks
-//! of transfers, instant swaps over routes, and batch swaps (including failing ones) split into
-//! groups, never stray outside their footprints, and equal sequential execution.
+//! of transfers, instant swaps over routes, and batch swaps (including failing ones), and
+//! random blocks of every lending, staking and insurance call (failing ones included, after
+//! the markets' accrual hooks) split into groups, never stray outside their footprints, and
+//! equal sequential execution; calls of distinct accounts that share only totals, cash and
+//! vaults run in groups of their own.
 
 use parabit_exec::{execute_sequential, ExecConfig, ParallelExecutor};
+use parabit_modules::lending::{LendingConfig, WAD};
 use parabit_modules::{
-    block_txs, BankMsg, Call, DexMsg, GenesisAsset, GenesisBalance, GenesisCall, GenesisSpec, Tx,
+    begin_block_hooks, block_txs, insurance, staking, BankMsg, Call, DexMsg, GenesisAsset,
+    GenesisBalance, GenesisCall, GenesisSpec, InsuranceMsg, InsurancePool, LendingMsg,
+    MarketParams, StakingMsg, Tx,
 };
 use parabit_primitives::{AssetId, SigningKey};
 use proptest::prelude::*;
@@ -274,4 +280,791 @@ fn swaps_on_separate_pools_run_in_separate_groups() {
     );
     assert_eq!(stats.footprint_groups, TOKENS, "{stats:?}");
     assert_eq!(stats.footprint_violations, 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Lending, staking and insurance
+
+/// Accounts of the DeFi state; the last [`UNDERWATER`] of them are liquidatable at genesis.
+const D_ACCOUNTS: u32 = 120;
+/// Accounts whose health factor is below 1 at genesis.
+const UNDERWATER: u32 = 10;
+/// Accounts with claims filed at genesis.
+const CLAIMANTS: u32 = 20;
+/// Height of the random blocks (genesis is height 0).
+const HEIGHT: u64 = 100;
+/// Lending markets at genesis (`T3` has none).
+const MARKETS: [AssetId; 3] = [AssetId::BTC, AssetId(1), AssetId(2)];
+
+fn maker() -> parabit_primitives::Address {
+    SigningKey::from_seed(b"footprint-maker").address()
+}
+
+/// The DeFi genesis: its state, every account's next nonce, and the ids of its objects.
+struct Defi {
+    state: parabit_exec::KeyMap<parabit_exec::Value>,
+    /// Next nonce of accounts `0..D_ACCOUNTS`, then of the maker.
+    nonces: Vec<u64>,
+    /// Staking pools: unbonding over by [`HEIGHT`], and not.
+    staking: [u64; 2],
+    /// Insurance pools: `A` (votes open at [`HEIGHT`], notice over) and `B` (votes closed,
+    /// notice running).
+    insurance: [u64; 2],
+    /// Every account's cover in `A` and in `B`.
+    covers: [Vec<u64>; 2],
+}
+
+fn market_params() -> MarketParams {
+    MarketParams {
+        base_rate_per_year: 20_000_000_000_000_000,
+        multiplier_per_year: 100_000_000_000_000_000,
+        jump_multiplier_per_year: 1_090_000_000_000_000_000,
+        kink: 800_000_000_000_000_000,
+        blocks_per_year: 2_102_400,
+        reserve_factor: WAD / 10,
+        collateral_factor: 750_000_000_000_000_000,
+        liquidation_threshold: 800_000_000_000_000_000,
+        liquidation_bonus: WAD / 10,
+        close_factor: WAD / 2,
+    }
+}
+
+fn insurance_params(vote_blocks: u64, notice_blocks: u64) -> InsurancePool {
+    InsurancePool {
+        asset: AssetId::BTC,
+        max_cover_bps: 5_000,
+        base_rate_bps: 200,
+        slope_bps: 800,
+        notice_blocks,
+        vote_blocks,
+        quorum_bps: 2_000,
+    }
+}
+
+/// Markets of BTC, `T1` and `T2` (the maker lends and borrows); two staking pools and two
+/// insurance pools funded by the maker; every account supplies, borrows, stakes, unbonds,
+/// underwrites, asks to withdraw, stakes as an assessor and buys cover in both pools; the
+/// first [`CLAIMANTS`] file claims (those in `B` voted on, half approved by the maker); then
+/// the maker funds both staking pools and BTC's price drops by 10%, which puts the
+/// [`UNDERWATER`] accounts under water.
+fn defi() -> Defi {
+    let maker = maker();
+    let mut balances = vec![];
+    let mut assets = Vec::new();
+    for t in 0..=TOKENS {
+        balances.push(GenesisBalance {
+            address: maker,
+            asset: AssetId(t),
+            amount: 1 << 60,
+        });
+        if t > 0 {
+            assets.push(GenesisAsset {
+                asset: AssetId(t),
+                symbol: format!("T{t}"),
+                decimals: 0,
+            });
+        }
+        for i in 0..D_ACCOUNTS {
+            balances.push(GenesisBalance {
+                address: account(i),
+                asset: AssetId(t),
+                amount: if t == 0 { 1 << 40 } else { 10_000_000 },
+            });
+        }
+    }
+    let mut setup: Vec<GenesisCall> = Vec::new();
+    let mut nonces: std::collections::HashMap<parabit_primitives::Address, u64> =
+        Default::default();
+    // Adds a setup call; returns its nonce.
+    let mut call = |sender: parabit_primitives::Address, call: Call| {
+        let n = nonces.entry(sender).or_insert(0);
+        setup.push(GenesisCall { sender, call });
+        *n += 1;
+        *n - 1
+    };
+    let lend = |m: LendingMsg| Call::Lending(m);
+    for asset in MARKETS {
+        call(
+            maker,
+            lend(LendingMsg::CreateMarket {
+                asset,
+                params: market_params(),
+            }),
+        );
+        call(maker, lend(LendingMsg::SetPrice { asset, price: WAD }));
+        call(
+            maker,
+            lend(LendingMsg::Supply {
+                asset,
+                amount: 1 << 40,
+            }),
+        );
+    }
+    call(
+        maker,
+        lend(LendingMsg::Borrow {
+            asset: AssetId(1),
+            amount: 1 << 36,
+        }),
+    );
+    let mut staking = [0; 2];
+    for (k, unbonding_blocks) in [50, 1_000].into_iter().enumerate() {
+        let nonce = call(
+            maker,
+            Call::Staking(StakingMsg::CreatePool {
+                stake_asset: AssetId::BTC,
+                reward_asset: AssetId(1),
+                unbonding_blocks,
+                slash_destination: maker,
+            }),
+        );
+        staking[k] = staking::derive_pool_id(&maker, nonce);
+        let pool = staking[k];
+        call(
+            maker,
+            Call::Staking(StakingMsg::Stake {
+                pool,
+                amount: 1 << 40,
+            }),
+        );
+    }
+    let mut insurance = [0; 2];
+    for (k, (vote, notice)) in [(1_000, 50), (10, 1_000)].into_iter().enumerate() {
+        let nonce = call(
+            maker,
+            Call::Insurance(InsuranceMsg::CreatePool(insurance_params(vote, notice))),
+        );
+        insurance[k] = insurance::derive_id(&maker, nonce);
+        let pool = insurance[k];
+        call(
+            maker,
+            Call::Insurance(InsuranceMsg::Underwrite {
+                pool,
+                amount: 1 << 40,
+            }),
+        );
+        call(
+            maker,
+            Call::Insurance(InsuranceMsg::StakeAssessor {
+                pool,
+                amount: 1 << 20,
+            }),
+        );
+    }
+    let mut covers = [Vec::new(), Vec::new()];
+    for i in 0..D_ACCOUNTS {
+        let a = account(i);
+        let underwater = i >= D_ACCOUNTS - UNDERWATER;
+        call(
+            a,
+            lend(LendingMsg::Supply {
+                asset: AssetId::BTC,
+                amount: 500_000,
+            }),
+        );
+        call(
+            a,
+            lend(LendingMsg::Borrow {
+                asset: AssetId(1),
+                amount: if underwater { 370_000 } else { 100_000 },
+            }),
+        );
+        for (k, pool) in staking.into_iter().enumerate() {
+            call(
+                a,
+                Call::Staking(StakingMsg::Stake {
+                    pool,
+                    amount: 100_000,
+                }),
+            );
+            call(
+                a,
+                Call::Staking(StakingMsg::Unbond {
+                    pool,
+                    amount: 10_000 + k as u128,
+                }),
+            );
+        }
+        for (k, pool) in insurance.into_iter().enumerate() {
+            call(
+                a,
+                Call::Insurance(InsuranceMsg::Underwrite {
+                    pool,
+                    amount: 100_000,
+                }),
+            );
+            call(
+                a,
+                Call::Insurance(InsuranceMsg::RequestWithdrawal {
+                    pool,
+                    shares: 1_000,
+                }),
+            );
+            call(
+                a,
+                Call::Insurance(InsuranceMsg::StakeAssessor {
+                    pool,
+                    amount: 10_000,
+                }),
+            );
+            let nonce = call(
+                a,
+                Call::Insurance(InsuranceMsg::BuyCover {
+                    pool,
+                    risk: "bridge".into(),
+                    amount: 10_000,
+                    period_blocks: 1_000,
+                    max_premium: 1_000_000,
+                }),
+            );
+            covers[k].push(insurance::derive_id(&a, nonce));
+        }
+    }
+    for i in 0..CLAIMANTS {
+        for pool_covers in &covers {
+            call(
+                account(i),
+                Call::Insurance(InsuranceMsg::FileClaim {
+                    cover: pool_covers[i as usize],
+                    amount: 5_000,
+                }),
+            );
+        }
+        let cover = covers[1][i as usize];
+        let vote = |approve| Call::Insurance(InsuranceMsg::Vote { cover, approve });
+        call(account(i + 1), vote(true));
+        if i.is_multiple_of(2) {
+            call(maker, vote(true));
+        }
+    }
+    for pool in staking {
+        call(
+            maker,
+            Call::Staking(StakingMsg::FundRewards {
+                pool,
+                amount: 1 << 40,
+            }),
+        );
+    }
+    call(
+        maker,
+        lend(LendingMsg::SetPrice {
+            asset: AssetId::BTC,
+            price: WAD / 10 * 9,
+        }),
+    );
+    let state = GenesisSpec {
+        chain_id: CHAIN,
+        timestamp_ms: 0,
+        fee_account: fee_account(),
+        balances,
+        assets,
+        lending: Some(LendingConfig {
+            admin: maker,
+            oracle: maker,
+        }),
+        setup,
+        settlement: None,
+    }
+    .build()
+    .expect("genesis");
+    let nonces = (0..D_ACCOUNTS)
+        .map(account)
+        .chain([maker])
+        .map(|a| nonces.get(&a).copied().unwrap_or(0))
+        .collect();
+    Defi {
+        state,
+        nonces,
+        staking,
+        insurance,
+        covers,
+    }
+}
+
+/// A random lending, staking, insurance or bank call. Indices (`x`, `p`, `c`) pick among the
+/// genesis objects; `admin` calls are sent by the maker.
+#[derive(Debug, Clone)]
+enum Op {
+    Supply {
+        x: usize,
+        amount: u128,
+    },
+    Withdraw {
+        x: usize,
+        amount: u128,
+    },
+    Borrow {
+        x: usize,
+        amount: u128,
+    },
+    Repay {
+        x: usize,
+        amount: u128,
+    },
+    Liquidate {
+        borrower: u32,
+        coll: usize,
+        amount: u128,
+    },
+    SetPrice {
+        x: usize,
+        price: u128,
+    },
+    CreateMarket {
+        x: usize,
+    },
+    Stake {
+        p: usize,
+        amount: u128,
+    },
+    Unbond {
+        p: usize,
+        amount: u128,
+    },
+    StakingWithdraw {
+        p: usize,
+    },
+    Claim {
+        p: usize,
+    },
+    Fund {
+        p: usize,
+        amount: u128,
+    },
+    Slash {
+        p: usize,
+        staker: u32,
+        ppm: u32,
+    },
+    CreateStakingPool,
+    Underwrite {
+        p: usize,
+        amount: u128,
+    },
+    RequestWithdrawal {
+        p: usize,
+        shares: u128,
+    },
+    InsuranceWithdraw {
+        p: usize,
+    },
+    BuyCover {
+        p: usize,
+        amount: u128,
+        period: u64,
+        max_premium: u128,
+    },
+    ReleaseCover {
+        p: usize,
+        c: u32,
+    },
+    StakeAssessor {
+        p: usize,
+        amount: u128,
+    },
+    UnstakeAssessor {
+        p: usize,
+        amount: u128,
+    },
+    FileClaim {
+        p: usize,
+        c: u32,
+        own: bool,
+        amount: u128,
+    },
+    Vote {
+        p: usize,
+        c: u32,
+        approve: bool,
+    },
+    Resolve {
+        p: usize,
+        c: u32,
+    },
+    Transfer {
+        to: u32,
+        amount: u128,
+    },
+}
+
+impl Op {
+    /// Sent by the maker (the lending admin and oracle, the pools' authority).
+    fn admin(&self) -> bool {
+        matches!(
+            self,
+            Op::SetPrice { .. } | Op::CreateMarket { .. } | Op::Slash { .. }
+        )
+    }
+
+    fn module(&self) -> bool {
+        !matches!(self, Op::Transfer { .. })
+    }
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let x = 0..MARKETS.len();
+    let amt = || prop_oneof![0u128..1_000, 0u128..600_000];
+    let acct = 0..D_ACCOUNTS;
+    let claimant = 0..CLAIMANTS + 2;
+    prop_oneof![
+        24 => (x.clone(), amt()).prop_map(|(x, amount)| Op::Supply { x, amount }),
+        16 => (x.clone(), amt()).prop_map(|(x, amount)| Op::Withdraw { x, amount }),
+        16 => (x.clone(), amt()).prop_map(|(x, amount)| Op::Borrow { x, amount }),
+        16 => (x.clone(), amt()).prop_map(|(x, amount)| Op::Repay { x, amount }),
+        12 => (
+            prop_oneof![D_ACCOUNTS - UNDERWATER..D_ACCOUNTS, acct.clone()],
+            0..MARKETS.len(),
+            0u128..200_000
+        )
+            .prop_map(|(borrower, coll, amount)| Op::Liquidate { borrower, coll, amount }),
+        1 => (x.clone(), WAD / 2..WAD * 2).prop_map(|(x, price)| Op::SetPrice { x, price }),
+        1 => (0..MARKETS.len() + 1).prop_map(|x| Op::CreateMarket { x }),
+        16 => (0..2usize, amt()).prop_map(|(p, amount)| Op::Stake { p, amount }),
+        12 => (0..2usize, amt()).prop_map(|(p, amount)| Op::Unbond { p, amount }),
+        8 => (0..2usize).prop_map(|p| Op::StakingWithdraw { p }),
+        8 => (0..2usize).prop_map(|p| Op::Claim { p }),
+        1 => (0..2usize, amt()).prop_map(|(p, amount)| Op::Fund { p, amount }),
+        1 => (0..2usize, acct.clone(), 0u32..1_100_000)
+            .prop_map(|(p, staker, ppm)| Op::Slash { p, staker, ppm }),
+        1 => Just(Op::CreateStakingPool),
+        8 => (0..2usize, amt()).prop_map(|(p, amount)| Op::Underwrite { p, amount }),
+        8 => (0..2usize, 0u128..3_000)
+            .prop_map(|(p, shares)| Op::RequestWithdrawal { p, shares }),
+        8 => (0..2usize).prop_map(|p| Op::InsuranceWithdraw { p }),
+        8 => (
+            0..2usize,
+            0u128..100_000,
+            0u64..3_000,
+            prop_oneof![Just(u128::MAX), 0u128..50]
+        )
+            .prop_map(|(p, amount, period, max_premium)| Op::BuyCover {
+                p,
+                amount,
+                period,
+                max_premium
+            }),
+        4 => (0..2usize, acct.clone()).prop_map(|(p, c)| Op::ReleaseCover { p, c }),
+        8 => (0..2usize, amt()).prop_map(|(p, amount)| Op::StakeAssessor { p, amount }),
+        8 => (0..2usize, 0u128..30_000).prop_map(|(p, amount)| Op::UnstakeAssessor { p, amount }),
+        8 => (0..2usize, acct.clone(), any::<bool>(), 0u128..20_000)
+            .prop_map(|(p, c, own, amount)| Op::FileClaim { p, c, own, amount }),
+        12 => (0..2usize, claimant.clone(), any::<bool>())
+            .prop_map(|(p, c, approve)| Op::Vote { p, c, approve }),
+        8 => (0..2usize, claimant).prop_map(|(p, c)| Op::Resolve { p, c }),
+        24 => (acct, 0u128..2_000).prop_map(|(to, amount)| Op::Transfer { to, amount }),
+    ]
+}
+
+fn defi_call(d: &Defi, from: u32, op: &Op) -> Call {
+    let asset = |x: usize| MARKETS.get(x).copied().unwrap_or(AssetId(3));
+    let cover = |p: usize, c: u32| d.covers[p][c as usize % D_ACCOUNTS as usize];
+    match op.clone() {
+        Op::Supply { x, amount } => Call::Lending(LendingMsg::Supply {
+            asset: asset(x),
+            amount,
+        }),
+        Op::Withdraw { x, amount } => Call::Lending(LendingMsg::Withdraw {
+            asset: asset(x),
+            amount,
+        }),
+        Op::Borrow { x, amount } => Call::Lending(LendingMsg::Borrow {
+            asset: asset(x),
+            amount,
+        }),
+        Op::Repay { x, amount } => Call::Lending(LendingMsg::Repay {
+            asset: asset(x),
+            amount,
+        }),
+        Op::Liquidate {
+            borrower,
+            coll,
+            amount,
+        } => Call::Lending(LendingMsg::Liquidate {
+            borrower: account(borrower),
+            debt_asset: AssetId(1),
+            collateral_asset: asset(coll),
+            amount,
+        }),
+        Op::SetPrice { x, price } => Call::Lending(LendingMsg::SetPrice {
+            asset: asset(x),
+            price,
+        }),
+        Op::CreateMarket { x } => Call::Lending(LendingMsg::CreateMarket {
+            asset: asset(x),
+            params: market_params(),
+        }),
+        Op::Stake { p, amount } => Call::Staking(StakingMsg::Stake {
+            pool: d.staking[p],
+            amount,
+        }),
+        Op::Unbond { p, amount } => Call::Staking(StakingMsg::Unbond {
+            pool: d.staking[p],
+            amount,
+        }),
+        Op::StakingWithdraw { p } => Call::Staking(StakingMsg::Withdraw { pool: d.staking[p] }),
+        Op::Claim { p } => Call::Staking(StakingMsg::Claim { pool: d.staking[p] }),
+        Op::Fund { p, amount } => Call::Staking(StakingMsg::FundRewards {
+            pool: d.staking[p],
+            amount,
+        }),
+        Op::Slash { p, staker, ppm } => Call::Staking(StakingMsg::Slash {
+            pool: d.staking[p],
+            staker: account(staker),
+            fraction_ppm: ppm,
+        }),
+        Op::CreateStakingPool => Call::Staking(StakingMsg::CreatePool {
+            stake_asset: AssetId(2),
+            reward_asset: AssetId(3),
+            unbonding_blocks: 5,
+            slash_destination: maker(),
+        }),
+        Op::Underwrite { p, amount } => Call::Insurance(InsuranceMsg::Underwrite {
+            pool: d.insurance[p],
+            amount,
+        }),
+        Op::RequestWithdrawal { p, shares } => Call::Insurance(InsuranceMsg::RequestWithdrawal {
+            pool: d.insurance[p],
+            shares,
+        }),
+        Op::InsuranceWithdraw { p } => Call::Insurance(InsuranceMsg::Withdraw {
+            pool: d.insurance[p],
+        }),
+        Op::BuyCover {
+            p,
+            amount,
+            period,
+            max_premium,
+        } => Call::Insurance(InsuranceMsg::BuyCover {
+            pool: d.insurance[p],
+            risk: "oracle".into(),
+            amount,
+            period_blocks: period,
+            max_premium,
+        }),
+        Op::ReleaseCover { p, c } => {
+            Call::Insurance(InsuranceMsg::ReleaseCover { cover: cover(p, c) })
+        }
+        Op::StakeAssessor { p, amount } => Call::Insurance(InsuranceMsg::StakeAssessor {
+            pool: d.insurance[p],
+            amount,
+        }),
+        Op::UnstakeAssessor { p, amount } => Call::Insurance(InsuranceMsg::UnstakeAssessor {
+            pool: d.insurance[p],
+            amount,
+        }),
+        Op::FileClaim { p, c, own, amount } => Call::Insurance(InsuranceMsg::FileClaim {
+            cover: cover(p, if own { from } else { c }),
+            amount,
+        }),
+        Op::Vote { p, c, approve } => Call::Insurance(InsuranceMsg::Vote {
+            cover: cover(p, c),
+            approve,
+        }),
+        Op::Resolve { p, c } => Call::Insurance(InsuranceMsg::Resolve { cover: cover(p, c) }),
+        Op::Transfer { to, amount } => Call::Bank(BankMsg::Transfer {
+            to: account(to),
+            asset: AssetId::BTC,
+            amount,
+        }),
+    }
+}
+
+/// A block at [`HEIGHT`]: the markets' accrual hooks, then `txs` (`(sender, op)`; admin ops
+/// are the maker's), nonces in order per sender.
+fn defi_block(d: &Defi, txs: &[(u32, Op)]) -> Vec<parabit_modules::BlockTx> {
+    let mut nonces = d.nonces.clone();
+    let user: Vec<Tx> = txs
+        .iter()
+        .map(|(from, op)| {
+            let i = if op.admin() { D_ACCOUNTS } else { *from } as usize;
+            let sender = if op.admin() { maker() } else { account(*from) };
+            let nonce = nonces[i];
+            nonces[i] += 1;
+            Tx {
+                chain_id: CHAIN,
+                sender,
+                nonce,
+                fee: 3,
+                call: defi_call(d, *from, op),
+            }
+        })
+        .collect();
+    block_txs(begin_block_hooks(&MARKETS), user)
+}
+
+fn two_threads() -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .expect("pool")
+}
+
+#[test]
+fn lending_staking_insurance_blocks_split_never_stray_and_equal_sequential() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let d = defi();
+    let rt = runtime().at_height(HEIGHT);
+    let pool = two_threads();
+    let exec = ParallelExecutor::with_config(
+        &pool,
+        ExecConfig {
+            min_parallel_txns: 0,
+            ..ExecConfig::default()
+        },
+    );
+    let strategy = proptest::collection::vec((0u32..D_ACCOUNTS, op()), 40..160);
+    let mut runner = TestRunner::deterministic();
+    let (mut partitioned, cases) = (0, 60);
+    let (mut module_txs, mut module_ok) = (0, 0);
+    for case in 0..cases {
+        let txs = strategy
+            .new_tree(&mut runner)
+            .expect("a random block")
+            .current();
+        let block = defi_block(&d, &txs);
+        let want = execute_sequential(&rt, &block, &d.state);
+        let (got, stats) = exec.execute_block_with_stats(&rt, &block, &d.state);
+        assert_eq!(got, want, "case {case}: {txs:?}");
+        assert_eq!(
+            stats.footprint_violations, 0,
+            "case {case}: {stats:?} {txs:?}"
+        );
+        partitioned += usize::from(stats.footprint_groups > 1);
+        // The accrual hooks come first, then the user transactions.
+        let user = &want.outputs[MARKETS.len()..];
+        for ((_, op), receipt) in txs.iter().zip(user) {
+            if op.module() {
+                module_txs += 1;
+                module_ok += usize::from(receipt.status.is_success());
+            }
+        }
+    }
+    // Most blocks split (the rest have one group too large to be worth it), and a good part
+    // of the module calls succeed: the blocks do real work, not only failures.
+    assert!(
+        partitioned * 4 > cases * 3,
+        "only {partitioned} of {cases} blocks split"
+    );
+    assert!(
+        module_ok * 4 > module_txs,
+        "only {module_ok} of {module_txs} module calls succeeded"
+    );
+}
+
+#[test]
+fn module_calls_of_distinct_accounts_share_totals_and_vaults_without_joining() {
+    let d = defi();
+    let rt = runtime().at_height(HEIGHT);
+    // One call per account, all succeeding; they share market totals, cash, vaults, stake
+    // totals and a claim's tally, which are only added to and `try_sub`ed from.
+    let ops = |i: u32| match i % 12 {
+        0 => Op::Supply {
+            x: 0,
+            amount: 5_000,
+        },
+        1 => Op::Withdraw {
+            x: 0,
+            amount: 5_000,
+        },
+        2 => Op::Borrow {
+            x: 1,
+            amount: 5_000,
+        },
+        3 => Op::Repay {
+            x: 1,
+            amount: 5_000,
+        },
+        4 => Op::Stake {
+            p: 0,
+            amount: 5_000,
+        },
+        5 => Op::Unbond {
+            p: 0,
+            amount: 5_000,
+        },
+        6 => Op::StakingWithdraw { p: 0 },
+        7 => Op::Claim { p: 1 },
+        8 => Op::StakeAssessor {
+            p: 0,
+            amount: 5_000,
+        },
+        9 => Op::Vote {
+            p: 0,
+            c: 0,
+            approve: i.is_multiple_of(2),
+        },
+        10 => Op::RequestWithdrawal { p: 1, shares: 10 },
+        _ => Op::Transfer { to: 0, amount: 7 },
+    };
+    let txs: Vec<(u32, Op)> = (1..D_ACCOUNTS - UNDERWATER).map(|i| (i, ops(i))).collect();
+    let block = defi_block(&d, &txs);
+    let want = execute_sequential(&rt, &block, &d.state);
+    assert!(
+        want.outputs.iter().all(|r| r.status.is_success()),
+        "{:?}",
+        want.outputs
+    );
+    let pool = two_threads();
+    let exec = ParallelExecutor::with_config(
+        &pool,
+        ExecConfig {
+            min_parallel_txns: 0,
+            ..ExecConfig::default()
+        },
+    );
+    let (got, stats) = exec.execute_block_with_stats(&rt, &block, &d.state);
+    assert_eq!(got, want);
+    assert_eq!(stats.footprint_violations, 0, "{stats:?}");
+    assert_eq!(stats.footprint_groups, txs.len() as u64, "{stats:?}");
+}
+
+#[test]
+fn a_price_update_joins_the_health_checks_it_affects() {
+    let d = defi();
+    let rt = runtime().at_height(HEIGHT);
+    let mut txs: Vec<(u32, Op)> = (0..40)
+        .map(|i| {
+            (
+                i,
+                Op::Borrow {
+                    x: 1,
+                    amount: 1_000,
+                },
+            )
+        })
+        .collect();
+    txs.push((
+        0,
+        Op::SetPrice {
+            x: 1,
+            price: WAD / 10 * 11,
+        },
+    ));
+    txs.extend((40..60).map(|i| {
+        (
+            i,
+            Op::Supply {
+                x: 0,
+                amount: 1_000,
+            },
+        )
+    }));
+    let block = defi_block(&d, &txs);
+    let want = execute_sequential(&rt, &block, &d.state);
+    let pool = two_threads();
+    let exec = ParallelExecutor::with_config(
+        &pool,
+        ExecConfig {
+            min_parallel_txns: 0,
+            ..ExecConfig::default()
+        },
+    );
+    let (got, stats) = exec.execute_block_with_stats(&rt, &block, &d.state);
+    assert_eq!(got, want);
+    assert_eq!(stats.footprint_violations, 0, "{stats:?}");
+    // The borrows read the price the oracle writes: one group with it; the supplies (no
+    // health check) run apart.
+    assert_eq!(stats.footprint_groups, 21, "{stats:?}");
 }

@@ -18,6 +18,14 @@ pub enum StoreError {
     /// The file is a valid redb database but not a Parabit store (or of another format version).
     #[error("not a Parabit store: {0}")]
     Foreign(String),
+    /// A Parabit store in a layout this version does not read.
+    #[error("the store uses layout {found:?}, this version reads {expected:?}: rebuild it by replaying the chain into a new store")]
+    OldLayout {
+        /// The layout tag found in the file.
+        found: String,
+        /// The layout tag this version writes.
+        expected: String,
+    },
     /// The configuration is invalid.
     #[error("invalid store configuration: {0}")]
     InvalidConfig(String),
@@ -89,6 +97,7 @@ impl StoreError {
             StoreError::Database(_)
                 | StoreError::Corrupt(_)
                 | StoreError::Foreign(_)
+                | StoreError::OldLayout { .. }
                 | StoreError::Tree(_)
         )
     }

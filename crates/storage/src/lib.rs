@@ -31,5 +31,5 @@ mod tree;
 
 pub use codec::{decode_value, encode_value, key_hash};
 pub use error::{ProofError, StoreError};
-pub use store::{Prepared, Store, StoreConfig, TreeStats};
+pub use store::{CommitProfile, Prepared, Store, StoreConfig, TreeStats};
 pub use tree::{fresh_state_root, verify_proof, Proof, EMPTY_ROOT};

@@ -5,12 +5,11 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `meta` | `"format"`, `"latest"`, `"oldest_version"` | format tag; u64 (big-endian) |
+//! | `meta` | `"format"`, `"latest"`, `"oldest_version"` | layout tag; u64 (big-endian) |
 //! | `state` | state key bytes | [`encode_value`] of its value |
-//! | `jmt_nodes` | `borsh(NodeKey)` | `borsh(Node)` |
-//! | `jmt_values` | `key_hash ‖ version` | encoded value, or empty for a deletion |
-//! | `jmt_stale_nodes` | `stale_since ‖ borsh(NodeKey)` | `()` |
-//! | `jmt_stale_values` | `stale_since ‖ key_hash`: its entries before `stale_since` | `()` |
+//! | `jmt_nodes` | `version ‖ nibble path ‖ nibble count` ([`crate::codec`]) | `borsh(Node)` |
+//! | `jmt_history` | `version ‖ key_hash`: the leaf node of that version and key | encoded value |
+//! | `jmt_stale_nodes` | `stale_since ‖ node key` | `()` |
 //! | `headers` | height | `borsh(BlockHeader)` |
 //! | `bodies` | height | `borsh(Vec<SignedTransaction<C>>)` |
 //! | `block_hashes` | header hash | height |
@@ -18,6 +17,14 @@
 //! | `tx_index` | tx id | (height, index) of its first inclusion |
 //! | `account_txs` | `address ‖ height ‖ index` | tx id |
 //! | `batches` | batch index | the batcher's record of that batch (opaque bytes; created on first use) |
+//!
+//! Layout (tag `parabit-storage/2`): a block's tree nodes, history entries and stale-node
+//! entries all start with its height, so they are appended at the end of their tables, in key
+//! order, instead of being scattered over the file; the only table a block rewrites at random
+//! places is `state` (and the transaction and account indexes). The latest tree's upper nodes
+//! stay in memory ([`StoreConfig::node_cache_depth`]), so `prepare` reads from the file only
+//! the lower nodes on the paths it changes. A file of another layout is refused with
+//! [`StoreError::OldLayout`].
 //!
 //! Invariants:
 //! - Tree version = block height; genesis is height 0 and has an all-zero parent hash.
@@ -27,11 +34,14 @@
 //!   crash at any instant the store reopens at the last committed block, whole.
 //! - The `state` table equals the tree's contents at the latest version, and the latest
 //!   header's `state_root` is that tree's root.
-//! - With `keep_versions = Some(n)`, trees of the last `n` heights are kept: every node or
-//!   history entry that only older trees use is deleted in the commit that makes it
-//!   unnecessary; a query for an older height is [`StoreError::Pruned`]. (Stale indexes are
-//!   written only while pruning is configured, so nodes made stale by blocks committed without
-//!   it are never reclaimed.)
+//! - Every leaf node of version `v` for key hash `h` has exactly one history entry `v ‖ h`
+//!   holding its value, and every history entry has its leaf (a leaf that the tree moves
+//!   without a new value gets a copy of its value under its new version).
+//! - With `keep_versions = Some(n)`, trees of the last `n` heights are kept: every node that
+//!   only older trees use, and the history entry of every such leaf, is deleted in the commit
+//!   that makes it unnecessary; a query for an older height is [`StoreError::Pruned`]. (Stale
+//!   indexes are written only while pruning is configured, so nodes made stale by blocks
+//!   committed without it are never reclaimed.)
 //! - The store spawns no threads and does no network I/O. It is `Send + Sync`; reads may run
 //!   concurrently with a commit (redb's MVCC), and commits are serialised by redb.
 
@@ -39,28 +49,30 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use jmt::storage::{NibblePath, NodeKey, StaleNodeIndex, TreeUpdateBatch};
-use jmt::{KeyHash, OwnedValue, Sha256Jmt};
+use jmt::storage::{LeafNode, NibblePath, Node, NodeKey, StaleNodeIndex, TreeUpdateBatch};
+use jmt::{KeyHash, OwnedValue, Sha256Jmt, ValueHash};
 use parabit_exec::{Key, KeyMap, Value, WriteSet};
 use parabit_primitives::{tx_root, Address, Block, BlockHeader, Receipt, SignedTransaction, TxId};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use redb::{
     Database, Durability, ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition,
     WriteTransaction,
 };
+use sha2::Sha256;
+use std::time::{Duration, Instant};
 
 use crate::codec::{
-    account_key, be_u64, encode_value, key_hash, stored_key, stored_value, value_key,
+    account_key, be_u64, encode_value, history_key, key_hash, node_key as codec_node_key,
+    stored_key, stored_value,
 };
 use crate::error::StoreError;
-use crate::tree::{fresh_state_root, tree_error, Proof, RedbTreeReader};
+use crate::tree::{fresh_state_root, tree_error, NodeCache, Proof, RedbTreeReader};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
-const NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jmt_nodes");
-const VALUES: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("jmt_values");
+pub(crate) const NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jmt_nodes");
+pub(crate) const HISTORY: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("jmt_history");
 const STALE_NODES: TableDefinition<&[u8], ()> = TableDefinition::new("jmt_stale_nodes");
-const STALE_VALUES: TableDefinition<&[u8; 40], ()> = TableDefinition::new("jmt_stale_values");
 const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("headers");
 const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
 const HASHES: TableDefinition<&[u8; 32], u64> = TableDefinition::new("block_hashes");
@@ -69,8 +81,10 @@ const TX_INDEX: TableDefinition<&[u8; 32], (u64, u32)> = TableDefinition::new("t
 const ACCOUNT_TXS: TableDefinition<&[u8; 44], &[u8; 32]> = TableDefinition::new("account_txs");
 const BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("batches");
 
-/// The format tag stored under `meta["format"]`.
-const FORMAT: &[u8] = b"parabit-storage/1";
+/// The layout tag stored under `meta["format"]`.
+const FORMAT: &[u8] = b"parabit-storage/2";
+/// Earlier layouts of Parabit stores (refused with [`StoreError::OldLayout`]).
+const OLD_FORMATS: &[&[u8]] = &[b"parabit-storage/1"];
 const META_FORMAT: &str = "format";
 const META_LATEST: &str = "latest";
 const META_OLDEST: &str = "oldest_version";
@@ -84,6 +98,10 @@ pub struct StoreConfig {
     /// are a little slower and reopening after a crash is almost instant instead of a walk
     /// over the whole file. Either way a crash loses nothing committed.
     pub quick_repair: bool,
+    /// Keep the latest tree's nodes down to this many nibbles below the root in memory, so
+    /// that [`Store::prepare`] need not read them from the file (depth 4: at most 69,905
+    /// nodes).
+    pub node_cache_depth: usize,
 }
 
 impl Default for StoreConfig {
@@ -91,6 +109,7 @@ impl Default for StoreConfig {
         StoreConfig {
             keep_versions: None,
             quick_repair: true,
+            node_cache_depth: 4,
         }
     }
 }
@@ -104,6 +123,12 @@ pub struct Prepared {
     batch: TreeUpdateBatch,
     /// The block's writes, deduplicated and sorted by key hash: key, encoded value or deletion.
     writes: Vec<(KeyHash, Key, Option<OwnedValue>)>,
+    /// The history entries of the new leaves, sorted by key.
+    history: Vec<([u8; 40], OwnedValue)>,
+    /// Nodes that prepare read from the file and that belong in the node cache.
+    cache_fill: Vec<(Vec<u8>, Node)>,
+    node_reads: u64,
+    cache_hits: u64,
 }
 
 impl Prepared {
@@ -133,14 +158,34 @@ impl std::fmt::Debug for Prepared {
 pub struct TreeStats {
     /// Tree nodes stored.
     pub nodes: u64,
-    /// Value history entries stored.
+    /// Value history entries stored (one per stored leaf node).
     pub values: u64,
-    /// Nodes waiting to be pruned.
+    /// Nodes waiting to be pruned (with their leaves' history entries).
     pub stale_nodes: u64,
-    /// History entries waiting to be pruned.
-    pub stale_values: u64,
     /// Keys in the latest state.
     pub state_keys: u64,
+}
+
+/// Where the last [`Store::prepare`] and [`Store::commit`] spent their time (for benchmarks
+/// and metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitProfile {
+    /// Tree nodes the last prepare read from the file.
+    pub node_reads: u64,
+    /// Tree nodes the last prepare found in the node cache.
+    pub cache_hits: u64,
+    /// Writing the latest-state table.
+    pub state: Duration,
+    /// Writing the value history.
+    pub history: Duration,
+    /// Writing tree nodes and the stale indexes.
+    pub nodes: Duration,
+    /// Writing the header, body, receipts and transaction indexes.
+    pub block: Duration,
+    /// Pruning.
+    pub prune: Duration,
+    /// redb's commit: page writes and fsync.
+    pub redb_commit: Duration,
 }
 
 /// What the store knows without reading the file.
@@ -154,6 +199,8 @@ pub struct Store {
     db: Database,
     config: StoreConfig,
     tip: RwLock<Tip>,
+    cache: RwLock<NodeCache>,
+    profile: Mutex<CommitProfile>,
 }
 
 impl std::fmt::Debug for Store {
@@ -194,6 +241,12 @@ impl Store {
             let format = meta.get(META_FORMAT)?.map(|g| g.value().to_vec());
             match format {
                 Some(f) if f == FORMAT => false,
+                Some(f) if OLD_FORMATS.contains(&f.as_slice()) => {
+                    return Err(StoreError::OldLayout {
+                        found: String::from_utf8_lossy(&f).into_owned(),
+                        expected: String::from_utf8_lossy(FORMAT).into_owned(),
+                    })
+                }
                 Some(f) => {
                     return Err(StoreError::Foreign(format!(
                         "format tag {:?}, expected {:?}",
@@ -216,9 +269,8 @@ impl Store {
             // Create every table so that readers never meet a missing one.
             txn.open_table(STATE)?;
             txn.open_table(NODES)?;
-            txn.open_table(VALUES)?;
+            txn.open_table(HISTORY)?;
             txn.open_table(STALE_NODES)?;
-            txn.open_table(STALE_VALUES)?;
             txn.open_table(HEADERS)?;
             txn.open_table(BODIES)?;
             txn.open_table(HASHES)?;
@@ -242,11 +294,13 @@ impl Store {
             };
         Ok(Store {
             db,
-            config,
+            config: config.clone(),
             tip: RwLock::new(Tip {
                 latest,
                 oldest_version,
             }),
+            cache: RwLock::new(NodeCache::new(config.node_cache_depth)),
+            profile: Mutex::new(CommitProfile::default()),
         })
     }
 
@@ -296,10 +350,8 @@ impl Store {
             dedup.into_iter().map(|(h, (k, v))| (h, k, v)).collect();
 
         let read = self.db.begin_read()?;
-        let reader = RedbTreeReader {
-            nodes: read.open_table(NODES)?,
-            values: read.open_table(VALUES)?,
-        };
+        let cache = self.cache.read();
+        let reader = RedbTreeReader::new(&read, Some(&cache))?;
         let tree = Sha256Jmt::new(&reader);
         let all_inserts = !writes.is_empty() && writes.iter().all(|w| w.2.is_some());
         let (root, mut batch) = if all_inserts {
@@ -328,12 +380,46 @@ impl Store {
                 node_key: NodeKey::new(height - 1, std::iter::empty().collect::<NibblePath>()),
             });
         }
+        // One history entry per new leaf: the block's value for its key, or, for a leaf the
+        // tree only moved, its value in the previous tree.
+        let mut history = Vec::new();
+        for (node_key, node) in batch.node_batch.nodes() {
+            let Node::Leaf(leaf) = node else { continue };
+            let hash = leaf.key_hash();
+            if node_key.version() != height {
+                return Err(StoreError::Tree(format!(
+                    "new leaf has version {}, expected {height}",
+                    node_key.version()
+                )));
+            }
+            let value = match writes.binary_search_by(|w| w.0.cmp(&hash)) {
+                Ok(i) => writes[i]
+                    .2
+                    .clone()
+                    .ok_or_else(|| StoreError::Tree("a deleted key has a new leaf".into()))?,
+                Err(_) if height > 0 => reader
+                    .value_at(height - 1, &hash)
+                    .map_err(tree_error)?
+                    .ok_or_else(|| {
+                        StoreError::Corrupt("a moved leaf has no value in the previous tree".into())
+                    })?,
+                Err(_) => return Err(StoreError::Tree("genesis leaf without a write".into())),
+            };
+            history.push((history_key(height, &hash.0), value));
+        }
+        history.sort_unstable_by_key(|e| e.0);
+        let cache_fill = reader.misses.take();
+        let (node_reads, cache_hits) = (reader.reads.get(), reader.hits.get());
         Ok(Prepared {
             height,
             parent_root,
             root: root.0,
             batch,
             writes,
+            history,
+            cache_fill,
+            node_reads,
+            cache_hits,
         })
     }
 
@@ -427,8 +513,18 @@ impl Store {
             });
         }
 
-        write_state_and_tree(&txn, &prepared, self.config.keep_versions.is_some())?;
-
+        let mut profile = CommitProfile {
+            node_reads: prepared.node_reads,
+            cache_hits: prepared.cache_hits,
+            ..CommitProfile::default()
+        };
+        write_state_and_tree(
+            &txn,
+            &prepared,
+            self.config.keep_versions.is_some(),
+            &mut profile,
+        )?;
+        let t = Instant::now();
         {
             txn.open_table(HEADERS)?
                 .insert(height, header_bytes.as_slice())?;
@@ -452,6 +548,8 @@ impl Store {
             }
         }
 
+        profile.block = t.elapsed();
+        let t = Instant::now();
         let new_oldest = match self.config.keep_versions {
             Some(n) => (height + 1).saturating_sub(n).max(oldest),
             None => oldest,
@@ -464,11 +562,26 @@ impl Store {
             meta.insert(META_LATEST, height.to_be_bytes().as_slice())?;
             meta.insert(META_OLDEST, new_oldest.to_be_bytes().as_slice())?;
         }
+        profile.prune = t.elapsed();
+        let t = Instant::now();
         txn.commit()?;
+        profile.redb_commit = t.elapsed();
+        *self.profile.lock() = profile;
 
-        let mut tip = self.tip.write();
-        tip.latest = Some(header.clone());
-        tip.oldest_version = new_oldest;
+        {
+            let mut tip = self.tip.write();
+            tip.latest = Some(header.clone());
+            tip.oldest_version = new_oldest;
+        }
+        let mut cache = self.cache.write();
+        for (key, node) in &prepared.cache_fill {
+            cache.insert(key, node);
+        }
+        for (node_key, node) in prepared.batch.node_batch.nodes() {
+            if node_key.nibble_path().num_nibbles() <= self.config.node_cache_depth {
+                cache.insert(&codec_node_key(node_key), node);
+            }
+        }
         Ok(())
     }
 
@@ -574,10 +687,8 @@ impl Store {
         if height < oldest {
             return Err(StoreError::Pruned { height, oldest });
         }
-        let reader = RedbTreeReader {
-            nodes: read.open_table(NODES)?,
-            values: read.open_table(VALUES)?,
-        };
+        let cache = self.cache.read();
+        let reader = RedbTreeReader::new(&read, Some(&cache))?;
         let (value, proof) = Sha256Jmt::new(&reader)
             .get_with_proof(key_hash(key), height)
             .map_err(tree_error)?;
@@ -588,14 +699,18 @@ impl Store {
         Ok((value, Proof::new(proof)))
     }
 
+    /// Where the last prepare and commit spent their time.
+    pub fn last_profile(&self) -> CommitProfile {
+        *self.profile.lock()
+    }
+
     /// Sizes of the tree tables.
     pub fn tree_stats(&self) -> Result<TreeStats, StoreError> {
         let read = self.db.begin_read()?;
         Ok(TreeStats {
             nodes: read.open_table(NODES)?.len()?,
-            values: read.open_table(VALUES)?.len()?,
+            values: read.open_table(HISTORY)?.len()?,
             stale_nodes: read.open_table(STALE_NODES)?.len()?,
-            stale_values: read.open_table(STALE_VALUES)?.len()?,
             state_keys: read.open_table(STATE)?.len()?,
         })
     }
@@ -635,7 +750,8 @@ impl Store {
     }
 
     /// Checks the whole file: redb's own integrity check (which repairs what it can), every
-    /// header decodes and links to its parent and its hash index, and the latest state
+    /// header decodes and links to its parent and its hash index, every stored leaf has its
+    /// history entry with its value (and the history nothing else), and the latest state
     /// rebuilt from scratch has the latest header's root. Slow on a big store.
     pub fn check(&mut self) -> Result<(), StoreError> {
         self.db.check_integrity()?;
@@ -659,7 +775,39 @@ impl Store {
                 )));
             }
         }
-        drop(read);
+        // Every leaf node has its history entry, holding the leaf's value, and nothing else
+        // is in the history.
+        let nodes = read.open_table(NODES)?;
+        let history = read.open_table(HISTORY)?;
+        let mut leaves = 0u64;
+        for entry in nodes.iter()? {
+            let (key, bytes) = entry?;
+            let Node::Leaf(leaf) = decode::<Node>(bytes.value(), "tree node")? else {
+                continue;
+            };
+            leaves += 1;
+            let version = be_u64(key.value(), 0)
+                .ok_or_else(|| StoreError::Corrupt("tree node key too short".into()))?;
+            let hash = leaf.key_hash();
+            let value = history
+                .get(&history_key(version, &hash.0))?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("leaf of version {version} has no history entry"))
+                })?;
+            let expected = LeafNode::new(hash, ValueHash::with::<Sha256>(value.value()));
+            if expected.hash::<Sha256>() != leaf.hash::<Sha256>() {
+                return Err(StoreError::Corrupt(format!(
+                    "history entry of a leaf of version {version} holds another value"
+                )));
+            }
+        }
+        if history.len()? != leaves {
+            return Err(StoreError::Corrupt(format!(
+                "{} history entries for {leaves} leaves",
+                history.len()?
+            )));
+        }
+        drop((nodes, history, read));
         let root = fresh_state_root(&self.load_state()?)?;
         let expected = self
             .latest()
@@ -675,18 +823,19 @@ impl Store {
     }
 }
 
-/// Writes the latest state, tree nodes, value history and stale indexes of `prepared`.
+/// Writes the latest state, tree nodes, value history and stale indexes of `prepared`, each
+/// table in key order (the tree tables' keys all start with the new version: appends).
 ///
-/// The stale indexes that pruning needs are written only when `prune_index` (the store prunes):
-/// an archive store pays nothing for them. Nodes that became stale while a store did not prune
-/// are therefore never pruned later (they stay, unused); value history heals itself, since a
-/// later rewrite of a key marks all its older entries.
+/// The stale index that pruning needs is written only when `prune_index` (the store prunes):
+/// an archive store pays nothing for it. Nodes (and their leaves' history) that became stale
+/// while a store did not prune are therefore never pruned later (they stay, unused).
 fn write_state_and_tree(
     txn: &WriteTransaction,
     prepared: &Prepared,
     prune_index: bool,
+    profile: &mut CommitProfile,
 ) -> Result<(), StoreError> {
-    let version = prepared.height;
+    let t = Instant::now();
     {
         // In key order: neighbouring inserts touch the same pages.
         let mut sorted: Vec<&(KeyHash, Key, Option<OwnedValue>)> = prepared.writes.iter().collect();
@@ -703,90 +852,90 @@ fn write_state_and_tree(
             }
         }
     }
+    profile.state = t.elapsed();
+    let t = Instant::now();
     {
-        // Sorted by key hash already. Every older history entry of a written key is used by
-        // no tree at `version` or later: record (version, key hash) for pruning.
-        let mut values = txn.open_table(VALUES)?;
-        let mut stale_values = txn.open_table(STALE_VALUES)?;
-        for (hash, _, value) in &prepared.writes {
-            values.insert(
-                &value_key(&hash.0, version),
-                value.as_deref().unwrap_or(&[]),
-            )?;
-            if prune_index && version > 0 {
-                stale_values.insert(&value_key_since(version, &hash.0), ())?;
-            }
+        let mut history = txn.open_table(HISTORY)?;
+        for (key, value) in &prepared.history {
+            history.insert(key, value.as_slice())?;
         }
     }
-    let mut nodes = txn.open_table(NODES)?;
+    profile.history = t.elapsed();
+    let t = Instant::now();
+    let mut nodes: Vec<(Vec<u8>, Vec<u8>)> =
+        Vec::with_capacity(prepared.batch.node_batch.nodes().len());
     for (node_key, node) in prepared.batch.node_batch.nodes() {
-        nodes.insert(encode(node_key)?.as_slice(), encode(node)?.as_slice())?;
+        nodes.push((codec_node_key(node_key), encode(node)?));
     }
-    if !prune_index {
-        return Ok(());
+    nodes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    {
+        let mut table = txn.open_table(NODES)?;
+        for (key, node) in &nodes {
+            table.insert(key.as_slice(), node.as_slice())?;
+        }
     }
-    let mut stale_nodes = txn.open_table(STALE_NODES)?;
-    for stale in &prepared.batch.stale_node_index_batch {
-        let mut key = stale.stale_since_version.to_be_bytes().to_vec();
-        stale
-            .node_key
-            .serialize(&mut key)
-            .map_err(|e| StoreError::Encoding(e.to_string()))?;
-        stale_nodes.insert(key.as_slice(), ())?;
+    if prune_index {
+        let mut stale: Vec<Vec<u8>> = prepared
+            .batch
+            .stale_node_index_batch
+            .iter()
+            .map(|s| {
+                let mut key = s.stale_since_version.to_be_bytes().to_vec();
+                key.extend_from_slice(&codec_node_key(&s.node_key));
+                key
+            })
+            .collect();
+        stale.sort_unstable();
+        let mut stale_nodes = txn.open_table(STALE_NODES)?;
+        for key in &stale {
+            stale_nodes.insert(key.as_slice(), ())?;
+        }
     }
+    profile.nodes = t.elapsed();
     Ok(())
 }
 
-/// `since || key_hash`: the key was rewritten at `since`, so its history entries before
-/// `since` are used by no tree at `since` or later.
-fn value_key_since(since: u64, key_hash: &[u8; 32]) -> [u8; 40] {
-    let mut out = [0u8; 40];
-    out[..8].copy_from_slice(&since.to_be_bytes());
-    out[8..].copy_from_slice(key_hash);
-    out
-}
-
-/// Deletes every tree node and value history entry that no tree at `oldest` or later uses.
+/// Deletes every tree node that no tree at `oldest` or later uses, and the history entry of
+/// each such leaf.
 fn prune(txn: &WriteTransaction, oldest: u64) -> Result<(), StoreError> {
     let bound = oldest.saturating_add(1).to_be_bytes();
     let mut stale_nodes = txn.open_table(STALE_NODES)?;
-    let mut nodes = txn.open_table(NODES)?;
     let mut done = Vec::new();
     for entry in stale_nodes.range::<&[u8]>(..bound.as_slice())? {
         let (k, _) = entry?;
         done.push(k.value().to_vec());
     }
+    // In node key order (the stale index is in order of staleness).
+    let mut node_keys: Vec<&[u8]> = Vec::with_capacity(done.len());
     for key in &done {
-        let node_key = key
-            .get(8..)
-            .ok_or_else(|| StoreError::Corrupt("stale node index key too short".into()))?;
-        nodes.remove(node_key)?;
+        node_keys.push(
+            key.get(8..)
+                .filter(|k| k.len() >= 9)
+                .ok_or_else(|| StoreError::Corrupt("stale node index key too short".into()))?,
+        );
+    }
+    node_keys.sort_unstable();
+    let mut leaves = Vec::new();
+    {
+        let mut nodes = txn.open_table(NODES)?;
+        for key in node_keys {
+            let Some(old) = nodes.remove(key)? else {
+                continue;
+            };
+            if let Node::Leaf(leaf) = decode::<Node>(old.value(), "tree node")? {
+                let version = be_u64(key, 0)
+                    .ok_or_else(|| StoreError::Corrupt("stale node key too short".into()))?;
+                leaves.push(history_key(version, &leaf.key_hash().0));
+            }
+        }
+    }
+    leaves.sort_unstable();
+    let mut history = txn.open_table(HISTORY)?;
+    for key in &leaves {
+        history.remove(key)?;
+    }
+    for key in &done {
         stale_nodes.remove(key.as_slice())?;
-    }
-    let mut stale_values = txn.open_table(STALE_VALUES)?;
-    let mut values = txn.open_table(VALUES)?;
-    let mut bound_key = [0u8; 40];
-    bound_key[..8].copy_from_slice(&bound);
-    let mut done = Vec::new();
-    for entry in stale_values.range::<&[u8; 40]>(..&bound_key)? {
-        let (k, _) = entry?;
-        done.push(*k.value());
-    }
-    let mut old = Vec::new();
-    for key in &done {
-        let since = be_u64(key, 0)
-            .ok_or_else(|| StoreError::Corrupt("stale value key too short".into()))?;
-        let mut hash = [0u8; 32];
-        hash.copy_from_slice(&key[8..]);
-        old.clear();
-        for entry in values.range::<&[u8; 40]>(&value_key(&hash, 0)..&value_key(&hash, since))? {
-            let (k, _) = entry?;
-            old.push(*k.value());
-        }
-        for k in &old {
-            values.remove(k)?;
-        }
-        stale_values.remove(key)?;
     }
     Ok(())
 }

@@ -4,9 +4,12 @@
 //! Invariants:
 //! - Tree version = block height. A leaf's key is [`key_hash`] of the state key and its value
 //!   is [`encode_value`] of the state value, so a root commits to every key and value exactly.
-//! - Nodes are stored under `borsh(NodeKey)` as `borsh(Node)`; value history under
-//!   `key_hash || version` (big-endian), where an empty entry records a deletion. The reader
-//!   answers "newest entry at or below a version", which is what proofs at past heights need.
+//! - Nodes are stored under their version-first node key ([`crate::codec`]) as `borsh(Node)`.
+//!   Every stored leaf node of version `v` for key hash `h` has exactly one history entry,
+//!   under `v ‖ h`, holding the leaf's value (and no other entries exist): the value of a key
+//!   in the tree at any kept version is found by walking that tree to the key's leaf and
+//!   reading the entry of the leaf's version.
+//! - The [`NodeCache`] holds nodes by node key, so whatever it returns is the stored node.
 //! - [`verify_proof`] depends only on its arguments (a light client can run it).
 
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -14,11 +17,17 @@ use jmt::proof::SparseMerkleProof;
 use jmt::storage::{LeafNode, Node, NodeKey, TreeReader};
 use jmt::{KeyHash, OwnedValue, RootHash, Sha256Jmt, Version};
 use parabit_exec::{Key, KeyMap, Value};
-use redb::ReadOnlyTable;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+use redb::{ReadOnlyTable, ReadTransaction};
 use sha2::Sha256;
 
-use crate::codec::{encode_value, key_hash, value_key};
+use crate::codec::{
+    be_u64, encode_value, history_key, key_hash, nibble, node_key as codec_node_key, node_key_at,
+};
 use crate::error::{ProofError, StoreError};
+use crate::store::{HISTORY, NODES};
 
 /// The root of the empty tree.
 pub const EMPTY_ROOT: [u8; 32] = Sha256Jmt::<EmptyReader>::EMPTY_ROOT.0;
@@ -106,19 +115,150 @@ impl TreeReader for EmptyReader {
     }
 }
 
-/// Reads tree nodes and value history from a redb read transaction.
-pub(crate) struct RedbTreeReader {
-    pub(crate) nodes: ReadOnlyTable<&'static [u8], &'static [u8]>,
-    pub(crate) values: ReadOnlyTable<&'static [u8; 40], &'static [u8]>,
+/// The latest tree's nodes down to a depth, in memory, so that [`crate::Store::prepare`] need
+/// not read them from the file. Entries are keyed by their stored node key (see
+/// [`crate::codec`]): a node key names one immutable node, so an entry is never wrong, only
+/// possibly superseded; each path keeps only its newest node, which bounds the cache by the
+/// number of paths of at most `depth` nibbles (`(16^(depth+1) - 1) / 15`).
+pub(crate) struct NodeCache {
+    depth: usize,
+    /// Stored key without its version (path bytes ‖ nibble count) → (version, node).
+    nodes: HashMap<Vec<u8>, (u64, Node)>,
 }
 
-impl TreeReader for RedbTreeReader {
-    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
-        let key = borsh::to_vec(node_key)?;
-        match self.nodes.get(key.as_slice())? {
-            None => Ok(None),
-            Some(bytes) => Ok(Some(Node::try_from_slice(bytes.value())?)),
+impl NodeCache {
+    pub(crate) fn new(depth: usize) -> NodeCache {
+        NodeCache {
+            depth,
+            nodes: HashMap::new(),
         }
+    }
+
+    /// Whether a node with this stored key belongs in the cache.
+    pub(crate) fn holds(&self, key: &[u8]) -> bool {
+        key.len() >= 9 && key.last().is_some_and(|d| usize::from(*d) <= self.depth)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<&Node> {
+        let version = be_u64(key, 0)?;
+        match self.nodes.get(key.get(8..)?) {
+            Some((v, node)) if *v == version => Some(node),
+            _ => None,
+        }
+    }
+
+    /// Adds a node (ignored beyond the depth, or when the path holds a newer one).
+    pub(crate) fn insert(&mut self, key: &[u8], node: &Node) {
+        let (Some(version), Some(path)) = (be_u64(key, 0), key.get(8..)) else {
+            return;
+        };
+        if !self.holds(key) {
+            return;
+        }
+        match self.nodes.get_mut(path) {
+            Some((v, _)) if *v > version => {}
+            Some(entry) => *entry = (version, node.clone()),
+            None => {
+                self.nodes.insert(path.to_vec(), (version, node.clone()));
+            }
+        }
+    }
+}
+
+/// Reads tree nodes (through the node cache) and value history from a redb read transaction.
+pub(crate) struct RedbTreeReader<'a> {
+    pub(crate) nodes: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    pub(crate) history: ReadOnlyTable<&'static [u8; 40], &'static [u8]>,
+    pub(crate) cache: Option<&'a NodeCache>,
+    /// Nodes read from the file that belong in the cache (to add once the read is over).
+    pub(crate) misses: RefCell<Vec<(Vec<u8>, Node)>>,
+    /// Nodes read from the file.
+    pub(crate) reads: Cell<u64>,
+    /// Nodes found in the cache.
+    pub(crate) hits: Cell<u64>,
+}
+
+impl<'a> RedbTreeReader<'a> {
+    pub(crate) fn new(
+        read: &ReadTransaction,
+        cache: Option<&'a NodeCache>,
+    ) -> Result<Self, StoreError> {
+        Ok(RedbTreeReader {
+            nodes: read.open_table(NODES)?,
+            history: read.open_table(HISTORY)?,
+            cache,
+            misses: RefCell::new(Vec::new()),
+            reads: Cell::new(0),
+            hits: Cell::new(0),
+        })
+    }
+
+    /// The node stored under `key`.
+    fn node(&self, key: &[u8]) -> anyhow::Result<Option<Node>> {
+        if let Some(node) = self.cache.and_then(|c| c.get(key)) {
+            self.hits.set(self.hits.get() + 1);
+            return Ok(Some(node.clone()));
+        }
+        self.reads.set(self.reads.get() + 1);
+        match self.nodes.get(key)? {
+            None => Ok(None),
+            Some(bytes) => {
+                let node = Node::try_from_slice(bytes.value())?;
+                if self.cache.is_some_and(|c| c.holds(key)) {
+                    self.misses.borrow_mut().push((key.to_vec(), node.clone()));
+                }
+                Ok(Some(node))
+            }
+        }
+    }
+
+    /// The value of `key_hash` in the tree at `version`: the walk from that tree's root to the
+    /// key's leaf gives the version the leaf was written at, under which the history holds
+    /// its value.
+    pub(crate) fn value_at(
+        &self,
+        version: Version,
+        key_hash: &KeyHash,
+    ) -> anyhow::Result<Option<OwnedValue>> {
+        let kh = &key_hash.0;
+        let mut node_version = version;
+        for depth in 0..=64 {
+            let key = node_key_at(node_version, kh, depth);
+            let Some(node) = self.node(&key)? else {
+                anyhow::bail!("tree node at version {node_version}, depth {depth} is missing");
+            };
+            match node {
+                Node::Null => return Ok(None),
+                Node::Leaf(leaf) => {
+                    if leaf.key_hash() != *key_hash {
+                        return Ok(None);
+                    }
+                    let entry = self
+                        .history
+                        .get(&history_key(node_version, kh))?
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("no history entry for a leaf of version {node_version}")
+                        })?;
+                    let bytes = entry.value();
+                    anyhow::ensure!(!bytes.is_empty(), "empty history entry");
+                    return Ok(Some(bytes.to_vec()));
+                }
+                Node::Internal(internal) => {
+                    anyhow::ensure!(depth < 64, "internal node at the bottom of the tree");
+                    match internal.child(nibble(kh, depth).into()) {
+                        None => return Ok(None),
+                        Some(child) => node_version = child.version,
+                    }
+                }
+            }
+        }
+        anyhow::bail!("tree deeper than 64 nibbles")
+    }
+}
+
+impl TreeReader for RedbTreeReader<'_> {
+    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        self.node(&codec_node_key(node_key))
     }
 
     fn get_value_option(
@@ -126,20 +266,7 @@ impl TreeReader for RedbTreeReader {
         max_version: Version,
         key_hash: KeyHash,
     ) -> anyhow::Result<Option<OwnedValue>> {
-        let low = value_key(&key_hash.0, 0);
-        let high = value_key(&key_hash.0, max_version);
-        match self.values.range::<&[u8; 40]>(&low..=&high)?.next_back() {
-            None => Ok(None),
-            Some(entry) => {
-                let (_, value) = entry?;
-                let bytes = value.value();
-                Ok(if bytes.is_empty() {
-                    None
-                } else {
-                    Some(bytes.to_vec())
-                })
-            }
-        }
+        self.value_at(max_version, &key_hash)
     }
 
     fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {

@@ -52,19 +52,38 @@ fn foreign_redb_databases_are_errors() {
     }
     let err = Store::open(&path, StoreConfig::default()).expect_err("foreign meta");
     assert!(matches!(err, StoreError::Foreign(_)), "{err}");
-    // Another format version.
-    let path = dir.path().join("v2.redb");
-    {
-        let db = redb::Database::create(&path).expect("create");
-        let txn = db.begin_write().expect("txn");
-        txn.open_table(TableDefinition::<&str, &[u8]>::new("meta"))
-            .expect("table")
-            .insert("format", b"parabit-storage/2".as_slice())
-            .expect("insert");
-        txn.commit().expect("commit");
+    // An unknown format version, and the earlier layout (refused, by name, and left as it
+    // was).
+    for (tag, old) in [
+        (&b"parabit-storage/9"[..], false),
+        (&b"parabit-storage/1"[..], true),
+    ] {
+        let path = dir.path().join("other-version.redb");
+        let _ = std::fs::remove_file(&path);
+        {
+            let db = redb::Database::create(&path).expect("create");
+            let txn = db.begin_write().expect("txn");
+            txn.open_table(TableDefinition::<&str, &[u8]>::new("meta"))
+                .expect("table")
+                .insert("format", tag)
+                .expect("insert");
+            txn.commit().expect("commit");
+        }
+        let before = std::fs::read(&path).expect("read");
+        let err = Store::open(&path, StoreConfig::default()).expect_err("other version");
+        if old {
+            assert!(
+                matches!(&err, StoreError::OldLayout { found, expected }
+                    if found == "parabit-storage/1" && expected == "parabit-storage/2"),
+                "{err}"
+            );
+            assert!(err.to_string().contains("replaying the chain"), "{err}");
+        } else {
+            assert!(matches!(err, StoreError::Foreign(_)), "{err}");
+        }
+        assert!(!err.is_rejection());
+        assert_eq!(std::fs::read(&path).expect("read"), before, "unchanged");
     }
-    let err = Store::open(&path, StoreConfig::default()).expect_err("other version");
-    assert!(matches!(err, StoreError::Foreign(_)), "{err}");
 }
 
 #[test]
@@ -74,7 +93,7 @@ fn invalid_config_is_an_error() {
         dir.path().join("x.redb"),
         StoreConfig {
             keep_versions: Some(0),
-            quick_repair: true,
+            ..StoreConfig::default()
         },
     )
     .expect_err("keep 0");

@@ -68,6 +68,8 @@ fn writer_process() {
     let config = StoreConfig {
         keep_versions: None,
         quick_repair: std::env::var(QUICK_ENV).as_deref() == Ok("1"),
+        // A small cache, so that the writer also reads upper nodes from the file.
+        node_cache_depth: 1,
     };
     let store = Store::open(&path, config).expect("writer opens the store");
     while store.next_height() < MAX_HEIGHT {

@@ -29,19 +29,22 @@ proptest! {
         blocks in proptest::collection::vec((write_set(), any::<bool>()), 1..12),
         keep in prop_oneof![Just(None), (1u64..4).prop_map(Some)],
         probe in 0u32..40,
+        node_cache_depth in 0usize..3,
     ) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db.redb");
-        let config = StoreConfig { keep_versions: keep, quick_repair: false };
+        let config = StoreConfig { keep_versions: keep, quick_repair: false, node_cache_depth };
         let mut store = Store::open(&path, config.clone()).expect("open");
         let mut model = KeyMap::default();
         let mut roots = Vec::new();
+        let mut models = Vec::new();
         for (entries, reopen) in blocks {
             let ws = WriteSet(entries.iter().map(|(k, v)| (key(*k), v.clone())).collect());
             apply(&mut model, &ws);
             let h = store.next_height();
             let b = commit_next(&store, &ws, vec![tx(1, h, 0)]);
             roots.push(b.header.state_root);
+            models.push(model.clone());
             if reopen {
                 drop(store);
                 store = Store::open(&path, config.clone()).expect("reopen");
@@ -52,11 +55,14 @@ proptest! {
             prop_assert_eq!(v.clone(), model.get(&key(probe)).cloned());
             prop_assert!(verify_proof(b.header.state_root, &key(probe), v.as_ref(), &proof).is_ok());
         }
-        // Every kept past height still proves against its own root.
+        // Every kept past height still proves every key's value of then against its own root.
         let latest = store.next_height() - 1;
         for h in store.oldest_version()..=latest {
-            let (v, proof) = store.get_with_proof(&key(probe), h).expect("past proof");
-            prop_assert!(verify_proof(roots[h as usize], &key(probe), v.as_ref(), &proof).is_ok());
+            for k in 0u32..40 {
+                let (v, proof) = store.get_with_proof(&key(k), h).expect("past proof");
+                prop_assert_eq!(v.as_ref(), models[h as usize].get(&key(k)), "key {} at {}", k, h);
+                prop_assert!(verify_proof(roots[h as usize], &key(k), v.as_ref(), &proof).is_ok());
+            }
         }
         if let Some(n) = keep {
             prop_assert_eq!(store.oldest_version(), (latest + 1).saturating_sub(n));

@@ -115,6 +115,7 @@ fn keep_one_version() {
     let (_dir, _path, store) = temp_store(StoreConfig {
         keep_versions: Some(1),
         quick_repair: false,
+        node_cache_depth: 0,
     });
     let mut model = KeyMap::default();
     run(&store, 6, &mut model);
@@ -136,7 +137,7 @@ fn pruning_turned_on_later_keeps_kept_heights_provable() {
         &path,
         StoreConfig {
             keep_versions: Some(2),
-            quick_repair: true,
+            ..StoreConfig::default()
         },
     )
     .expect("reopen");

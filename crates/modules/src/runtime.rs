@@ -14,8 +14,11 @@
 //! The engine runs [`BlockTx`]s: a block is its begin-block hooks, its user transactions,
 //! then its end-block hooks ([`block_txs`]). A hook is a system transaction: no fee, no
 //! nonce, a `Success` or `Failed` receipt with `fee_paid == 0` (a failure rolls back all it
-//! did). End-block hooks: one [`Hook::SettleBatch`] per pool that received batch swaps, so
-//! pools settle in parallel. The block's height is [`Runtime::height`] (deadlines).
+//! did). End-block hooks: one [`Hook::SettleBatch`] per pool that received batch swaps (the
+//! clearing: a barrier, since it reads every order of the block), then [`Hook::PayBatch`]
+//! hooks paying each batch in chunks of [`dex::PAY_CHUNK`] orders, which declare footprints
+//! and run in parallel across chunks and pools. The block's height is [`Runtime::height`]
+//! (deadlines, and the clearing record a payout must find).
 //!
 //! # Invariants
 //! - `Invalid` and `Panicked` receipts come with no state change and `fee_paid == 0`;
@@ -112,13 +115,24 @@ pub enum Hook {
         /// The market's asset.
         market: AssetId,
     },
-    /// End of block: settles a pool's batch auction over the named orders (sender, nonce of
+    /// End of block: clears a pool's batch auction over the named orders (sender, nonce of
     /// each batch swap on the pool, in block order; those whose transaction failed are
-    /// skipped).
+    /// skipped): the uniform price, the refunds, the reserves, and the clearing record its
+    /// [`Hook::PayBatch`] hooks read ([`dex::settle_batch`]). A barrier.
     SettleBatch {
         /// The pool.
         pool: PoolId,
         /// The orders placed in this block.
+        orders: Vec<(Address, u64)>,
+    },
+    /// End of block, after every [`Hook::SettleBatch`]: pays a chunk of a settled batch's
+    /// orders (fills at the recorded price, refunds in full) and deletes them
+    /// ([`dex::pay_batch`]). Chunks of one batch share no key but the vault they pay out of
+    /// and the record they read, so they run in parallel.
+    PayBatch {
+        /// The pool.
+        pool: PoolId,
+        /// A chunk of the orders its settlement named, in block order.
         orders: Vec<(Address, u64)>,
     },
 }
@@ -147,15 +161,33 @@ impl From<Hook> for BlockTx {
 }
 
 /// The end-block hooks of a block's user transactions: one [`Hook::SettleBatch`] per pool
-/// that received batch swaps, sorted by pool, naming its orders in block order.
+/// that received batch swaps, sorted by pool, naming its orders in block order; then, pool
+/// by pool, one [`Hook::PayBatch`] per [`dex::PAY_CHUNK`] of those orders.
 pub fn end_block_hooks(user_txs: &[Tx]) -> Vec<Hook> {
-    dex::batch_orders(user_txs.iter().filter_map(|tx| match &tx.call {
+    end_block_hooks_chunked(user_txs, dex::PAY_CHUNK)
+}
+
+/// [`end_block_hooks`] with payouts of `chunk` orders each (at least 1): any chunk size pays
+/// the same.
+pub fn end_block_hooks_chunked(user_txs: &[Tx], chunk: usize) -> Vec<Hook> {
+    let batches = dex::batch_orders(user_txs.iter().filter_map(|tx| match &tx.call {
         Call::Dex(msg) => Some((&tx.sender, tx.nonce, msg)),
         _ => None,
-    }))
-    .into_iter()
-    .map(|(pool, orders)| Hook::SettleBatch { pool, orders })
-    .collect()
+    }));
+    let chunk = chunk.max(1);
+    let payouts: usize = batches.values().map(|o| o.len().div_ceil(chunk)).sum();
+    let mut hooks = Vec::with_capacity(batches.len() + payouts);
+    hooks.extend(batches.iter().map(|(pool, orders)| Hook::SettleBatch {
+        pool: *pool,
+        orders: orders.clone(),
+    }));
+    for (pool, orders) in &batches {
+        hooks.extend(orders.chunks(chunk).map(|c| Hook::PayBatch {
+            pool: *pool,
+            orders: c.to_vec(),
+        }));
+    }
+    hooks
 }
 
 /// The begin-block hooks of lending: one [`Hook::AccrueInterest`] per market, in the order
@@ -255,7 +287,8 @@ impl Vm for Runtime {
     }
 
     /// A batch settlement reads every order the block placed: the engine holds it until the
-    /// user transactions before it have executed rather than run it early and again.
+    /// user transactions before it have executed rather than run it early and again. The
+    /// payouts after the settlements are not barriers: they run as a block of their own.
     fn is_barrier(&self, txn: &BlockTx) -> bool {
         matches!(txn, BlockTx::Hook(Hook::SettleBatch { .. }))
     }
@@ -272,9 +305,14 @@ impl Vm for Runtime {
     /// account, batch totals) are only added to. Other calls declare nothing, and their blocks
     /// run on the general engine. A footprint must cover every key the call can touch, on
     /// every path including failures: the engine checks it, and a miss costs a re-run.
+    /// Of the hooks, batch payouts declare theirs ([`dex::pay_footprint`]).
     fn footprint(&self, txn: &BlockTx, _state: &dyn Storage) -> Option<Footprint> {
-        let BlockTx::User(tx) = txn else {
-            return None;
+        let tx = match txn {
+            BlockTx::User(tx) => tx,
+            BlockTx::Hook(Hook::PayBatch { pool, orders }) => {
+                return Some(dex::pay_footprint(pool, orders))
+            }
+            BlockTx::Hook(_) => return None,
         };
         let mut fp = Footprint::default();
         fp.exclusive.push(nonce_key(&tx.sender));
@@ -343,7 +381,10 @@ impl Runtime {
         let checkpoint = view.checkpoint();
         let result = match hook {
             Hook::SettleBatch { pool, orders } => {
-                call_status(dex::settle_batch(view, pool, orders).map(|_| ()))?
+                call_status(dex::settle_batch(view, pool, orders, self.height).map(|_| ()))?
+            }
+            Hook::PayBatch { pool, orders } => {
+                call_status(dex::pay_batch(view, pool, orders, self.height).map(|_| ()))?
             }
             Hook::AccrueInterest { market } => {
                 call_status(lending::accrue(view, *market, self.height).map(|_| ()))?

@@ -75,9 +75,10 @@ fn blocks_have_the_requested_shape() {
             let b = &b[begin..];
             let unsigned: Vec<_> = s.iter().map(|t| BlockTx::User(t.tx.clone())).collect();
             assert_eq!(b[..s.len()], unsigned[..]);
-            // Then the end-block hooks: one settlement per pool with batch orders.
+            // Then the end-block hooks: one settlement per pool with batch orders, and its
+            // payouts.
             let hooks = match kind {
-                WorkloadKind::BatchswapHot => 1,
+                WorkloadKind::BatchswapHot => 1 + s.len().div_ceil(parabit_modules::dex::PAY_CHUNK),
                 WorkloadKind::DefiMix => {
                     let users: Vec<_> = s.iter().map(|t| t.tx.clone()).collect();
                     parabit_modules::end_block_hooks(&users).len()

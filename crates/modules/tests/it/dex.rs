@@ -681,12 +681,21 @@ fn batch_swaps_settle_in_the_end_block_hook() {
         dex_tx(4, 0, batch(X, Z, 5_000, 0)),         // fails: no pool
     ];
     let blk = block_txs(Vec::new(), txs.clone());
-    assert_eq!(blk.len(), 6);
+    // Settlements of X/Y and X/Z (whose order fails), then their payouts.
+    assert_eq!(blk.len(), 8);
+    let named = vec![(account(1), 0), (account(2), 0), (account(3), 0)];
     assert_eq!(
         blk[4],
         BlockTx::Hook(Hook::SettleBatch {
             pool: p,
-            orders: vec![(account(1), 0), (account(2), 0), (account(3), 0)],
+            orders: named.clone(),
+        })
+    );
+    assert_eq!(
+        blk[6],
+        BlockTx::Hook(Hook::PayBatch {
+            pool: p,
+            orders: named,
         })
     );
     let quote = quote_batch(&state, X, Y, 10_000).expect("quote");
@@ -705,13 +714,15 @@ fn batch_swaps_settle_in_the_end_block_hook() {
     let (r, after) = block(&state, txs, 2);
     assert!(r[..3].iter().all(|r| r.status.is_success()), "{r:?}");
     assert_eq!(failed(&r[3]), "pool 7/9 does not exist");
-    assert_eq!(
-        r[4],
-        Receipt {
-            status: TxStatus::Success,
-            fee_paid: 0
-        }
-    );
+    for hook in &r[4..] {
+        assert_eq!(
+            *hook,
+            Receipt {
+                status: TxStatus::Success,
+                fee_paid: 0
+            }
+        );
+    }
     let c = clear_batch(
         1_000_000,
         1_000_000,
@@ -976,12 +987,25 @@ fn settlement_ignores_duplicate_and_foreign_orders() {
     let users = vec![
         BlockTx::User(dex_tx(1, 0, batch(X, Y, 10_000, 0))),
         BlockTx::User(dex_tx(2, 0, batch(Y, Z, 10_000, 0))),
-        // A faulty builder: order 1 twice, and pool Y/Z's order named under X/Y.
+        // A faulty builder: order 1 twice, and pool Y/Z's order named under X/Y; paid in
+        // chunks that name order 1 twice within one and across two.
         BlockTx::Hook(Hook::SettleBatch {
             pool: xy,
             orders: vec![(account(1), 0), (account(1), 0), (account(2), 0)],
         }),
         BlockTx::Hook(Hook::SettleBatch {
+            pool: yz,
+            orders: vec![(account(2), 0)],
+        }),
+        BlockTx::Hook(Hook::PayBatch {
+            pool: xy,
+            orders: vec![(account(1), 0), (account(1), 0)],
+        }),
+        BlockTx::Hook(Hook::PayBatch {
+            pool: xy,
+            orders: vec![(account(1), 0), (account(2), 0)],
+        }),
+        BlockTx::Hook(Hook::PayBatch {
             pool: yz,
             orders: vec![(account(2), 0)],
         }),

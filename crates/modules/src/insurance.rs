@@ -178,7 +178,10 @@ impl InsuranceKey {
 
 /// The bank account holding every insurance pool's tokens.
 pub fn vault_address() -> Address {
-    crate::module_account(b"parabit/insurance/vault")
+    // Hashed once: every call of the module names the vault.
+    static VAULT: std::sync::LazyLock<Address> =
+        std::sync::LazyLock::new(|| crate::module_account(b"parabit/insurance/vault"));
+    *VAULT
 }
 
 /// The id of the pool or cover created by `creator`'s transaction with nonce `nonce`: the

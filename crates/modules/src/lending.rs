@@ -74,7 +74,6 @@ use std::fmt;
 use borsh::{BorshDeserialize, BorshSerialize};
 use parabit_exec::{num_of, Footprint, Halt, Key, StateView, Storage, Value};
 use parabit_primitives::{Address, Amount, AssetId};
-use sha2::{Digest, Sha256};
 
 use crate::bank::{self, BankError};
 use crate::{declare, Touch};
@@ -201,9 +200,10 @@ impl LendingKey {
 
 /// The bank account holding every market's tokens: `SHA256("parabit/lending/vault")`.
 pub fn vault_address() -> Address {
-    let mut h = Sha256::new();
-    h.update(b"parabit/lending/vault");
-    Address(h.finalize().into())
+    // Hashed once: every call of the module names the vault.
+    static VAULT: std::sync::LazyLock<Address> =
+        std::sync::LazyLock::new(|| crate::module_account(b"parabit/lending/vault"));
+    *VAULT
 }
 
 /// Who may create markets and who writes prices. Set at genesis ([`config_entry`]).

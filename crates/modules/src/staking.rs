@@ -131,7 +131,10 @@ impl StakingKey {
 
 /// The bank account holding every staking pool's tokens.
 pub fn vault_address() -> Address {
-    crate::module_account(b"parabit/staking/vault")
+    // Hashed once: every call of the module names the vault.
+    static VAULT: std::sync::LazyLock<Address> =
+        std::sync::LazyLock::new(|| crate::module_account(b"parabit/staking/vault"));
+    *VAULT
 }
 
 /// The id of the pool created by `creator`'s transaction with nonce `nonce`: the first 8

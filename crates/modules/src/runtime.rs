@@ -302,9 +302,12 @@ impl Vm for Runtime {
     /// Declared for bank transfers, instant swaps and batch swaps (the bulk of a busy block):
     /// the sender's nonce and the balances it pays from are exclusive, as are a swapped pool's
     /// reserves and the vault balances it pays out of; credits (recipients, vault inputs, the fee
-    /// account, batch totals) are only added to. Other calls declare nothing, and their blocks
-    /// run on the general engine. A footprint must cover every key the call can touch, on
-    /// every path including failures: the engine checks it, and a miss costs a re-run.
+    /// account, batch totals) are only added to. Every lending, staking and insurance message
+    /// declares one too ([`lending::footprint`], [`staking::footprint`],
+    /// [`insurance::footprint`]; they read `state` for a pool's assets or an account's
+    /// markets). Other calls declare nothing, and their blocks run on the general engine. A
+    /// footprint must cover every key the call can touch, on every path including failures:
+    /// the engine checks it, and a miss costs a re-run.
     /// Of the hooks, batch payouts declare theirs ([`dex::pay_footprint`]).
     fn footprint(&self, txn: &BlockTx, _state: &dyn Storage) -> Option<Footprint> {
         let tx = match txn {

@@ -7,13 +7,14 @@
 //! | [`lending`] | markets per asset, supply shares, borrows, jump-rate interest, health, liquidation, oracle |
 //! | [`staking`] | staking pools, unbonding, reward-per-share rewards, slashing |
 //! | [`insurance`] | cover pools, underwriter shares, utilisation-priced cover, assessor-voted claims |
+//! | [`channels`] | two-party payment channels: deposits, signed off-chain states, cooperative and challenged closes, HTLCs |
 //! | [`runtime`] | the [`Vm`](parabit_exec::Vm): chain id, nonce and fee checks, dispatch |
 //! | [`genesis`] | genesis state and conservation checks for tests, benches and the devnet |
 //!
 //! Invariants (each module's doc details its own):
 //! - Every module's state keys start with a prefix byte that no other module uses
-//!   (bank: `0x01`–`0x05`, dex: `0x10`–`0x13`, lending: `0x20`–`0x2a`, staking: `0x30`–`0x38`,
-//!   insurance: `0x40`–`0x4d`).
+//!   (bank: `0x01`–`0x05`, dex: `0x10`–`0x14`, lending: `0x20`–`0x2a`, staking: `0x30`–`0x38`,
+//!   insurance: `0x40`–`0x4d`, channels: `0x50`).
 //! - Value is conserved in every module; no balance goes below zero; every asset's supply
 //!   equals the sum of its balances.
 //! - Execution is deterministic and credits use commutative deltas, so the parallel engine
@@ -139,6 +140,7 @@ pub(crate) fn declare(fp: &mut parabit_exec::Footprint, key: parabit_exec::Key, 
 }
 
 pub mod bank;
+pub mod channels;
 pub mod dex;
 pub mod genesis;
 pub mod insurance;
@@ -147,6 +149,7 @@ pub mod runtime;
 pub mod staking;
 
 pub use bank::{AssetInfo, BankError, BankKey, BankMsg};
+pub use channels::{ChannelError, ChannelId, ChannelMsg, ChannelState, SignedState};
 pub use dex::{DexError, DexKey, DexMsg, PoolId};
 pub use genesis::{
     balance_of, check_conservation, genesis_state, supplies, total_supply, try_genesis_state,

@@ -36,6 +36,7 @@ use parabit_exec::{num_of, Footprint, Halt, StateResult, StateView, Storage, Val
 use parabit_primitives::{Address, AssetId, Receipt, SignedTransaction, Transaction, TxStatus};
 
 use crate::bank::{self, balance_key, nonce_key, BankError, BankMsg};
+use crate::channels::{self, ChannelError, ChannelMsg};
 use crate::dex::{self, DexError, DexKey, DexMsg, PoolId};
 use crate::insurance::{self, InsuranceError, InsuranceMsg};
 use crate::lending::{self, LendingError, LendingMsg};
@@ -63,6 +64,8 @@ pub enum Call {
     Staking(StakingMsg),
     /// An insurance message.
     Insurance(InsuranceMsg),
+    /// A payment-channel message.
+    Channel(ChannelMsg),
 }
 
 /// A Parabit transaction.
@@ -215,6 +218,15 @@ trait ModuleError: std::fmt::Display {
     fn halt(&self) -> Option<Halt>;
 }
 
+impl ModuleError for ChannelError {
+    fn halt(&self) -> Option<Halt> {
+        match self {
+            ChannelError::Halt(h) => Some(*h),
+            _ => None,
+        }
+    }
+}
+
 impl ModuleError for BankError {
     fn halt(&self) -> Option<Halt> {
         match self {
@@ -309,7 +321,7 @@ impl Vm for Runtime {
     /// footprint must cover every key the call can touch, on every path including failures:
     /// the engine checks it, and a miss costs a re-run.
     /// Of the hooks, batch payouts declare theirs ([`dex::pay_footprint`]).
-    fn footprint(&self, txn: &BlockTx, _state: &dyn Storage) -> Option<Footprint> {
+    fn footprint(&self, txn: &BlockTx, state: &dyn Storage) -> Option<Footprint> {
         let tx = match txn {
             BlockTx::User(tx) => tx,
             BlockTx::Hook(Hook::PayBatch { pool, orders }) => {
@@ -367,11 +379,10 @@ impl Vm for Runtime {
                 fp.deltas.push(DexKey::BatchTotal(pool, dex::A_TO_B).key());
                 fp.deltas.push(DexKey::BatchTotal(pool, dex::B_TO_A).key());
             }
-            Call::Lending(msg) => lending::footprint(msg, &tx.sender, _state, &mut fp),
-            Call::Staking(msg) => staking::footprint(msg, &tx.sender, tx.nonce, _state, &mut fp),
-            Call::Insurance(msg) => {
-                insurance::footprint(msg, &tx.sender, tx.nonce, _state, &mut fp)
-            }
+            Call::Lending(msg) => lending::footprint(msg, &tx.sender, state, &mut fp),
+            Call::Staking(msg) => staking::footprint(msg, &tx.sender, tx.nonce, state, &mut fp),
+            Call::Insurance(msg) => insurance::footprint(msg, &tx.sender, tx.nonce, state, &mut fp),
+            Call::Channel(msg) => channels::footprint(msg, &tx.sender, tx.nonce, state, &mut fp),
             _ => return None,
         }
         Some(fp)
@@ -454,6 +465,14 @@ impl Runtime {
             ))?,
             Call::Insurance(msg) => call_status(insurance::execute(
                 view,
+                &tx.sender,
+                tx.nonce,
+                self.height,
+                msg,
+            ))?,
+            Call::Channel(msg) => call_status(channels::execute(
+                view,
+                self.chain_id,
                 &tx.sender,
                 tx.nonce,
                 self.height,

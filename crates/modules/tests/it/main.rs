@@ -2,6 +2,7 @@
 //! executor and its parallel executor.
 
 mod bank;
+mod channels;
 mod batch_payout;
 mod dex;
 mod footprints;

@@ -1,5 +1,5 @@
 //! Taproot envelopes: the leaf script that carries Parabit data on Bitcoin, and the
-//! commit/reveal pair that publishes it.
+//! commit/reveal transactions that publish it (one commit, one reveal per envelope).
 //!
 //! The leaf is `<key> OP_CHECKSIG OP_FALSE OP_IF "pbt" <version> <data pushes ≤ 520 B> OP_ENDIF`
 //! (`DESIGN.md`). The commit transaction pays to the taproot output whose internal key is `key`
@@ -17,6 +17,9 @@
 //!   witness elsewhere (e.g. spending a future witness version, which consensus leaves
 //!   unchecked) proves nothing and is not returned.
 //! - A built reveal pays exactly `fee_rate × vsize` (rounded up) of its signed self.
+//! - Data larger than one envelope is published by [`build_commit_reveals`]: one commit with
+//!   one envelope output per piece and one reveal per piece, each spending its own output
+//!   (the caller splits and labels the pieces; for batches see `parabit-node`'s `batch`).
 
 use std::collections::HashMap;
 
@@ -290,6 +293,38 @@ impl CommitReveal {
     }
 }
 
+/// One commit and several reveals ready to broadcast (commit first, then the reveals in any
+/// order): reveal `k` spends the commit's output `k` by script path and carries envelope `k`.
+#[derive(Clone, Debug)]
+pub struct CommitReveals {
+    /// Pays one envelope output per reveal (outputs `0..n`), funded and signed by the wallet.
+    pub commit: Transaction,
+    /// Reveal `k` spends commit output `k`, paying `postage` back to the wallet (output 0).
+    pub reveals: Vec<Transaction>,
+    /// The commit's fee.
+    pub commit_fee: Amount,
+    /// Each reveal's fee.
+    pub reveal_fees: Vec<Amount>,
+    /// The envelope leaf scripts, one per reveal.
+    pub leaves: Vec<ScriptBuf>,
+    /// The wallet outputs the commit spends.
+    pub spent: Vec<Utxo>,
+}
+
+impl CommitReveals {
+    /// Virtual size of the commit and all reveals together.
+    pub fn vsize(&self) -> usize {
+        self.commit.vsize() + self.reveals.iter().map(Transaction::vsize).sum::<usize>()
+    }
+
+    /// Fees of the commit and all reveals together.
+    pub fn fee(&self) -> Amount {
+        self.reveal_fees.iter().fold(self.commit_fee, |a, f| {
+            a.checked_add(*f).unwrap_or(Amount::MAX_MONEY)
+        })
+    }
+}
+
 /// Builds a commit/reveal pair publishing `data`: the commit (funded from `available`, plus all
 /// of `must_spend`, by `wallet`) pays the envelope output; the reveal, signed by `signer` along
 /// the leaf, returns the dust-limit postage to the wallet. Both pay `fee_rate`.
@@ -302,72 +337,137 @@ pub fn build_commit_reveal(
     data: &[u8],
     fee_rate: FeeRate,
 ) -> Result<CommitReveal, EnvelopeError> {
+    let mut set = build_commit_reveals(
+        wallet,
+        signer,
+        must_spend,
+        available,
+        version,
+        &[data.to_vec()],
+        fee_rate,
+    )?;
+    let (Some(reveal), Some(reveal_fee), Some(leaf)) =
+        (set.reveals.pop(), set.reveal_fees.pop(), set.leaves.pop())
+    else {
+        return Err(EnvelopeError::Sign("no reveal built".into()));
+    };
+    Ok(CommitReveal {
+        commit: set.commit,
+        reveal,
+        commit_fee: set.commit_fee,
+        reveal_fee,
+        leaf,
+        spent: set.spent,
+    })
+}
+
+/// Builds one commit and one reveal per entry of `datas` (at least one): the commit (funded
+/// from `available`, plus all of `must_spend`, by `wallet`) pays envelope output `k` for
+/// `datas[k]`; reveal `k`, signed by `signer` along its leaf, spends it and returns the
+/// dust-limit postage to the wallet. Every transaction pays exactly `fee_rate` × its vsize
+/// (rounded up).
+pub fn build_commit_reveals(
+    wallet: &TaprootWallet,
+    signer: &Keypair,
+    must_spend: &[Utxo],
+    available: &[Utxo],
+    version: u8,
+    datas: &[Vec<u8>],
+    fee_rate: FeeRate,
+) -> Result<CommitReveals, EnvelopeError> {
+    if datas.is_empty() {
+        return Err(EnvelopeError::Malformed("no envelope data to publish"));
+    }
     let key = signer.x_only_public_key().0;
-    let leaf = envelope_script(&key, version, data)?;
-    let info = envelope_spend_info(&key, &leaf);
-    let control = info
-        .control_block(&(leaf.clone(), LeafVersion::TapScript))
-        .ok_or_else(|| EnvelopeError::Sign("no control block for the leaf".into()))?;
-    let commit_script = ScriptBuf::new_p2tr_tweaked(info.output_key());
     let postage = wallet.script_pubkey().minimal_non_dust();
     let postage_out = TxOut {
         value: postage,
         script_pubkey: wallet.script_pubkey().clone(),
     };
-
-    // The reveal's size does not depend on the commit's txid or value: size it with a
-    // placeholder signature, then fund the commit to cover it.
-    let mut reveal = Transaction {
-        version: Version::TWO,
-        lock_time: LockTime::ZERO,
-        input: vec![TxIn {
-            previous_output: OutPoint {
-                txid: Txid::all_zeros(),
-                vout: 0,
-            },
-            script_sig: ScriptBuf::new(),
-            sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
-            witness: Witness::from_slice(&[vec![0u8; 64], leaf.to_bytes(), control.serialize()]),
-        }],
-        output: vec![postage_out],
-    };
-    let reveal_fee = fee_for(fee_rate, reveal.weight());
-    let envelope_value = postage
-        .checked_add(reveal_fee)
-        .ok_or(WalletError::Overflow)?;
-    let funded = wallet.fund(
-        must_spend,
-        available,
-        vec![TxOut {
+    let mut leaves = Vec::with_capacity(datas.len());
+    let mut controls = Vec::with_capacity(datas.len());
+    let mut reveals = Vec::with_capacity(datas.len());
+    let mut reveal_fees = Vec::with_capacity(datas.len());
+    let mut envelope_outs = Vec::with_capacity(datas.len());
+    for data in datas {
+        let leaf = envelope_script(&key, version, data)?;
+        let info = envelope_spend_info(&key, &leaf);
+        let control = info
+            .control_block(&(leaf.clone(), LeafVersion::TapScript))
+            .ok_or_else(|| EnvelopeError::Sign("no control block for the leaf".into()))?;
+        // The reveal's size does not depend on the commit's txid or value: size it with a
+        // placeholder signature, then fund the commit to cover it.
+        let reveal = Transaction {
+            version: Version::TWO,
+            lock_time: LockTime::ZERO,
+            input: vec![TxIn {
+                previous_output: OutPoint {
+                    txid: Txid::all_zeros(),
+                    vout: 0,
+                },
+                script_sig: ScriptBuf::new(),
+                sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+                witness: Witness::from_slice(&[
+                    vec![0u8; 64],
+                    leaf.to_bytes(),
+                    control.serialize(),
+                ]),
+            }],
+            output: vec![postage_out.clone()],
+        };
+        let reveal_fee = fee_for(fee_rate, reveal.weight());
+        let envelope_value = postage
+            .checked_add(reveal_fee)
+            .ok_or(WalletError::Overflow)?;
+        envelope_outs.push(TxOut {
             value: envelope_value,
-            script_pubkey: commit_script,
-        }],
-        fee_rate,
-    )?;
+            script_pubkey: ScriptBuf::new_p2tr_tweaked(info.output_key()),
+        });
+        leaves.push(leaf);
+        controls.push(control);
+        reveals.push(reveal);
+        reveal_fees.push(reveal_fee);
+    }
+    let funded = wallet.fund(must_spend, available, envelope_outs, fee_rate)?;
     let commit_txid = funded.tx.compute_txid();
-    reveal.input[0].previous_output = OutPoint {
-        txid: commit_txid,
-        vout: 0,
-    };
-    let prevout = funded.tx.output[0].clone();
-    let leaf_hash = TapLeafHash::from_script(&leaf, LeafVersion::TapScript);
-    let sighash = SighashCache::new(&reveal)
-        .taproot_script_spend_signature_hash(
-            0,
-            &Prevouts::All(&[prevout]),
-            leaf_hash,
-            TapSighashType::Default,
-        )
-        .map_err(|e| EnvelopeError::Sign(e.to_string()))?;
-    let sig = SECP256K1.sign_schnorr(&Message::from_digest(sighash.to_byte_array()), signer);
-    reveal.input[0].witness =
-        Witness::from_slice(&[sig.as_ref().to_vec(), leaf.to_bytes(), control.serialize()]);
-    Ok(CommitReveal {
+    for (k, reveal) in reveals.iter_mut().enumerate() {
+        let vout = u32::try_from(k).map_err(|_| EnvelopeError::Malformed("too many envelopes"))?;
+        let (Some(prevout), Some(leaf), Some(control)) = (
+            funded.tx.output.get(k).cloned(),
+            leaves.get(k),
+            controls.get(k),
+        ) else {
+            return Err(EnvelopeError::Sign(
+                "the commit lacks an envelope output".into(),
+            ));
+        };
+        if let Some(input) = reveal.input.first_mut() {
+            input.previous_output = OutPoint {
+                txid: commit_txid,
+                vout,
+            };
+        }
+        let leaf_hash = TapLeafHash::from_script(leaf, LeafVersion::TapScript);
+        let sighash = SighashCache::new(&*reveal)
+            .taproot_script_spend_signature_hash(
+                0,
+                &Prevouts::All(&[prevout]),
+                leaf_hash,
+                TapSighashType::Default,
+            )
+            .map_err(|e| EnvelopeError::Sign(e.to_string()))?;
+        let sig = SECP256K1.sign_schnorr(&Message::from_digest(sighash.to_byte_array()), signer);
+        if let Some(input) = reveal.input.first_mut() {
+            input.witness =
+                Witness::from_slice(&[sig.as_ref().to_vec(), leaf.to_bytes(), control.serialize()]);
+        }
+    }
+    Ok(CommitReveals {
         commit: funded.tx,
-        reveal,
+        reveals,
         commit_fee: funded.fee,
-        reveal_fee,
-        leaf,
+        reveal_fees,
+        leaves,
         spent: funded.spent,
     })
 }

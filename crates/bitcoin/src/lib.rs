@@ -31,8 +31,8 @@ pub use bitcoin;
 pub use bitcoind::{Auth, BitcoindClient, BitcoindConfig};
 pub use client::{BitcoinClient, ClientError, Utxo};
 pub use envelope::{
-    build_commit_reveal, verified_envelopes, verified_envelopes_in_block, CommitReveal, Envelope,
-    EnvelopeError,
+    build_commit_reveal, build_commit_reveals, verified_envelopes, verified_envelopes_in_block,
+    CommitReveal, CommitReveals, Envelope, EnvelopeError,
 };
 pub use regtest::{RegtestChain, RegtestClient, RegtestConfig, RegtestError};
 pub use wallet::{TaprootWallet, WalletError};

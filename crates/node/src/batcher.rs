@@ -1,7 +1,9 @@
 //! The batcher (sequencer side of settlement): every `max_blocks` L2 blocks or `interval`, it
-//! builds the next [`Batch`] from the store, writes it to Bitcoin as a commit/reveal pair whose
-//! reveal carries the envelope (signed by the sequencer key), and follows the pair until the
-//! reveal is at the confirmation depth.
+//! builds the next [`Batch`] from the store, encodes it (compact, zstd) and splits its data
+//! into chunks of at most `chunk_bytes` ([`crate::batch`]), writes it to Bitcoin as one commit
+//! and one reveal per chunk (each reveal carries one envelope, signed by the sequencer key),
+//! and follows them until every reveal is in a block and the highest is at the confirmation
+//! depth.
 //!
 //! One [`Batcher::tick`] does all the work synchronously through the [`BitcoinClient`] trait
 //! (so tests drive it step by step on the embedded regtest chain); [`Batcher::run`] calls it
@@ -11,15 +13,20 @@
 //! - Batches cover the L2 chain from height 1 without gaps or overlaps: batch `i + 1` starts at
 //!   batch `i`'s `last_height + 1` and its `prev_hash` is batch `i`'s hash; records are written
 //!   in index order (see [`crate::settlement`]).
-//! - Write-ahead: a pair is signed and its record (with both transactions) stored *before* it
-//!   is broadcast, so a crash at any point leads, on restart, to finding the same transactions
-//!   on Bitcoin or re-broadcasting them: a batch is never posted twice under two different
-//!   pairs unless the first pair is gone from Bitcoin (vanished, reorged out and dropped).
-//! - Bitcoin order equals batch order: while batch `i`'s reveal is not confirmed, batch
-//!   `i + 1`'s commit spends batch `i`'s reveal output, so no miner can put `i + 1` first.
-//!   Records are processed in index order and a record that cannot be handled stops the walk.
-//! - A stuck pair (not in a block after `bump_after`) is replaced by RBF: a new pair spending
-//!   the same inputs at a fee rate whose commit fee covers the evicted transactions (BIP 125).
+//! - Write-ahead: a set (commit and all reveals) is signed and its record (with every
+//!   transaction) stored *before* it is broadcast, so a crash at any point leads, on restart,
+//!   to finding the same transactions on Bitcoin or re-broadcasting them: a batch is never
+//!   posted twice under two different sets unless the first set is gone from Bitcoin
+//!   (vanished, reorged out and dropped).
+//! - Bitcoin order equals batch order: while batch `i` is not confirmed, batch `i + 1`'s
+//!   commit spends the outputs of *all* of batch `i`'s reveals, so every chunk of `i + 1`
+//!   comes after every chunk of `i` and no miner can put `i + 1` first. Records are processed
+//!   in index order and a record that cannot be handled stops the walk.
+//! - A stuck set (not all in blocks after `bump_after`, none of it mined yet) is replaced by
+//!   RBF: a new set spending the same inputs at a fee rate whose commit fee covers the evicted
+//!   transactions (BIP 125). A partly mined set is waited for.
+//! - A batch whose set leaves the chain (reorg) goes back to `posted`/re-broadcast, or, when
+//!   Bitcoin refuses it, is built and posted again (same batch, same chunks, new set).
 //! - Nothing from Bitcoin can panic the batcher: every client failure is an error of this tick,
 //!   retried at the next one.
 
@@ -31,15 +38,14 @@ use std::time::Duration;
 use bitcoin::consensus::encode::{deserialize, serialize};
 use bitcoin::hashes::Hash;
 use bitcoin::key::Keypair;
-use bitcoin::{Amount, BlockHash, FeeRate, OutPoint, Transaction, Txid};
-use parabit_bitcoin::envelope::MAX_ENVELOPE_DATA;
+use bitcoin::{BlockHash, FeeRate, OutPoint, Transaction, Txid};
 use parabit_bitcoin::{
-    bitcoin, build_commit_reveal, BitcoinClient, ClientError, EnvelopeError, TaprootWallet, Utxo,
+    bitcoin, build_commit_reveals, BitcoinClient, ClientError, EnvelopeError, TaprootWallet, Utxo,
 };
-use parabit_modules::Call;
+use parabit_modules::{Call, GenesisSpec};
 use parabit_storage::{Store, StoreError};
 
-use crate::batch::{Batch, BatchError, BATCH_VERSION};
+use crate::batch::{Batch, BatchCodec, BatchError, BATCH_VERSION, MAX_CHUNKS, MAX_CHUNK_BYTES};
 use crate::node::now_ms;
 use crate::settlement::{BatchRecord, BatchStatus, SettlementError, SettlementStatus};
 
@@ -56,8 +62,10 @@ pub struct BatcherConfig {
     pub bump_after: Duration,
     /// Confirmed records deeper than this many blocks are no longer checked for reorgs.
     pub reorg_horizon: u32,
-    /// Most envelope data per batch (a batch over it is split by blocks).
+    /// Most batch data (all chunks together) per batch; a batch over it is split by blocks.
     pub max_data_bytes: usize,
+    /// Most batch data per chunk (per reveal), at most [`MAX_CHUNK_BYTES`].
+    pub chunk_bytes: usize,
     /// How often [`Batcher::run`] ticks.
     pub poll: Duration,
     /// Test-only fault switch: the batch with this index claims a wrong state root (its last
@@ -75,7 +83,8 @@ impl BatcherConfig {
             confirmations: 1,
             bump_after: Duration::from_secs(60),
             reorg_horizon: 100,
-            max_data_bytes: MAX_ENVELOPE_DATA,
+            max_data_bytes: 4 * MAX_CHUNK_BYTES,
+            chunk_bytes: MAX_CHUNK_BYTES,
             poll: Duration::from_millis(500),
             fault_wrong_root: None,
         }
@@ -103,8 +112,8 @@ pub enum BatcherError {
     /// A block the batch needs is not in the store.
     #[error("L2 block {0} is missing from the store")]
     MissingBlock(u64),
-    /// One L2 block alone encodes to more than one envelope holds.
-    #[error("L2 block {height} encodes to {bytes} bytes, over the {limit}-byte envelope limit")]
+    /// One L2 block alone encodes to more than one batch may hold.
+    #[error("L2 block {height} encodes to {bytes} bytes, over the {limit}-byte batch limit")]
     BlockTooLarge {
         /// The block.
         height: u64,
@@ -141,6 +150,7 @@ pub struct Batcher<C: BitcoinClient> {
     signer: Keypair,
     config: BatcherConfig,
     status: Arc<SettlementStatus>,
+    codec: BatchCodec,
     last_batch_ms: u64,
     /// Bitcoin blocks seen: height → (hash, txids).
     seen: BTreeMap<u32, (BlockHash, HashSet<Txid>)>,
@@ -152,11 +162,16 @@ pub trait StoreAccess: Send + Sync {
     fn store(&self) -> &Store;
     /// The latest committed L2 height.
     fn head_height(&self) -> u64;
+    /// The chain's genesis spec (the batch encoding's dictionary and chain id).
+    fn spec(&self) -> &GenesisSpec;
 }
 
 impl StoreAccess for crate::node::Node {
     fn store(&self) -> &Store {
         self.chain().store()
+    }
+    fn spec(&self) -> &GenesisSpec {
+        self.chain().spec()
     }
     fn head_height(&self) -> u64 {
         self.chain().head().height
@@ -169,6 +184,9 @@ impl StoreAccess for crate::chain::Chain {
     }
     fn head_height(&self) -> u64 {
         self.head().height
+    }
+    fn spec(&self) -> &GenesisSpec {
+        crate::chain::Chain::spec(self)
     }
 }
 
@@ -202,7 +220,9 @@ impl<C: BitcoinClient> Batcher<C> {
         config: BatcherConfig,
         status: Arc<SettlementStatus>,
     ) -> Batcher<C> {
+        let codec = BatchCodec::from_genesis(source.spec());
         Batcher {
+            codec,
             store: source,
             client,
             wallet,
@@ -222,6 +242,16 @@ impl<C: BitcoinClient> Batcher<C> {
     /// The Bitcoin client.
     pub fn client(&self) -> &C {
         &self.client
+    }
+
+    /// The batch encoding's codec (genesis chain id and dictionary).
+    pub fn codec(&self) -> &BatchCodec {
+        &self.codec
+    }
+
+    /// Whether a scanned block of the active chain holds `txid`.
+    fn mined(&self, txid: &Txid) -> bool {
+        self.seen.values().any(|(_, ids)| ids.contains(txid))
     }
 
     /// Builds the batch with `index` covering `first..=last` from the store.
@@ -342,7 +372,13 @@ impl<C: BitcoinClient> Batcher<C> {
         scan_from = scan_from.max(tip.saturating_sub(2_000));
         let wanted: HashSet<Txid> = need
             .iter()
-            .filter_map(|r| r.reveal_txid.map(txid_of))
+            .flat_map(|r| {
+                r.reveal_txids
+                    .iter()
+                    .copied()
+                    .chain(r.commit_txid)
+                    .map(txid_of)
+            })
             .collect();
         let mut found: BTreeMap<Txid, (u32, BlockHash)> = BTreeMap::new();
         for h in scan_from..=tip {
@@ -363,10 +399,24 @@ impl<C: BitcoinClient> Batcher<C> {
             }
         }
         for r in need {
-            let Some(reveal) = r.reveal_txid.map(txid_of) else {
-                continue;
-            };
-            let place = found.get(&reveal).copied();
+            // In a block once every reveal is: at the highest of their blocks.
+            let mut place: Option<(u32, BlockHash)> = None;
+            for reveal in r.reveal_txids.iter().copied().map(txid_of) {
+                match found.get(&reveal).copied() {
+                    Some(p) => {
+                        if place.is_none_or(|q| p.0 > q.0) {
+                            place = Some(p);
+                        }
+                    }
+                    None => {
+                        place = None;
+                        break;
+                    }
+                }
+            }
+            if r.reveal_txids.is_empty() {
+                place = None;
+            }
             let new_height = place.map(|(h, _)| h);
             let new_block = place.map(|(_, b)| b.to_byte_array());
             if new_height != r.bitcoin_height || new_block != r.bitcoin_block {
@@ -374,7 +424,7 @@ impl<C: BitcoinClient> Batcher<C> {
                 updated.bitcoin_height = new_height;
                 updated.bitcoin_block = new_block;
                 if new_height.is_none() && r.status == BatchStatus::Confirmed {
-                    tracing::warn!(batch = r.index, "batch reveal left the chain (reorg)");
+                    tracing::warn!(batch = r.index, "batch reveals left the chain (reorg)");
                     updated.status = BatchStatus::Posted;
                 }
                 self.status.put(self.store.store(), updated)?;
@@ -416,14 +466,14 @@ impl<C: BitcoinClient> Batcher<C> {
                 }
                 continue;
             }
-            let Some(reveal) = r.reveal_txid.map(txid_of) else {
+            if r.reveal_txid.is_none() || r.reveal_txids.is_empty() {
                 self.post_new(index, tip, now)?;
                 report.broadcast.push(index);
                 continue;
-            };
-            match self.client.get_raw_transaction(&reveal) {
-                Ok(_) => {
-                    // In the mempool.
+            }
+            match self.all_known(&r) {
+                Ok(partly_mined) => {
+                    // In the mempool (or some of it in blocks).
                     if r.status != BatchStatus::Posted {
                         let mut updated = r.clone();
                         updated.status = BatchStatus::Posted;
@@ -431,8 +481,12 @@ impl<C: BitcoinClient> Batcher<C> {
                     }
                     let waited = now.saturating_sub(r.posted_at_ms);
                     if u128::from(waited) >= self.config.bump_after.as_millis() {
-                        self.bump(index, tip, now)?;
-                        report.bumped.push(index);
+                        if partly_mined {
+                            tracing::info!(batch = index, "batch partly mined; waiting");
+                        } else {
+                            self.bump(index, tip, now)?;
+                            report.bumped.push(index);
+                        }
                     }
                 }
                 Err(ClientError::NotFound(_)) => {
@@ -460,13 +514,39 @@ impl<C: BitcoinClient> Batcher<C> {
         Ok(())
     }
 
-    /// Sends the stored pair again; `false` when Bitcoin refuses it (inputs gone).
+    /// Whether Bitcoin knows every transaction of `r`'s set (in a scanned block or in the
+    /// mempool): `Ok(true)` if some of it is in a block, `Ok(false)` if none is,
+    /// `Err(NotFound)` if some transaction is unknown.
+    fn all_known(&self, r: &BatchRecord) -> Result<bool, ClientError> {
+        let mut partly = false;
+        for id in r
+            .commit_txid
+            .iter()
+            .chain(&r.reveal_txids)
+            .copied()
+            .map(txid_of)
+        {
+            if self.mined(&id) {
+                partly = true;
+                continue;
+            }
+            self.client.get_raw_transaction(&id)?;
+        }
+        Ok(partly)
+    }
+
+    /// Sends the stored set again (what is not in a block); `false` when Bitcoin refuses it
+    /// (inputs gone).
     fn rebroadcast(&self, r: &BatchRecord) -> Result<bool, BatcherError> {
-        let commit: Transaction =
-            deserialize(&r.commit_tx).map_err(|_| BatcherError::CorruptTx(r.index))?;
-        let reveal: Transaction =
-            deserialize(&r.reveal_tx).map_err(|_| BatcherError::CorruptTx(r.index))?;
-        for tx in [&commit, &reveal] {
+        let mut txs: Vec<Transaction> = Vec::with_capacity(1 + r.reveal_txs.len());
+        txs.push(deserialize(&r.commit_tx).map_err(|_| BatcherError::CorruptTx(r.index))?);
+        for bytes in &r.reveal_txs {
+            txs.push(deserialize(bytes).map_err(|_| BatcherError::CorruptTx(r.index))?);
+        }
+        for tx in &txs {
+            if self.mined(&tx.compute_txid()) {
+                continue;
+            }
             match self.client.send_raw_transaction(tx) {
                 Ok(_) => {}
                 Err(e) if already_known(&e) => {}
@@ -480,8 +560,8 @@ impl<C: BitcoinClient> Batcher<C> {
         Ok(true)
     }
 
-    /// The outputs the commit of batch `index` must spend: the previous batch's reveal output
-    /// while that batch is not confirmed (keeps Bitcoin order = batch order).
+    /// The outputs the commit of batch `index` must spend: every reveal output of the previous
+    /// batch while that batch is not confirmed (keeps Bitcoin order = batch order).
     fn chained_input(&self, index: u64) -> Result<Vec<Utxo>, BatcherError> {
         let Some(prev) = index.checked_sub(1).and_then(|p| self.status.get(p)) else {
             return Ok(Vec::new());
@@ -489,23 +569,24 @@ impl<C: BitcoinClient> Batcher<C> {
         if prev.status == BatchStatus::Confirmed {
             return Ok(Vec::new());
         }
-        let Some(reveal) = prev.reveal_txid.map(txid_of) else {
-            return Ok(Vec::new());
-        };
-        let tx: Transaction =
-            deserialize(&prev.reveal_tx).map_err(|_| BatcherError::CorruptTx(prev.index))?;
-        let Some(out) = tx.output.first() else {
-            return Ok(Vec::new());
-        };
-        Ok(vec![Utxo {
-            outpoint: OutPoint {
-                txid: reveal,
-                vout: 0,
-            },
-            txout: out.clone(),
-            confirmations: 0,
-            coinbase: false,
-        }])
+        let mut out = Vec::with_capacity(prev.reveal_txs.len());
+        for bytes in &prev.reveal_txs {
+            let tx: Transaction =
+                deserialize(bytes).map_err(|_| BatcherError::CorruptTx(prev.index))?;
+            let Some(o) = tx.output.first() else {
+                continue;
+            };
+            out.push(Utxo {
+                outpoint: OutPoint {
+                    txid: tx.compute_txid(),
+                    vout: 0,
+                },
+                txout: o.clone(),
+                confirmations: 0,
+                coinbase: false,
+            });
+        }
+        Ok(out)
     }
 
     fn fee_rate(&self) -> Result<FeeRate, BatcherError> {
@@ -513,7 +594,7 @@ impl<C: BitcoinClient> Batcher<C> {
         Ok(rate.max(FeeRate::from_sat_per_vb_u32(1)))
     }
 
-    /// Builds, records (write-ahead) and broadcasts a fresh pair for record `index`.
+    /// Builds, records (write-ahead) and broadcasts a fresh set for record `index`.
     fn post_new(&mut self, index: u64, tip: u32, now: u64) -> Result<(), BatcherError> {
         let Some(record) = self.status.get(index) else {
             return Ok(());
@@ -523,7 +604,7 @@ impl<C: BitcoinClient> Batcher<C> {
         self.post_with(record, must, rate, tip, now, None)
     }
 
-    /// Replaces the pair of record `index` by one at a higher fee spending the same inputs.
+    /// Replaces the set of record `index` by one at a higher fee spending the same inputs.
     fn bump(&mut self, index: u64, tip: u32, now: u64) -> Result<(), BatcherError> {
         let Some(record) = self.status.get(index) else {
             return Ok(());
@@ -577,7 +658,8 @@ impl<C: BitcoinClient> Batcher<C> {
         replaces_fees: Option<u64>,
     ) -> Result<(), BatcherError> {
         let batch = self.batch_of(&record)?;
-        let data = batch.encode()?;
+        let (data, chunks) = batch.to_chunks(&self.codec, self.config.chunk_bytes)?;
+        let datas: Vec<Vec<u8>> = chunks.iter().map(|c| c.to_envelope_data()).collect();
         let available: Vec<Utxo> = self
             .client
             .list_unspent()?
@@ -586,13 +668,13 @@ impl<C: BitcoinClient> Batcher<C> {
             .collect();
         let mut rate = rate;
         let pair = loop {
-            let pair = build_commit_reveal(
+            let pair = build_commit_reveals(
                 &self.wallet,
                 &self.signer,
                 &must,
                 &available,
                 BATCH_VERSION,
-                &data,
+                &datas,
                 rate,
             )?;
             match replaces_fees {
@@ -612,15 +694,16 @@ impl<C: BitcoinClient> Batcher<C> {
             }
         };
         record.commit_tx = serialize(&pair.commit);
-        record.reveal_tx = serialize(&pair.reveal);
+        record.reveal_txs = pair.reveals.iter().map(serialize).collect();
         record.commit_txid = Some(txid_bytes(pair.commit.compute_txid()));
-        record.reveal_txid = Some(txid_bytes(pair.reveal.compute_txid()));
+        record.reveal_txids = pair
+            .reveals
+            .iter()
+            .map(|t| txid_bytes(t.compute_txid()))
+            .collect();
+        record.reveal_txid = record.reveal_txids.last().copied();
         record.vbytes = pair.vsize() as u64;
-        record.fee_sat = pair
-            .commit_fee
-            .checked_add(pair.reveal_fee)
-            .unwrap_or(Amount::MAX_MONEY)
-            .to_sat();
+        record.fee_sat = pair.fee().to_sat();
         record.fee_rate_sat_kwu = rate.to_sat_per_kwu();
         record.data_bytes = data.len() as u64;
         record.bitcoin_height = None;
@@ -628,10 +711,12 @@ impl<C: BitcoinClient> Batcher<C> {
         record.posted_at_tip = tip;
         record.posted_at_ms = now;
         record.status = BatchStatus::Pending;
-        // Write-ahead: the pair is durable before Bitcoin sees it.
+        // Write-ahead: the set is durable before Bitcoin sees it.
         self.status.put(self.store.store(), record.clone())?;
         self.client.send_raw_transaction(&pair.commit)?;
-        self.client.send_raw_transaction(&pair.reveal)?;
+        for reveal in &pair.reveals {
+            self.client.send_raw_transaction(reveal)?;
+        }
         record.status = BatchStatus::Posted;
         record.postings = record.postings.saturating_add(1);
         self.status.put(self.store.store(), record.clone())?;
@@ -641,14 +726,16 @@ impl<C: BitcoinClient> Batcher<C> {
             last = record.last_height,
             txs = record.tx_count,
             vbytes = record.vbytes,
-            reveal = %pair.reveal.compute_txid(),
+            reveals = pair.reveals.len(),
+            commit = %pair.commit.compute_txid(),
             "batch posted"
         );
         Ok(())
     }
 
     /// The next batch's record if one is due now: `max_blocks` new blocks, or at least one
-    /// and `interval` passed. Splits by blocks to fit the envelope limit.
+    /// and `interval` passed. Splits by blocks to fit `max_data_bytes` (and [`MAX_CHUNKS`]
+    /// chunks).
     fn next_due(&self, now: u64) -> Result<Option<BatchRecord>, BatcherError> {
         let last = self.status.last();
         if last
@@ -673,10 +760,15 @@ impl<C: BitcoinClient> Batcher<C> {
             return Ok(None);
         }
         let mut count = available.min(self.config.max_blocks.max(1));
+        let chunk = self.config.chunk_bytes.clamp(1, MAX_CHUNK_BYTES);
+        let limit = self
+            .config
+            .max_data_bytes
+            .min(chunk.saturating_mul(MAX_CHUNKS as usize));
         loop {
             let batch = self.build_batch(index, prev_hash, first, first + count - 1)?;
-            let data = batch.encode()?;
-            if data.len() <= self.config.max_data_bytes {
+            let data = batch.encode(&self.codec)?;
+            if data.len() <= limit {
                 return Ok(Some(BatchRecord {
                     index,
                     first_height: first,
@@ -686,9 +778,10 @@ impl<C: BitcoinClient> Batcher<C> {
                     state_root: batch.state_root,
                     data_bytes: data.len() as u64,
                     commit_tx: Vec::new(),
-                    reveal_tx: Vec::new(),
+                    reveal_txs: Vec::new(),
                     commit_txid: None,
                     reveal_txid: None,
+                    reveal_txids: Vec::new(),
                     vbytes: 0,
                     fee_sat: 0,
                     fee_rate_sat_kwu: 0,
@@ -704,7 +797,7 @@ impl<C: BitcoinClient> Batcher<C> {
                 return Err(BatcherError::BlockTooLarge {
                     height: first,
                     bytes: data.len(),
-                    limit: self.config.max_data_bytes,
+                    limit,
                 });
             }
             count = count.div_ceil(2);
@@ -798,12 +891,12 @@ mod tests {
         let one = b
             .build_batch(0, [0; 32], 1, 1)
             .expect("one")
-            .encode()
+            .encode(&b.codec)
             .expect("enc");
         let four = b
             .build_batch(0, [0; 32], 1, 4)
             .expect("four")
-            .encode()
+            .encode(&b.codec)
             .expect("enc");
         assert!(four.len() > one.len());
         b.config.max_data_bytes = four.len() - 1;

@@ -3,12 +3,22 @@
 //! The [`Follower`] reads Bitcoin blocks from the genesis' settlement start height up to
 //! `tip − confirmations + 1` through a [`BitcoinClient`], takes the envelopes that Bitcoin
 //! authenticated as signed by the sequencer key (block order, then transaction order, then
-//! input order), decodes each as a [`Batch`], re-executes every block of a good batch with
+//! input order), reads each as a batch [`Chunk`], and once every chunk of a batch (same index
+//! and data hash) is there, puts them together and decodes the [`Batch`] (its Bitcoin
+//! position is that of the chunk that completed it), re-executes every block of a good batch with
 //! the parallel engine ([`Chain::apply`]) and commits it into its own store, whose RPC it
 //! serves read-only (the node's settlement status carries a verified height, which the RPC
 //! takes as "this node is a follower").
 //!
 //! Invariants:
+//! - Chunks: a chunk repeated (an RBF replacement carries identical chunks) is ignored; a
+//!   malformed chunk, or one whose count disagrees with its batch's earlier chunks, is
+//!   skipped with its reason; chunks whose whole does not hash to their data hash, or does not
+//!   decode, are skipped when the last one arrives. Incomplete batches wait in memory (at most
+//!   [`MAX_PENDING_BATCHES`]); on open and after a rollback the follower reads again from the
+//!   lowest Bitcoin block that may hold a chunk of a batch not yet derived (the sequencer
+//!   posts batch `i + 1`'s chunks after all of batch `i`'s), ignoring quietly the chunks of
+//!   batches it already derived in the blocks it reads a second time.
 //! - Nothing read from Bitcoin can panic it or stop it, except a state root that re-execution
 //!   does not reach: a malformed, duplicate or out-of-order batch (index, previous batch hash,
 //!   first height or parent hash not the next expected), or one carrying a transaction with a
@@ -25,10 +35,12 @@
 //!   rebuild, so the store's head is always the last record's `last_height` (0 without one).
 //! - Reorgs: the hash of every Bitcoin block it read (the recent ones, and every batch's) is
 //!   remembered. When the last one is no longer on the best chain, the fork point is the
-//!   highest remembered block still on it; batches read above it are forgotten, and when
+//!   highest remembered block still on it; batches completed above it (and chunks read above
+//!   it) are forgotten, and when
 //!   there are any, the store is rebuilt from genesis up to the last batch still on the best
 //!   chain (re-executing the blocks it already has) and swapped in ([`Follower::subscribe`]
-//!   announces the new node). It then reads on from the fork point.
+//!   announces the new node). It then reads on from the fork point (or from the first chunk
+//!   of a forgotten batch, if lower).
 //! - Bitcoin calls are blocking: async callers use [`Follower::run`], which runs them on a
 //!   blocking thread. One sync runs at a time (the cursor lock).
 
@@ -48,7 +60,7 @@ use parabit_storage::StoreError;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
-use crate::batch::Batch;
+use crate::batch::{Batch, BatchCodec, Chunk};
 use crate::chain::{Chain, ChainConfig, ChainError};
 use crate::node::{Node, NodeConfig};
 use crate::settlement::{BatchRecord, BatchStatus, SettlementError, SettlementStatus};
@@ -59,6 +71,8 @@ pub const REMEMBERED_BLOCKS: u32 = 1_000;
 /// Recent Bitcoin blocks whose taproot outputs are kept to authenticate envelopes (older
 /// commit outputs are fetched with `get_raw_transaction`).
 pub const OUTPUT_WINDOW: u32 = 12;
+/// Incomplete batches (chunks waiting for the rest) kept at most.
+pub const MAX_PENDING_BATCHES: usize = 64;
 
 /// How the follower runs.
 #[derive(Debug, Clone)]
@@ -230,6 +244,17 @@ struct Cursor {
     next_index: u64,
     /// The last batch's hash (zeros before batch 0).
     last_hash: [u8; 32],
+    /// Chunks of batches not complete yet, by (index, data hash).
+    pending: BTreeMap<(u64, [u8; 32]), Pending>,
+    /// Blocks up to this height are being read a second time: chunks of batches already
+    /// derived are ignored there without a report.
+    quiet_until: Option<u32>,
+}
+
+/// The chunks of one batch read so far.
+struct Pending {
+    count: u32,
+    chunks: BTreeMap<u32, (Chunk, Found)>,
 }
 
 /// A full node deriving the L2 from Bitcoin.
@@ -238,6 +263,7 @@ pub struct Follower {
     spec: GenesisSpec,
     key: XOnlyPublicKey,
     start_height: u32,
+    codec: BatchCodec,
     client: Arc<dyn BitcoinClient>,
     config: FollowerConfig,
     node: watch::Sender<Arc<Node>>,
@@ -340,19 +366,21 @@ impl Follower {
                 scanned.insert(h, BlockHash::from_byte_array(b));
             }
         }
+        // Read the last batch's block again: it may hold chunks of the next batch.
+        let last_seen = kept.last().and_then(|r| r.bitcoin_height);
         let cursor = Cursor {
-            next: kept
-                .last()
-                .and_then(|r| r.bitcoin_height)
-                .map_or(start_height, |h| h.saturating_add(1).max(start_height)),
+            next: last_seen.map_or(start_height, |h| h.max(start_height)),
             scanned,
             outputs: HashMap::new(),
             next_index: kept.len() as u64,
             last_hash: kept.last().map_or([0; 32], |r| r.hash),
+            pending: BTreeMap::new(),
+            quiet_until: last_seen,
         };
         let (node_tx, _) = watch::channel(node);
         Ok(Follower {
             db: db.to_path_buf(),
+            codec: BatchCodec::from_genesis(&spec),
             spec,
             key,
             start_height,
@@ -533,6 +561,12 @@ impl Follower {
             .iter()
             .find(|r| !matches!(r.bitcoin_height, Some(h) if h <= fork))
             .map(|r| r.index);
+        // Chunks of forgotten batches may lie at or below the fork: read from the lowest.
+        let dropped_low = records
+            .iter()
+            .filter(|r| matches!(first_dropped, Some(d) if r.index >= d))
+            .map(|r| r.posted_at_tip)
+            .min();
         let kept: Vec<BatchRecord> = records
             .into_iter()
             .filter(|r| !matches!(first_dropped, Some(d) if r.index >= d))
@@ -564,7 +598,19 @@ impl Follower {
         }
         cur.scanned.retain(|h, _| *h <= fork);
         cur.outputs.retain(|_, (h, _)| *h <= fork);
-        cur.next = fork.saturating_add(1).max(self.start_height);
+        for p in cur.pending.values_mut() {
+            p.chunks.retain(|_, (_, f)| f.height <= fork);
+        }
+        cur.pending.retain(|_, p| !p.chunks.is_empty());
+        let mut next = fork.saturating_add(1);
+        if let Some(low) = dropped_low {
+            if low < next {
+                next = low;
+                cur.pending.clear();
+                cur.quiet_until = Some(fork);
+            }
+        }
+        cur.next = next.max(self.start_height);
         cur.next_index = kept.len() as u64;
         cur.last_hash = kept.last().map_or([0; 32], |r| r.hash);
         Ok(Some(Rollback {
@@ -612,19 +658,20 @@ impl Follower {
             };
             let txid = tx.compute_txid();
             let commit_txid = tx.input.get(input).map(|i| i.previous_output.txid);
-            let vbytes = tx.vsize()
-                + commit_txid
-                    .and_then(|c| block.txdata.iter().find(|x| x.compute_txid() == c))
-                    .map_or(0, |c| c.vsize());
+            let commit_vbytes = commit_txid
+                .and_then(|c| block.txdata.iter().find(|x| x.compute_txid() == c))
+                .map_or(0, |c| c.vsize());
             let found = Found {
                 height,
+                seq: t as u64,
                 hash,
                 txid,
                 commit_txid,
-                vbytes: vbytes as u64,
+                vbytes: tx.vsize() as u64,
+                commit_vbytes: commit_vbytes as u64,
                 time_ms: u64::from(block.header.time) * 1000,
             };
-            match self.take(cur, &envelope, &found, report)? {
+            match self.take_chunk(cur, &envelope, found, report)? {
                 Ok(()) => {}
                 Err((index, reason)) => {
                     tracing::warn!(
@@ -644,6 +691,9 @@ impl Follower {
             if report.mismatch.is_some() {
                 break;
             }
+        }
+        if cur.quiet_until.is_some_and(|q| height >= q) {
+            cur.quiet_until = None;
         }
         // Remember the block, its taproot outputs; forget old ones.
         cur.scanned.insert(height, hash);
@@ -679,19 +729,112 @@ impl Follower {
         Ok(())
     }
 
-    /// Decodes, checks and applies one envelope. `Ok(Err((index, reason)))`: skipped.
+    /// Files one envelope's chunk; when it completes its batch, decodes, checks and applies
+    /// the batch. `Ok(Err((index, reason)))`: skipped.
+    #[allow(clippy::type_complexity)]
+    fn take_chunk(
+        &self,
+        cur: &mut Cursor,
+        envelope: &Envelope,
+        found: Found,
+        report: &mut SyncReport,
+    ) -> Result<Result<(), (Option<u64>, String)>, FollowerError> {
+        let chunk = match Chunk::from_envelope(envelope.version, &envelope.data) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err((None, e.to_string()))),
+        };
+        let h = chunk.header;
+        let index = Some(h.index);
+        if h.index < cur.next_index {
+            if cur.quiet_until.is_some_and(|q| found.height <= q) {
+                tracing::debug!(index = h.index, "chunk of a derived batch read again");
+                return Ok(Ok(()));
+            }
+            return Ok(Err((
+                index,
+                format!("duplicate: batch {} was already derived", h.index),
+            )));
+        }
+        let key = (h.index, h.data_hash);
+        if !cur.pending.contains_key(&key) && cur.pending.len() >= MAX_PENDING_BATCHES {
+            return Ok(Err((
+                index,
+                format!("{MAX_PENDING_BATCHES} incomplete batches already wait for chunks"),
+            )));
+        }
+        let pending = cur.pending.entry(key).or_insert_with(|| Pending {
+            count: h.count,
+            chunks: BTreeMap::new(),
+        });
+        if pending.count != h.count {
+            return Ok(Err((
+                index,
+                format!(
+                    "chunk count mismatch: chunk {} says {} chunks, earlier chunks {}",
+                    h.chunk, h.count, pending.count
+                ),
+            )));
+        }
+        if pending.chunks.contains_key(&h.chunk) {
+            tracing::debug!(
+                index = h.index,
+                chunk = h.chunk,
+                "chunk seen before; ignored"
+            );
+            return Ok(Ok(()));
+        }
+        pending.chunks.insert(h.chunk, (chunk, found));
+        if pending.chunks.len() < pending.count as usize {
+            return Ok(Ok(()));
+        }
+        let Some(done) = cur.pending.remove(&key) else {
+            return Ok(Ok(()));
+        };
+        let (chunks, founds): (Vec<Chunk>, Vec<Found>) = done.chunks.into_values().unzip();
+        // The batch sits where its last chunk (in Bitcoin order) is.
+        let Some(last) = founds.iter().max_by_key(|f| (f.height, f.seq)).cloned() else {
+            return Ok(Ok(()));
+        };
+        let mut commits = std::collections::HashSet::new();
+        let mut vbytes = 0u64;
+        for f in &founds {
+            vbytes += f.vbytes;
+            if let Some(c) = f.commit_txid {
+                if commits.insert(c) {
+                    vbytes += f.commit_vbytes;
+                }
+            }
+        }
+        let lowest = founds.iter().map(|f| f.height).min().unwrap_or(last.height);
+        let batch = match Batch::from_chunks(&self.codec, &chunks) {
+            Ok(b) => b,
+            Err(e) => return Ok(Err((index, e.to_string()))),
+        };
+        let data_bytes: usize = chunks.iter().map(|c| c.bytes.len()).sum();
+        let placed = Placed {
+            found: last,
+            vbytes,
+            lowest,
+            data_bytes: data_bytes as u64,
+            reveals: founds.iter().map(|f| f.txid.to_byte_array()).collect(),
+        };
+        let result = self.take(cur, batch, &placed, report)?;
+        // Incomplete batches that can no longer be taken.
+        let next = cur.next_index;
+        cur.pending.retain(|(i, _), _| *i >= next);
+        Ok(result)
+    }
+
+    /// Checks and applies one decoded batch. `Ok(Err((index, reason)))`: skipped.
     #[allow(clippy::type_complexity)]
     fn take(
         &self,
         cur: &mut Cursor,
-        envelope: &Envelope,
-        found: &Found,
+        batch: Batch,
+        placed: &Placed,
         report: &mut SyncReport,
     ) -> Result<Result<(), (Option<u64>, String)>, FollowerError> {
-        let batch = match Batch::decode(envelope.version, &envelope.data) {
-            Ok(b) => b,
-            Err(e) => return Ok(Err((None, e.to_string()))),
-        };
+        let found = &placed.found;
         let index = Some(batch.index);
         if batch.index < cur.next_index {
             return Ok(Err((
@@ -784,12 +927,13 @@ impl Follower {
             tx_count,
             hash,
             state_root,
-            data_bytes: envelope.data.len() as u64,
+            data_bytes: placed.data_bytes,
             commit_tx: Vec::new(),
-            reveal_tx: Vec::new(),
+            reveal_txs: Vec::new(),
             commit_txid: found.commit_txid.map(|t| t.to_byte_array()),
             reveal_txid: Some(found.txid.to_byte_array()),
-            vbytes: found.vbytes,
+            reveal_txids: placed.reveals.clone(),
+            vbytes: placed.vbytes,
             fee_sat: 0,
             fee_rate_sat_kwu: 0,
             status: BatchStatus::Confirmed,
@@ -797,7 +941,8 @@ impl Follower {
             bitcoin_block: Some(found.hash.to_byte_array()),
             posted_at_ms: found.time_ms,
             postings: 1,
-            posted_at_tip: found.height,
+            // Where its first chunk is (a rollback reads again from there).
+            posted_at_tip: placed.lowest,
         };
         self.status.put(chain.store(), record)?;
         cur.next_index = batch.index + 1;
@@ -842,13 +987,34 @@ fn bad_transaction(batch: &Batch, chain_id: u64) -> Option<String> {
         })
 }
 
+/// Where one chunk was read.
+#[derive(Clone)]
 struct Found {
     height: u32,
+    /// The transaction's position in its block (orders chunks of one block).
+    seq: u64,
     hash: BlockHash,
     txid: Txid,
     commit_txid: Option<Txid>,
+    /// The reveal's virtual size.
     vbytes: u64,
+    /// The commit's, when it is in the same block (0 otherwise).
+    commit_vbytes: u64,
     time_ms: u64,
+}
+
+/// Where a complete batch was read.
+struct Placed {
+    /// The chunk that completed it.
+    found: Found,
+    /// Virtual bytes of its reveals and of the commits found beside them.
+    vbytes: u64,
+    /// The lowest Bitcoin height holding one of its chunks.
+    lowest: u32,
+    /// Bytes of batch data.
+    data_bytes: u64,
+    /// Its reveals' txids, in chunk order.
+    reveals: Vec<[u8; 32]>,
 }
 
 /// Rebuilds the store at `db` from genesis up to `keep_height` by re-executing `old`'s

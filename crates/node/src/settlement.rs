@@ -60,25 +60,30 @@ pub struct BatchRecord {
     pub hash: [u8; 32],
     /// The state root after the last block.
     pub state_root: [u8; 32],
-    /// Bytes of envelope data (zstd of the batch).
+    /// Bytes of batch data (zstd of the compact batch, all chunks together).
     pub data_bytes: u64,
     /// The commit transaction (consensus encoding) of the latest posting; empty while pending.
     pub commit_tx: Vec<u8>,
-    /// The reveal transaction (consensus encoding) of the latest posting; empty while pending.
-    pub reveal_tx: Vec<u8>,
+    /// The reveal transactions (consensus encoding), one per chunk in chunk order, of the
+    /// latest posting; empty while pending.
+    pub reveal_txs: Vec<Vec<u8>>,
     /// Commit txid (internal byte order, as rust-bitcoin's `Txid`).
     pub commit_txid: Option<[u8; 32]>,
-    /// Reveal txid.
+    /// The last reveal's txid (the last chunk in chunk order on the sequencer; on a follower,
+    /// the reveal that completed the batch).
     pub reveal_txid: Option<[u8; 32]>,
-    /// Virtual bytes of commit + reveal.
+    /// Every reveal's txid, in chunk order.
+    pub reveal_txids: Vec<[u8; 32]>,
+    /// Virtual bytes of the commit and all reveals.
     pub vbytes: u64,
-    /// Fees of commit + reveal, in satoshis.
+    /// Fees of the commit and all reveals, in satoshis.
     pub fee_sat: u64,
     /// Fee rate of the latest posting, sat/kwu.
     pub fee_rate_sat_kwu: u64,
     /// Where it stands.
     pub status: BatchStatus,
-    /// The Bitcoin block height holding the reveal, once in a block.
+    /// The Bitcoin block height holding the batch once all its reveals are in blocks: the
+    /// highest of their heights (where its last chunk is).
     pub bitcoin_height: Option<u32>,
     /// That block's hash.
     pub bitcoin_block: Option<[u8; 32]>,
@@ -131,6 +136,11 @@ impl BatchRecord {
             "data_bytes": self.data_bytes,
             "commit_txid": txid_hex(&self.commit_txid),
             "reveal_txid": txid_hex(&self.reveal_txid),
+            "reveal_txids": self
+                .reveal_txids
+                .iter()
+                .map(|t| txid_hex(&Some(*t)))
+                .collect::<Vec<_>>(),
             "vbytes": self.vbytes,
             "fee_sat": self.fee_sat,
             "status": self.status.as_str(),
@@ -287,9 +297,10 @@ mod tests {
             state_root: [7; 32],
             data_bytes: 100,
             commit_tx: Vec::new(),
-            reveal_tx: Vec::new(),
+            reveal_txs: Vec::new(),
             commit_txid: Some([1; 32]),
             reveal_txid: Some([2; 32]),
+            reveal_txids: vec![[3; 32], [2; 32]],
             vbytes: 300,
             fee_sat: 600,
             fee_rate_sat_kwu: 500,
@@ -326,6 +337,10 @@ mod tests {
         let j = s.get(0).expect("record").to_json();
         assert_eq!(j["status"], "confirmed");
         assert_eq!(j["reveal_txid"], hex::encode([2u8; 32]));
+        assert_eq!(
+            j["reveal_txids"],
+            serde_json::json!([hex::encode([3u8; 32]), hex::encode([2u8; 32])])
+        );
         s.truncate(1);
         assert_eq!(s.batch_count(), 1);
     }

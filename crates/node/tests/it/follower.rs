@@ -1,7 +1,9 @@
 //! Derivation: a follower that reads only the embedded regtest chain reaches the sequencer's
 //! state root at every batch; a wrong state root is caught and named; malformed, foreign,
-//! duplicate and out-of-order envelopes are skipped; a reorg that removes a batch is rolled
-//! back and re-derived; a restart continues; the follower's RPC is read-only.
+//! duplicate and out-of-order envelopes are skipped; a batch in chunks spread over several
+//! Bitcoin blocks is taken once complete (repeated chunks ignored, inconsistent ones skipped,
+//! across a restart, and after a reorg that removes some of its chunks); a reorg that removes
+//! a batch is rolled back and re-derived; a restart continues; the follower's RPC is read-only.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +14,11 @@ use jsonrpsee::rpc_params;
 use parabit_bitcoin::bitcoin::hashes::Hash;
 use parabit_bitcoin::bitcoin::key::Keypair;
 use parabit_bitcoin::bitcoin::secp256k1::{SecretKey, SECP256K1};
-use parabit_bitcoin::bitcoin::{FeeRate, Txid};
-use parabit_bitcoin::{build_commit_reveal, RegtestChain, TaprootWallet};
+use parabit_bitcoin::bitcoin::{FeeRate, Transaction, Txid};
+use parabit_bitcoin::{build_commit_reveal, build_commit_reveals, RegtestChain, TaprootWallet};
 use parabit_modules::genesis::SettlementSpec;
 use parabit_modules::{Call, GenesisSpec};
-use parabit_node::batch::{Batch, BATCH_VERSION};
+use parabit_node::batch::{split_chunks, Batch, BatchCodec, Chunk, BATCH_VERSION, MAX_CHUNK_BYTES};
 use parabit_node::chain::{Chain, ChainConfig};
 use parabit_node::devnet::{devnet_genesis, DevnetGenesis};
 use parabit_node::follower::{Follower, FollowerConfig};
@@ -134,8 +136,45 @@ impl Harness {
         self.btc.send_raw_transaction(&cr.reveal).expect("reveal")
     }
 
+    /// Sends a commit for one envelope per entry of `datas` (signed by the sequencer) and
+    /// returns the reveals, not sent.
+    fn commit_envelopes(&self, datas: &[Vec<u8>]) -> Vec<Transaction> {
+        let coins = self
+            .btc
+            .list_unspent(&[self.wallet.script_pubkey().clone()]);
+        let set = build_commit_reveals(
+            &self.wallet,
+            &self.key,
+            &[],
+            &coins,
+            BATCH_VERSION,
+            datas,
+            FeeRate::from_sat_per_vb_u32(1),
+        )
+        .expect("commit/reveals");
+        self.btc.send_raw_transaction(&set.commit).expect("commit");
+        set.reveals
+    }
+
+    /// The envelope data of `batch`'s chunks of at most `chunk_bytes`.
+    fn chunks(&self, batch: &Batch, chunk_bytes: usize) -> Vec<Vec<u8>> {
+        let codec = BatchCodec::from_genesis(&self.spec);
+        let (_, chunks) = batch.to_chunks(&codec, chunk_bytes).expect("chunks");
+        chunks.iter().map(Chunk::to_envelope_data).collect()
+    }
+
+    fn send(&self, txs: &[Transaction]) {
+        for tx in txs {
+            self.btc.send_raw_transaction(tx).expect("send");
+        }
+    }
+
+    /// Posts `batch` (one chunk) and returns its reveal's txid.
     fn post(&self, batch: &Batch) -> Txid {
-        self.post_data(&self.key, BATCH_VERSION, &batch.encode().expect("encode"))
+        let reveals = self.commit_envelopes(&self.chunks(batch, MAX_CHUNK_BYTES));
+        assert_eq!(reveals.len(), 1);
+        self.send(&reveals);
+        reveals[0].compute_txid()
     }
 
     fn mine(&self, n: u32) {
@@ -307,13 +346,15 @@ fn malformed_foreign_duplicate_and_out_of_order_envelopes_are_skipped() {
     let b0 = h.next_batch();
     h.produce(2, 3);
     let b1 = h.next_batch();
-    // Garbage under the sequencer key, and another version.
-    h.post_data(&h.key, BATCH_VERSION, b"not zstd at all");
+    // Garbage under the sequencer key (a well-formed chunk), and another version.
+    let garbage = split_chunks(0, b"not zstd at all", MAX_CHUNK_BYTES).expect("chunk");
+    h.post_data(&h.key, BATCH_VERSION, &garbage[0].to_envelope_data());
     h.mine(1);
-    h.post_data(&h.key, 9, &b0.encode().expect("encode"));
+    let b0_data = h.chunks(&b0, MAX_CHUNK_BYTES).remove(0);
+    h.post_data(&h.key, 9, &b0_data);
     h.mine(1);
     // Batch 0 signed by another key: ignored (not the sequencer's).
-    h.post_data(&keypair(7), BATCH_VERSION, &b0.encode().expect("encode"));
+    h.post_data(&keypair(7), BATCH_VERSION, &b0_data);
     h.mine(1);
     // Batch 1 before batch 0.
     h.post(&b1);
@@ -349,8 +390,9 @@ fn malformed_foreign_duplicate_and_out_of_order_envelopes_are_skipped() {
         .map(|s| (s.index, s.reason.as_str()))
         .collect();
     assert_eq!(reasons.len(), 6, "{reasons:?}");
-    assert_eq!(reasons[0].0, None);
+    assert_eq!(reasons[0].0, Some(0), "the chunk's label");
     assert!(reasons[0].1.contains("decompress"), "{reasons:?}");
+    assert_eq!(reasons[1].0, None);
     assert!(reasons[1].1.contains("version 9"), "{reasons:?}");
     assert_eq!(reasons[2].0, Some(1));
     assert!(reasons[2].1.contains("out of order"), "{reasons:?}");
@@ -602,4 +644,151 @@ fn the_batchers_wrong_root_fault_is_caught_by_the_follower() {
     assert_eq!(f.node().chain().head().state_root, h.root_at(11));
     let bad = batcher.status().get(2).expect("record");
     assert_eq!(Some(m.reveal_txid.to_byte_array()), bad.reveal_txid);
+}
+
+#[test]
+fn a_batch_in_chunks_over_several_blocks_is_taken_once_complete_even_across_a_restart() {
+    let mut h = Harness::new();
+    h.produce(3, 10);
+    let b0 = h.next_batch();
+    let datas = h.chunks(&b0, 200);
+    let n = datas.len();
+    assert!(n >= 3, "{n} chunks");
+    let reveals = h.commit_envelopes(&datas);
+    // The commit and the first reveal in one block: nothing to derive yet.
+    h.send(&reveals[..1]);
+    h.mine(1);
+    let f = h.follower(1);
+    let r = f.sync_once().expect("sync");
+    assert_eq!((r.batches, r.skipped.len()), (0, 0), "{r:?}");
+    assert_eq!(f.verified_height(), 0);
+    // The first chunk again, in another envelope (as an RBF replacement would carry it):
+    // ignored, not skipped.
+    h.post_data(&h.key, BATCH_VERSION, &datas[0]);
+    h.send(&reveals[1..n - 1]);
+    h.mine(1);
+    let r = f.sync_once().expect("sync");
+    assert_eq!((r.batches, r.skipped.len()), (0, 0), "{r:?}");
+    // The last chunk completes it.
+    h.send(&reveals[n - 1..]);
+    h.mine(1);
+    let r = f.sync_once().expect("sync");
+    assert_eq!((r.batches, r.skipped.len()), (1, 0), "{r:?}");
+    assert_eq!(f.node().chain().head().state_root, b0.state_root);
+    let rec = f.status().get(0).expect("record");
+    assert_eq!(
+        rec.bitcoin_height,
+        Some(h.btc.height()),
+        "where the last chunk is"
+    );
+    assert_eq!(
+        rec.reveal_txid,
+        Some(reveals[n - 1].compute_txid().to_byte_array())
+    );
+    let ids: Vec<[u8; 32]> = reveals
+        .iter()
+        .map(|t| t.compute_txid().to_byte_array())
+        .collect();
+    assert_eq!(rec.reveal_txids, ids);
+    let total: usize = reveals.iter().map(Transaction::vsize).sum();
+    assert!(rec.vbytes as usize >= total, "{} < {total}", rec.vbytes);
+
+    // Batch 1's first chunk lands in a block; the follower restarts before the rest.
+    h.produce(2, 10);
+    let b1 = h.next_batch();
+    let datas = h.chunks(&b1, 200);
+    let reveals = h.commit_envelopes(&datas);
+    h.send(&reveals[..1]);
+    h.mine(1);
+    let r = f.sync_once().expect("sync");
+    assert_eq!((r.batches, r.skipped.len()), (0, 0), "{r:?}");
+    drop(f);
+    let f = h.follower(1);
+    h.send(&reveals[1..]);
+    h.mine(1);
+    let r = f.sync_once().expect("sync");
+    assert_eq!((r.batches, r.skipped.len()), (1, 0), "{r:?}");
+    assert_eq!(f.node().chain().head().state_root, b1.state_root);
+    assert_eq!(f.status().batch_count(), 2);
+}
+
+#[test]
+fn inconsistent_chunks_are_skipped_with_their_reason() {
+    let mut h = Harness::new();
+    h.produce(2, 5);
+    let b0 = h.next_batch();
+    let datas = h.chunks(&b0, 150);
+    assert!(datas.len() >= 2);
+    // A chunk number past its count (the header says chunk 5 of 2).
+    let mut out_of_range = datas[0].clone();
+    out_of_range[40..44].copy_from_slice(&5u32.to_le_bytes());
+    out_of_range[44..48].copy_from_slice(&2u32.to_le_bytes());
+    // Chunk 1 of batch 0 whose count disagrees with chunk 0's.
+    let mut count_a = datas[0].clone();
+    count_a[8] ^= 1; // another data hash: a group of its own
+    let mut count_b = datas[1].clone();
+    count_b[8] ^= 1;
+    count_b[44..48].copy_from_slice(&(datas.len() as u32 + 1).to_le_bytes());
+    // Every chunk present but one altered: the whole does not hash to the data hash.
+    let mut altered = datas.clone();
+    for d in &mut altered {
+        d[9] ^= 1;
+    }
+    let last = altered.len() - 1;
+    let end = altered[last].len() - 1;
+    altered[last][end] ^= 1;
+    let mut envelopes = vec![out_of_range, count_a, count_b];
+    envelopes.extend(altered);
+    let reveals = h.commit_envelopes(&envelopes);
+    h.send(&reveals);
+    h.mine(1);
+    h.post(&b0);
+    h.mine(1);
+    let f = h.follower(1);
+    let r = f.sync_once().expect("sync");
+    assert_eq!(r.batches, 1, "{r:?}");
+    let reasons: Vec<&str> = r.skipped.iter().map(|s| s.reason.as_str()).collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(reasons[0].contains("out of range"), "{reasons:?}");
+    assert!(reasons[1].contains("chunk count mismatch"), "{reasons:?}");
+    assert!(reasons[2].contains("hash"), "{reasons:?}");
+    assert_eq!(r.skipped[1].index, Some(0));
+    assert_eq!(f.node().chain().head().state_root, b0.state_root);
+}
+
+#[test]
+fn a_reorg_that_removes_some_chunks_rolls_the_batch_back_and_re_derives_it() {
+    let mut h = Harness::new();
+    h.produce(2, 5);
+    let b0 = h.next_batch();
+    h.post(&b0);
+    h.mine(1);
+    h.produce(3, 10);
+    let b1 = h.next_batch();
+    let datas = h.chunks(&b1, 200);
+    let reveals = h.commit_envelopes(&datas);
+    h.send(&reveals[..1]);
+    h.mine(1);
+    h.send(&reveals[1..]);
+    h.mine(1);
+    let f = h.follower(1);
+    let r = f.sync_once().expect("sync");
+    assert_eq!(r.batches, 2, "{r:?}");
+    assert_eq!(f.node().chain().head().state_root, b1.state_root);
+    // The block holding the later chunks leaves the chain; the first chunk stays.
+    h.btc.reorg(1, h.wallet.script_pubkey()).expect("reorg");
+    let r = f.sync_once().expect("sync");
+    assert_eq!(r.rollbacks.len(), 1, "{r:?}");
+    assert_eq!(r.rollbacks[0].batches_dropped, 1);
+    assert_eq!(f.node().chain().head().height, b0.last_height());
+    assert_eq!(r.batches, 0);
+    // The reveals are mined again: batch 1 is whole once more.
+    h.mine(1);
+    let r = f.sync_once().expect("sync");
+    assert_eq!((r.batches, r.skipped.len()), (1, 0), "{r:?}");
+    assert_eq!(f.node().chain().head().state_root, b1.state_root);
+    assert_eq!(
+        f.status().get(1).and_then(|r| r.bitcoin_height),
+        Some(h.btc.height())
+    );
 }

@@ -1,7 +1,9 @@
 //! Settlement, sequencer side: the batcher posts batches of the node's blocks to an in-process
 //! regtest chain; the envelopes on Bitcoin decode to exactly the stored blocks; records reach
 //! `confirmed`; a restart does not post twice; vanished, reorged-out and stuck pairs are
-//! re-posted or replaced.
+//! re-posted or replaced; a batch split into several chunks goes out as one commit and one
+//! reveal per chunk, chained so that Bitcoin keeps batch order, and a partly mined set is
+//! completed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +14,7 @@ use parabit_bitcoin::bitcoin::secp256k1::{SecretKey, SECP256K1};
 use parabit_bitcoin::bitcoin::{OutPoint, ScriptBuf, Transaction, TxOut, Txid};
 use parabit_bitcoin::{verified_envelopes_in_block, RegtestChain, RegtestClient, TaprootWallet};
 use parabit_modules::Call;
-use parabit_node::batch::Batch;
+use parabit_node::batch::{Batch, BatchCodec, Chunk};
 use parabit_node::batcher::{Batcher, BatcherConfig, StoreAccess};
 use parabit_node::node::Node;
 use parabit_node::rpc::{self, RpcContext};
@@ -99,18 +101,31 @@ impl Setup {
             .and_then(|(tx, _)| tx.output.get(op.vout as usize).cloned())
     }
 
-    /// Every batch on the active chain signed by the sequencer, in Bitcoin order.
+    /// Every batch on the active chain signed by the sequencer, in Bitcoin order (of the
+    /// chunk that completes it).
     fn batches_on_chain(&self) -> Vec<Batch> {
         let key = self.keypair.x_only_public_key().0;
+        let codec = BatchCodec::from_genesis(self.node.chain().spec());
+        let mut pending: std::collections::BTreeMap<(u64, [u8; 32]), Vec<Chunk>> =
+            Default::default();
         let mut out = Vec::new();
         for h in 0..=self.btc.height() {
             let block = self.btc.block_at(h).expect("block");
             for (_, _, env) in verified_envelopes_in_block(&block, |op| self.prevout(op)) {
                 if env.key == key {
-                    out.push(Batch::decode(env.version, &env.data).expect("decodes"));
+                    let chunk = Chunk::from_envelope(env.version, &env.data).expect("a chunk");
+                    let k = (chunk.header.index, chunk.header.data_hash);
+                    let count = chunk.header.count as usize;
+                    let group = pending.entry(k).or_default();
+                    group.push(chunk);
+                    if group.len() == count {
+                        let chunks = pending.remove(&k).expect("group");
+                        out.push(Batch::from_chunks(&codec, &chunks).expect("decodes"));
+                    }
                 }
             }
         }
+        assert!(pending.is_empty(), "incomplete batches on chain");
         out
     }
 }
@@ -148,6 +163,7 @@ async fn batches_on_bitcoin_are_exactly_the_stored_blocks() {
     assert_eq!((b1.first_height, b1.last_height), (11, 20));
     assert_eq!(b0.status, BatchStatus::Posted);
     // Batch 1's commit spends batch 0's reveal output: Bitcoin cannot reorder them.
+    assert_eq!(b0.reveal_txids, vec![b0.reveal_txid.expect("reveal")]);
     let commit1: Transaction =
         parabit_bitcoin::bitcoin::consensus::deserialize(&b1.commit_tx).expect("tx");
     assert!(commit1
@@ -216,6 +232,10 @@ async fn batches_on_bitcoin_are_exactly_the_stored_blocks() {
     assert_eq!(got["tx_count"], 20);
     assert_eq!(got["status"], "confirmed");
     assert_eq!(got["reveal_txid"], txid(b1.reveal_txid).to_string());
+    assert_eq!(
+        got["reveal_txids"],
+        serde_json::json!([txid(b1.reveal_txid).to_string()])
+    );
     assert_eq!(got["commit_txid"], txid(b1.commit_txid).to_string());
     let of: serde_json::Value = module
         .call("pb_getBatchOfBlock", [15])
@@ -399,4 +419,126 @@ fn a_stuck_pair_is_replaced_by_fee() {
         on_chain.iter().map(|b| b.index).collect::<Vec<_>>(),
         vec![0, 1]
     );
+}
+
+/// A config whose batches split into chunks of 300 bytes (several reveals each).
+fn chunked() -> BatcherConfig {
+    BatcherConfig {
+        chunk_bytes: 300,
+        ..config()
+    }
+}
+
+#[test]
+fn a_chunked_batch_is_one_commit_and_a_reveal_per_chunk_in_batch_order() {
+    let mut s = setup();
+    s.blocks(20, T0);
+    let now = parabit_node::node::now_ms();
+    let mut b = s.batcher(chunked());
+    assert_eq!(b.tick(now).expect("tick").built, vec![0, 1]);
+    let b0 = b.status().get(0).expect("0");
+    let b1 = b.status().get(1).expect("1");
+    for r in [&b0, &b1] {
+        let n = (r.data_bytes as usize).div_ceil(300);
+        assert!(n >= 2, "{} bytes", r.data_bytes);
+        assert_eq!(r.reveal_txids.len(), n);
+        assert_eq!(r.reveal_txs.len(), n);
+        assert_eq!(r.reveal_txid, r.reveal_txids.last().copied());
+        let commit: Transaction =
+            parabit_bitcoin::bitcoin::consensus::deserialize(&r.commit_tx).expect("commit");
+        let mut vbytes = commit.vsize();
+        for (k, (raw, id)) in r.reveal_txs.iter().zip(&r.reveal_txids).enumerate() {
+            let reveal: Transaction =
+                parabit_bitcoin::bitcoin::consensus::deserialize(raw).expect("reveal");
+            assert_eq!(reveal.compute_txid(), txid(Some(*id)));
+            assert_eq!(
+                reveal.input[0].previous_output,
+                OutPoint {
+                    txid: commit.compute_txid(),
+                    vout: k as u32
+                },
+                "reveal {k} spends commit output {k}"
+            );
+            vbytes += reveal.vsize();
+            assert!(s.btc.in_mempool(&reveal.compute_txid()));
+        }
+        assert_eq!(r.vbytes, vbytes as u64);
+    }
+    // Batch 1's commit spends the outputs of every reveal of batch 0.
+    let commit1: Transaction =
+        parabit_bitcoin::bitcoin::consensus::deserialize(&b1.commit_tx).expect("tx");
+    for id in &b0.reveal_txids {
+        assert!(
+            commit1.input.iter().any(|i| i.previous_output
+                == OutPoint {
+                    txid: txid(Some(*id)),
+                    vout: 0
+                }),
+            "batch 1 comes after every chunk of batch 0"
+        );
+    }
+    s.btc.mine(1, &miner_script()).expect("mine");
+    assert_eq!(b.tick(now + 1).expect("tick").confirmed, vec![0, 1]);
+    let on_chain = s.batches_on_chain();
+    assert_eq!(on_chain.len(), 2);
+    for (batch, rec) in on_chain.iter().zip([&b0, &b1]) {
+        assert_eq!(batch.hash(), rec.hash);
+        for block in &batch.blocks {
+            let stored = s
+                .node
+                .chain()
+                .store()
+                .block::<Call>(block.header.height)
+                .expect("read")
+                .expect("stored");
+            assert_eq!(&stored, block);
+        }
+    }
+    let j = b.status().get(1).expect("1").to_json();
+    assert_eq!(
+        j["reveal_txids"].as_array().map(Vec::len),
+        Some(b1.reveal_txids.len())
+    );
+}
+
+#[test]
+fn a_partly_mined_set_is_completed_and_confirmed_at_its_last_reveal() {
+    let mut s = setup();
+    s.blocks(10, T0);
+    let now = parabit_node::node::now_ms();
+    let mut cfg = chunked();
+    cfg.bump_after = Duration::from_secs(30);
+    let mut b = s.batcher(cfg);
+    assert_eq!(b.tick(now).expect("tick").built, vec![0]);
+    let r0 = b.status().get(0).expect("0");
+    assert!(r0.reveal_txids.len() >= 2);
+    // Only the commit and the first reveal get mined; the other reveals vanish.
+    for id in &r0.reveal_txids[1..] {
+        s.btc.remove_from_mempool(&txid(Some(*id))).expect("evict");
+    }
+    s.btc.mine(1, &miner_script()).expect("mine");
+    let partial_height = s.btc.height();
+    // Not in a block yet as a whole; the missing reveals are sent again, not replaced.
+    let r = b.tick(now + 31_000).expect("tick");
+    assert_eq!(r.broadcast, vec![0]);
+    assert!(r.bumped.is_empty() && r.reposted.is_empty(), "{r:?}");
+    let rec = b.status().get(0).expect("0");
+    assert_eq!(rec.bitcoin_height, None);
+    assert_eq!(rec.reveal_txids, r0.reveal_txids);
+    for id in &r0.reveal_txids[1..] {
+        assert!(s.btc.in_mempool(&txid(Some(*id))));
+    }
+    // Waiting past bump_after with part of the set mined does not try an RBF.
+    let r = b.tick(now + 62_000).expect("tick");
+    assert!(r.bumped.is_empty(), "{r:?}");
+    s.btc.mine(1, &miner_script()).expect("mine");
+    let r = b.tick(now + 63_000).expect("tick");
+    assert_eq!(r.confirmed, vec![0]);
+    let rec = b.status().get(0).expect("0");
+    assert_eq!(
+        rec.bitcoin_height,
+        Some(partial_height + 1),
+        "at its last reveal"
+    );
+    assert_eq!(s.batches_on_chain().len(), 1);
 }

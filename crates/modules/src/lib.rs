@@ -162,3 +162,52 @@ pub use runtime::{
     begin_block_hooks, block_txs, end_block_hooks, BlockTx, Call, Hook, Runtime, SignedTx, Tx,
 };
 pub use staking::{StakingError, StakingKey, StakingMsg, StakingPoolId};
+
+#[cfg(test)]
+mod tests {
+    use super::{declare, Touch};
+    use parabit_exec::{Footprint, Key};
+
+    fn lists(fp: &Footprint, k: Key) -> [bool; 4] {
+        [
+            fp.exclusive.contains(&k),
+            fp.reads.contains(&k),
+            fp.deltas.contains(&k),
+            fp.subs.contains(&k),
+        ]
+    }
+
+    #[test]
+    fn declaring_a_key_twice_merges_the_ways_it_is_touched() {
+        let k = Key::from_array([7]);
+        let cases = [
+            (Touch::Read, Touch::Read, [false, true, false, false]),
+            (Touch::Add, Touch::Add, [false, false, true, false]),
+            (Touch::Add, Touch::Sub, [false, false, false, true]),
+            (Touch::Sub, Touch::Add, [false, false, false, true]),
+            (Touch::Read, Touch::Add, [true, false, false, false]),
+            (Touch::Sub, Touch::Read, [true, false, false, false]),
+            (Touch::Write, Touch::Read, [true, false, false, false]),
+            (Touch::Add, Touch::Write, [true, false, false, false]),
+        ];
+        for (first, then, want) in cases {
+            let mut fp = Footprint::default();
+            declare(&mut fp, k, first);
+            declare(&mut fp, k, then);
+            assert_eq!(lists(&fp, k), want, "{first:?} then {then:?}");
+            let total = fp.exclusive.len() + fp.reads.len() + fp.deltas.len() + fp.subs.len();
+            assert_eq!(total, 1, "{first:?} then {then:?}: {fp:?}");
+        }
+    }
+
+    #[test]
+    fn declaring_keeps_other_keys_as_they_are() {
+        let (a, b) = (Key::from_array([1]), Key::from_array([2]));
+        let mut fp = Footprint::default();
+        declare(&mut fp, a, Touch::Add);
+        declare(&mut fp, b, Touch::Read);
+        declare(&mut fp, b, Touch::Sub);
+        assert_eq!(lists(&fp, a), [false, false, true, false]);
+        assert_eq!(lists(&fp, b), [true, false, false, false]);
+    }
+}

@@ -1,8 +1,8 @@
 //! `parabit devnet` settles on its embedded regtest chain: after some load, `parabit query
-//! batch` shows confirmed batches covering the chain from height 1, the reveal transaction
-//! read back over the regtest chain's own JSON-RPC (cookie auth) carries an envelope signed by
-//! the genesis' sequencer key that decodes to the batch, and a restarted devnet neither posts
-//! a batch twice nor skips one.
+//! batch` shows confirmed batches covering the chain from height 1, the reveal transactions
+//! read back over the regtest chain's own JSON-RPC (cookie auth) carry envelopes signed by
+//! the genesis' sequencer key whose chunks decode to the batch, and a restarted devnet neither
+//! posts a batch twice nor skips one.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use parabit_bitcoin::bitcoin::Txid;
 use parabit_bitcoin::envelope::envelope_from_witness;
+use parabit_bitcoin::envelope::Envelope;
 use parabit_bitcoin::{Auth, BitcoinClient, BitcoindClient, BitcoindConfig};
-use parabit_node::batch::Batch;
+use parabit_modules::GenesisSpec;
+use parabit_node::batch::{Batch, BatchCodec, Chunk};
 use serde_json::Value as Json;
 
 struct Devnet {
@@ -90,6 +92,34 @@ fn batch(url: &str, index: u64) -> Option<Json> {
         "--rpc",
         url,
     ]))
+}
+
+/// The envelopes of every reveal of batch `record` (its `reveal_txids`), read over `btc`, and
+/// the batch their chunks put together decode to (with the codec of the genesis file).
+fn batch_on_bitcoin(btc: &BitcoindClient, record: &Json, genesis: &Path) -> (Vec<Envelope>, Batch) {
+    let spec: GenesisSpec =
+        serde_json::from_str(&std::fs::read_to_string(genesis).expect("genesis file"))
+            .expect("genesis spec");
+    let ids = record["reveal_txids"].as_array().expect("reveal_txids");
+    assert!(!ids.is_empty());
+    assert_eq!(
+        ids.last(),
+        Some(&record["reveal_txid"]),
+        "reveal_txid is the last"
+    );
+    let mut envelopes = Vec::new();
+    let mut chunks = Vec::new();
+    for id in ids {
+        let reveal = Txid::from_str(id.as_str().expect("txid")).expect("txid");
+        let tx = btc.get_raw_transaction(&reveal).expect("reveal on chain");
+        let env = envelope_from_witness(&tx.input[0].witness)
+            .expect("envelope")
+            .expect("an envelope");
+        chunks.push(Chunk::from_envelope(env.version, &env.data).expect("a chunk"));
+        envelopes.push(env);
+    }
+    let batch = Batch::from_chunks(&BatchCodec::from_genesis(&spec), &chunks).expect("decodes");
+    (envelopes, batch)
 }
 
 fn stop(mut d: Devnet) {
@@ -185,13 +215,10 @@ fn devnet_posts_confirmed_batches_to_its_regtest_chain() {
     config.auth = Auth::CookieFile(dir.path().join("bitcoin").join(".cookie"));
     let btc = BitcoindClient::new(config).expect("client");
     let first = &records[0];
-    let reveal = Txid::from_str(first["reveal_txid"].as_str().expect("txid")).expect("txid");
-    let tx = btc.get_raw_transaction(&reveal).expect("reveal on chain");
-    let env = envelope_from_witness(&tx.input[0].witness)
-        .expect("envelope")
-        .expect("an envelope");
-    assert_eq!(hex::encode(env.key.serialize()), key);
-    let decoded = Batch::decode(env.version, &env.data).expect("batch decodes");
+    let (envelopes, decoded) = batch_on_bitcoin(&btc, first, &dir.path().join("genesis.json"));
+    for env in &envelopes {
+        assert_eq!(hex::encode(env.key.serialize()), key);
+    }
     assert_eq!(decoded.index, 0);
     assert_eq!(decoded.first_height, 1);
     assert_eq!(Some(decoded.last_height()), first["last_height"].as_u64());
@@ -309,14 +336,7 @@ fn a_devnet_settles_on_a_separate_parabit_regtest_process() {
         );
         std::thread::sleep(Duration::from_millis(300));
     };
-    let reveal = Txid::from_str(first["reveal_txid"].as_str().expect("txid")).expect("txid");
-    let tx = btc
-        .get_raw_transaction(&reveal)
-        .expect("reveal on the shared chain");
-    let env = envelope_from_witness(&tx.input[0].witness)
-        .expect("envelope")
-        .expect("an envelope");
-    let decoded = Batch::decode(env.version, &env.data).expect("decodes");
+    let (_, decoded) = batch_on_bitcoin(&btc, &first, &dir.path().join("l2").join("genesis.json"));
     assert_eq!(decoded.first_height, 1);
     drop(d);
     drop(regtest);

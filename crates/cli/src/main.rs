@@ -7,6 +7,7 @@
 //! line).
 
 mod bench;
+mod channel_cmd;
 mod client;
 mod follow_cmd;
 mod human;
@@ -51,6 +52,9 @@ enum Command {
     Tx(tx_cmd::TxArgs),
     /// Read chain state from the node: blocks, transactions, balances, pools, markets, proofs.
     Query(query_cmd::QueryArgs),
+    /// Payment channels off-chain: build and sign channel states (`parabit tx channel-*`
+    /// sends them).
+    Channel(channel_cmd::ChannelArgs),
     /// Load-test a running node over JSON-RPC: fund and pre-sign, send at a target rate,
     /// follow commits, report rates and submit-to-commit latency.
     Load(load_cmd::LoadArgs),
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         Command::Wallet(args) => wallet_cmd::run(&args),
         Command::Tx(args) => tx_cmd::run(&args),
         Command::Query(args) => query_cmd::run(&args),
+        Command::Channel(args) => channel_cmd::run(&args),
         Command::Load(args) => load_cmd::run(&args),
         Command::Regtest(args) => regtest_cmd::run(&args),
     };

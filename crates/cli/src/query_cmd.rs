@@ -138,6 +138,12 @@ enum Query {
     /// Insurance pools, covers, claims and premiums.
     #[command(subcommand)]
     Insurance(InsuranceQuery),
+    /// A payment channel: parties, deposits, status (the closing state and its deadline, or
+    /// the HTLCs pending after settlement).
+    Channel {
+        /// The channel id (printed by `parabit tx channel-open`).
+        id: u64,
+    },
     /// A state value with a Merkle proof, verified locally against the block's state root.
     Proof {
         /// `balance:<address>:<asset>`, `nonce:<address>`, or a raw state key in hex.
@@ -528,6 +534,13 @@ pub fn run(args: &QueryArgs) -> Result<()> {
             let doc = json!({"pool": pool, "amount": v.to_string(), "period_blocks": period_blocks, "premium": p.to_string()});
             print(j, &doc, || format!("premium: {}", asset.show(p)));
         }
+        Query::Channel { id } => {
+            let info = rpc.chain_info()?;
+            let v = crate::channel_cmd::fetch_channel_json(&rpc, *id)?;
+            let lk = RpcLookup::new(&rpc, &info);
+            let text = channel_text(&v, info.network, &lk)?;
+            print(j, &v, || text);
+        }
         Query::Proof { key, height } => {
             let info = rpc.chain_info()?;
             let (spec, expected) = proof_key(key, &args.keystore, info.network)?;
@@ -576,6 +589,52 @@ fn quote_asset(
         }
     }
     bail!("which asset? give it in the amount (\"0.5 BTC\") or with {flag_name}")
+}
+
+/// A channel for people: parties (in the node's network form), deposits, status.
+fn channel_text(v: &Json, network: Network, lk: &dyn Lookup) -> Result<String> {
+    let ch =
+        crate::channel_cmd::channel_from_json(v).context("pb_getChannel: unexpected answer")?;
+    let asset = lk.asset(ch.asset)?;
+    let mut out = format!(
+        "channel {}: {}
+a (opener): {} deposited {}
+b (peer):   {} deposited {}
+challenge period: {} blocks",
+        v["channel"],
+        v["status"].as_str().unwrap_or("?"),
+        ch.a.to_bech32(network),
+        asset.show(ch.deposit_a),
+        ch.b.to_bech32(network),
+        asset.show(ch.deposit_b),
+        ch.challenge_blocks
+    );
+    match &ch.status {
+        parabit_modules::channels::ChannelStatus::Closing { state, deadline } => {
+            out.push_str(&format!(
+                "
+closing with state {}
+challenges accepted up to height {deadline}; `parabit tx channel-settle` after it",
+                crate::channel_cmd::state_text(state, &asset)
+            ));
+        }
+        parabit_modules::channels::ChannelStatus::Settled { htlcs } => {
+            for (i, h) in htlcs.iter().enumerate() {
+                if let Some(h) = h {
+                    out.push_str(&format!(
+                        "
+pending HTLC {i}: {} {} hash {} expiry {}",
+                        if h.a_to_b { "a->b" } else { "b->a" },
+                        asset.show(h.amount),
+                        hex::encode(h.hash),
+                        h.expiry
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(out)
 }
 
 fn asset_line(v: &Json) -> String {

@@ -7,8 +7,11 @@
 //! exists or `--wait-timeout` passes (`--no-wait` skips the wait).
 //!
 //! Invariants:
-//! - [`build_call`] is a pure function of the parsed arguments and the [`Lookup`]'s answers:
-//!   no RPC of its own, no key, so it is unit-tested offline.
+//! - [`build_call`] is a pure function of the parsed arguments, the [`Lookup`]'s answers,
+//!   the channel records [`BuildCtx::channel`] gives and the channel state files named
+//!   (`--state`): no RPC of its own, no key, so it is unit-tested offline.
+//! - A channel state file is checked before anything is sent: both signatures over this
+//!   chain's digest, the amounts against the channel's record (as the chain will).
 //! - Amounts are exact base units from human units (see [`crate::human`]); a unit that
 //!   disagrees with the asset the call needs is refused.
 //! - Slippage bounds that the user does not give are computed from a fresh quote and
@@ -20,13 +23,16 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use clap::{Args, Subcommand};
+use parabit_modules::channels::{self, Channel, ChannelId, ChannelStatus, SignedState};
 use parabit_modules::insurance::InsurancePool;
 use parabit_modules::{
-    bank, insurance, staking, BankMsg, Call, DexMsg, InsuranceMsg, LendingMsg, StakingMsg,
+    bank, insurance, staking, BankMsg, Call, ChannelMsg, DexMsg, InsuranceMsg, LendingMsg,
+    StakingMsg,
 };
 use parabit_primitives::{Address, AssetId, Network, Transaction};
 use serde_json::{json, Value as Json};
 
+use crate::channel_cmd::{self, StateFile};
 use crate::client::{AssetMeta, ChainInfo, Lookup, Rpc, RpcArgs, RpcLookup};
 use crate::human::{self, AssetRef};
 use crate::wallet_cmd::{self, KeystoreArgs};
@@ -343,6 +349,71 @@ pub enum TxKind {
     },
     /// Resolves a claim whose vote deadline has passed.
     Resolve(CoverOnly),
+    /// Opens a payment channel with --peer, depositing --deposit (prints the channel id).
+    ChannelOpen {
+        /// The other party (address or key name).
+        #[arg(long)]
+        peer: String,
+        /// The channel's asset, when --deposit has no unit.
+        #[arg(long)]
+        asset: Option<AssetRef>,
+        /// The opener's deposit ("0.1 BTC"; 0 for a channel the peer funds).
+        #[arg(long, default_value = "0")]
+        deposit: String,
+        /// Blocks a unilateral close waits for a challenge.
+        #[arg(long)]
+        challenge_blocks: u64,
+    },
+    /// Adds to the sender's deposit of an open channel.
+    ChannelDeposit {
+        /// The channel id.
+        #[arg(long)]
+        channel: ChannelId,
+        /// How much, in the channel's asset (a unit is optional).
+        #[arg(long)]
+        amount: String,
+    },
+    /// Starts a unilateral close with the latest state signed by both (--state), or with the
+    /// deposits as they are; it settles after the challenge period.
+    ChannelClose {
+        /// The channel id (optional with --state).
+        #[arg(long, required_unless_present = "state")]
+        channel: Option<ChannelId>,
+        /// A state file signed by both (`parabit channel state` / `sign`).
+        #[arg(long)]
+        state: Option<std::path::PathBuf>,
+    },
+    /// Closes at once with a state signed by both that carries no HTLC.
+    ChannelCloseCoop {
+        /// A state file signed by both.
+        #[arg(long)]
+        state: std::path::PathBuf,
+    },
+    /// Replaces a closing channel's state with a newer one signed by both.
+    ChannelChallenge {
+        /// A state file signed by both, with a higher nonce than the closing state.
+        #[arg(long)]
+        state: std::path::PathBuf,
+    },
+    /// Pays a closing channel's state once its challenge period is over.
+    ChannelSettle {
+        /// The channel id.
+        #[arg(long)]
+        channel: ChannelId,
+    },
+    /// Pays a settled channel's pending HTLC: to its receiver with --preimage (up to its
+    /// expiry), or back to its sender after its expiry.
+    ChannelResolveHtlc {
+        /// The channel id.
+        #[arg(long)]
+        channel: ChannelId,
+        /// The HTLC's index in the settled state.
+        #[arg(long)]
+        index: u32,
+        /// The preimage (64 hex digits), to claim it for the receiver.
+        #[arg(long)]
+        preimage: Option<String>,
+    },
     /// Sends any call given as its JSON form, e.g.
     /// '{"Bank":{"Transfer":{"to":"pbrt1…","asset":0,"amount":5}}}'.
     Raw {
@@ -399,6 +470,10 @@ pub struct BuildCtx<'a> {
     pub network: Network,
     /// Turns an address or key name into an address.
     pub address: &'a dyn Fn(&str) -> Result<Address>,
+    /// The chain id (channel states are signed for it).
+    pub chain_id: u64,
+    /// A channel's record (an error for an unknown channel).
+    pub channel: &'a dyn Fn(ChannelId) -> Result<Channel>,
 }
 
 /// A built call and a one-line description of it.
@@ -474,6 +549,29 @@ fn lend_amount(
     let (asset, v) = human::positive_amount("--amount", &a.amount, expected.as_ref(), lk)?;
     let shown = asset.show(v);
     Ok((asset, v, shown))
+}
+
+/// A state file signed by both, checked against the channel's record as the chain will.
+fn signed_state(
+    path: &std::path::Path,
+    ctx: &BuildCtx<'_>,
+) -> Result<(SignedState, Channel, AssetMeta)> {
+    let file = StateFile::load(path)?;
+    ensure!(
+        file.chain_id == ctx.chain_id,
+        "state file {}: signed for chain {}, but the node runs chain {}",
+        path.display(),
+        file.chain_id,
+        ctx.chain_id
+    );
+    let id = file.state.channel;
+    let ch = (ctx.channel)(id)?;
+    let what = || format!("state file {}", path.display());
+    channel_cmd::check_amounts(id, &ch, &file.state).with_context(what)?;
+    file.verify(&ch).with_context(what)?;
+    let signed = file.signed().with_context(what)?;
+    let asset = ctx.lookup.asset(ch.asset)?;
+    Ok((signed, ch, asset))
 }
 
 /// Builds the call for `kind` (see the module doc).
@@ -1020,6 +1118,170 @@ pub fn build_call(kind: &TxKind, ctx: &BuildCtx<'_>) -> Result<Built> {
             Call::Insurance(InsuranceMsg::Resolve { cover: c.cover }),
             format!("resolve the claim on cover {}", c.cover),
         ),
+        TxKind::ChannelOpen {
+            peer,
+            asset,
+            deposit,
+            challenge_blocks,
+        } => {
+            let peer = (ctx.address)(peer).context("--peer")?;
+            ensure!(
+                peer != ctx.sender,
+                "--peer is the sender: a channel needs two different parties"
+            );
+            let a = asset_of(asset.as_ref(), Some(deposit), "--asset", lk)?;
+            let (_, v) = human::amount("--deposit", deposit, Some(&a), lk)?;
+            ensure!(
+                (1..=channels::MAX_CHALLENGE_BLOCKS).contains(challenge_blocks),
+                "--challenge-blocks {challenge_blocks}: 1 to {}",
+                channels::MAX_CHALLENGE_BLOCKS
+            );
+            built(
+                Call::Channel(ChannelMsg::Open {
+                    peer,
+                    asset: a.id,
+                    deposit: v,
+                    challenge_blocks: *challenge_blocks,
+                }),
+                format!(
+                    "open a {} channel with {} depositing {}, challenge period {challenge_blocks} blocks",
+                    a.symbol,
+                    show_addr(&peer),
+                    a.show(v)
+                ),
+            )
+        }
+        TxKind::ChannelDeposit { channel, amount } => {
+            let ch = (ctx.channel)(*channel)?;
+            channel_cmd::party(*channel, &ch, &ctx.sender, ctx.network)?;
+            let asset = lk.asset(ch.asset)?;
+            let (_, v) = human::positive_amount("--amount", amount, Some(&asset), lk)?;
+            built(
+                Call::Channel(ChannelMsg::Deposit {
+                    channel: *channel,
+                    amount: v,
+                }),
+                format!("deposit {} into channel {channel}", asset.show(v)),
+            )
+        }
+        TxKind::ChannelClose { channel, state } => {
+            let (id, signed, shown) = match state {
+                Some(path) => {
+                    let (signed, ch, asset) = signed_state(path, ctx)?;
+                    let id = signed.state.channel;
+                    if let Some(c) = channel {
+                        ensure!(
+                            *c == id,
+                            "--channel {c}, but the state file is for channel {id}"
+                        );
+                    }
+                    channel_cmd::party(id, &ch, &ctx.sender, ctx.network)?;
+                    let shown = format!(
+                        "with state {}",
+                        channel_cmd::state_text(&signed.state, &asset)
+                    );
+                    (id, Some(Box::new(signed)), shown)
+                }
+                None => {
+                    let id = channel.ok_or_else(|| anyhow!("give --channel or --state"))?;
+                    let ch = (ctx.channel)(id)?;
+                    channel_cmd::party(id, &ch, &ctx.sender, ctx.network)?;
+                    (id, None, "with the deposits as they are".to_string())
+                }
+            };
+            built(
+                Call::Channel(ChannelMsg::Close {
+                    channel: id,
+                    state: signed,
+                }),
+                format!("start closing channel {id} {shown}"),
+            )
+        }
+        TxKind::ChannelCloseCoop { state } => {
+            let (signed, _, asset) = signed_state(state, ctx)?;
+            ensure!(
+                signed.state.htlcs.is_empty(),
+                "a cooperative close cannot carry HTLCs ({} in the state): close with `channel-close --state` instead",
+                signed.state.htlcs.len()
+            );
+            let shown = channel_cmd::state_text(&signed.state, &asset);
+            let id = signed.state.channel;
+            built(
+                Call::Channel(ChannelMsg::CloseCooperative {
+                    state: Box::new(signed),
+                }),
+                format!("close channel {id} cooperatively: {shown}"),
+            )
+        }
+        TxKind::ChannelChallenge { state } => {
+            let (signed, ch, asset) = signed_state(state, ctx)?;
+            let id = signed.state.channel;
+            channel_cmd::party(id, &ch, &ctx.sender, ctx.network)?;
+            match &ch.status {
+                ChannelStatus::Closing { state: held, .. } => ensure!(
+                    signed.state.nonce > held.nonce,
+                    "the state's nonce {} is not above the closing state's {}: nothing to challenge with",
+                    signed.state.nonce,
+                    held.nonce
+                ),
+                _ => bail!("channel {id} is not closing: nothing to challenge"),
+            }
+            let shown = channel_cmd::state_text(&signed.state, &asset);
+            built(
+                Call::Channel(ChannelMsg::Challenge {
+                    state: Box::new(signed),
+                }),
+                format!("challenge the close of channel {id} with {shown}"),
+            )
+        }
+        TxKind::ChannelSettle { channel } => built(
+            Call::Channel(ChannelMsg::Settle { channel: *channel }),
+            format!("settle channel {channel}"),
+        ),
+        TxKind::ChannelResolveHtlc {
+            channel,
+            index,
+            preimage,
+        } => {
+            let preimage = match preimage {
+                Some(text) => {
+                    let mut p = [0u8; 32];
+                    hex::decode_to_slice(text.trim(), &mut p)
+                        .map_err(|_| anyhow!("--preimage: expected 32 bytes as 64 hex digits"))?;
+                    Some(p)
+                }
+                None => None,
+            };
+            let ch = (ctx.channel)(*channel)?;
+            let ChannelStatus::Settled { htlcs } = &ch.status else {
+                bail!("channel {channel} is not settled: its HTLCs are resolved after `channel-settle`");
+            };
+            let htlc = htlcs
+                .get(*index as usize)
+                .and_then(Option::as_ref)
+                .ok_or_else(|| anyhow!("channel {channel} has no pending HTLC at index {index}"))?;
+            if let Some(p) = &preimage {
+                let hash: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(p).into();
+                ensure!(
+                    hash == htlc.hash,
+                    "--preimage does not hash to HTLC {index}'s hash {}",
+                    hex::encode(htlc.hash)
+                );
+            }
+            let verb = if preimage.is_some() {
+                "claim"
+            } else {
+                "refund"
+            };
+            built(
+                Call::Channel(ChannelMsg::ResolveHtlc {
+                    channel: *channel,
+                    index: *index,
+                    preimage,
+                }),
+                format!("{verb} HTLC {index} of channel {channel}"),
+            )
+        }
         TxKind::Raw { call } => {
             let c: Call = serde_json::from_str(call).context(
                 "the call is not a valid Call JSON (e.g. {\"Bank\":{\"Transfer\":{…}}})",
@@ -1045,6 +1307,9 @@ pub fn created(call: &Call, sender: &Address, nonce: u64) -> Option<(&'static st
         Call::Insurance(InsuranceMsg::BuyCover { .. }) => {
             Some(("cover", json!(insurance::derive_id(sender, nonce))))
         }
+        Call::Channel(ChannelMsg::Open { .. }) => {
+            Some(("channel", json!(channels::derive_channel_id(sender, nonce))))
+        }
         _ => None,
     }
 }
@@ -1064,11 +1329,14 @@ pub fn run(args: &TxArgs) -> Result<()> {
     let info: ChainInfo = rpc.chain_info()?;
     let lk = RpcLookup::new(&rpc, &info);
     let resolve = |s: &str| wallet_cmd::resolve_address(s, &args.keystore);
+    let channel = |id: ChannelId| channel_cmd::fetch_channel(&rpc, id);
     let ctx = BuildCtx {
         lookup: &lk,
         sender,
         network: info.network,
         address: &resolve,
+        chain_id: info.chain_id,
+        channel: &channel,
     };
     let built = build_call(&args.kind, &ctx)?;
     let fee = human::fee(&args.fee, &lk)?;
@@ -1204,8 +1472,95 @@ mod tests {
             sender: alice(),
             network: Network::Regtest,
             address: &names,
+            chain_id: CHAIN,
+            channel: &channel_record,
         };
         build_call(&t.kind, &ctx)
+    }
+
+    const CHAIN: u64 = 7;
+
+    /// Channels between alice (a) and bob (b) in USDC: 42 open, 44 closing with nonce 1, 45
+    /// settled with one HTLC pending at index 1 (preimage [9; 32]).
+    fn channel_record(id: ChannelId) -> Result<Channel> {
+        let status = match id {
+            42 => ChannelStatus::Open,
+            44 => ChannelStatus::Closing {
+                state: channels::ChannelState {
+                    channel: 44,
+                    nonce: 1,
+                    deposit_a: 10_000_000,
+                    deposit_b: 5_000_000,
+                    balance_a: 10_000_000,
+                    balance_b: 5_000_000,
+                    htlcs: vec![],
+                },
+                deadline: 1_010,
+            },
+            45 => ChannelStatus::Settled {
+                htlcs: vec![
+                    None,
+                    Some(channels::Htlc {
+                        a_to_b: true,
+                        amount: 1,
+                        hash: <sha2::Sha256 as sha2::Digest>::digest([9u8; 32]).into(),
+                        expiry: 2_000,
+                    }),
+                ],
+            },
+            _ => bail!("unknown channel {id}"),
+        };
+        Ok(Channel {
+            a: alice(),
+            b: bob(),
+            asset: AssetId(1),
+            deposit_a: 10_000_000,
+            deposit_b: 5_000_000,
+            challenge_blocks: 10,
+            status,
+        })
+    }
+
+    /// A state file for `channel` with nonce `nonce` (a gets `to_a` of 15 USDC), signed by the
+    /// given keys over chain `chain`.
+    fn state_file(
+        dir: &std::path::Path,
+        channel: ChannelId,
+        nonce: u64,
+        to_a: u128,
+        chain: u64,
+        signers: &[&SigningKey],
+    ) -> String {
+        let state = channels::ChannelState {
+            channel,
+            nonce,
+            deposit_a: 10_000_000,
+            deposit_b: 5_000_000,
+            balance_a: to_a,
+            balance_b: 15_000_000 - to_a,
+            htlcs: vec![],
+        };
+        let digest = channels::state_digest(chain, &state);
+        let mut f = StateFile {
+            chain_id: chain,
+            state,
+            sig_a: None,
+            sig_b: None,
+        };
+        for k in signers {
+            let sig = Some(hex::encode(k.sign_digest(&digest)));
+            if k.address() == alice() {
+                f.sig_a = sig;
+            } else {
+                f.sig_b = sig;
+            }
+        }
+        let path = dir.join(format!(
+            "s{channel}-{nonce}-{to_a}-{chain}-{}.json",
+            signers.len()
+        ));
+        f.save(&path).unwrap_or_else(|e| panic!("{e:#}"));
+        path.display().to_string()
     }
 
     fn call(args: &[&str]) -> Call {
@@ -1698,6 +2053,239 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn channel_open_deposit_settle_and_close_without_state() {
+        assert_eq!(
+            call(&[
+                "channel-open",
+                "--peer",
+                "bob",
+                "--deposit",
+                "0.1 BTC",
+                "--challenge-blocks",
+                "20"
+            ]),
+            Call::Channel(ChannelMsg::Open {
+                peer: bob(),
+                asset: AssetId(0),
+                deposit: 10_000_000,
+                challenge_blocks: 20
+            })
+        );
+        assert_eq!(
+            call(&[
+                "channel-open",
+                "--peer",
+                "bob",
+                "--asset",
+                "USDC",
+                "--challenge-blocks",
+                "5"
+            ]),
+            Call::Channel(ChannelMsg::Open {
+                peer: bob(),
+                asset: AssetId(1),
+                deposit: 0,
+                challenge_blocks: 5
+            })
+        );
+        let alice_text = alice().to_bech32(Network::Regtest);
+        assert!(fails(&[
+            "channel-open",
+            "--peer",
+            &alice_text,
+            "--deposit",
+            "1 BTC",
+            "--challenge-blocks",
+            "5"
+        ])
+        .contains("two different parties"));
+        assert!(fails(&[
+            "channel-open",
+            "--peer",
+            "bob",
+            "--deposit",
+            "1 BTC",
+            "--challenge-blocks",
+            "0"
+        ])
+        .contains("--challenge-blocks"));
+        assert!(fails(&[
+            "channel-open",
+            "--peer",
+            "bob",
+            "--deposit",
+            "1",
+            "--challenge-blocks",
+            "5"
+        ])
+        .contains("--asset"));
+        let open = call(&[
+            "channel-open",
+            "--peer",
+            "bob",
+            "--deposit",
+            "1 BTC",
+            "--challenge-blocks",
+            "5",
+        ]);
+        assert_eq!(
+            created(&open, &alice(), 3),
+            Some(("channel", json!(channels::derive_channel_id(&alice(), 3))))
+        );
+        // Deposits are in the channel's asset (USDC).
+        assert_eq!(
+            call(&["channel-deposit", "--channel", "42", "--amount", "2.5"]),
+            Call::Channel(ChannelMsg::Deposit {
+                channel: 42,
+                amount: 2_500_000
+            })
+        );
+        assert!(
+            fails(&["channel-deposit", "--channel", "42", "--amount", "1 BTC"])
+                .contains("needs USDC")
+        );
+        assert!(
+            fails(&["channel-deposit", "--channel", "43", "--amount", "1"])
+                .contains("unknown channel 43")
+        );
+        assert_eq!(
+            call(&["channel-close", "--channel", "42"]),
+            Call::Channel(ChannelMsg::Close {
+                channel: 42,
+                state: None
+            })
+        );
+        assert!(fails(&["channel-close"]).contains("--channel"));
+        assert_eq!(
+            call(&["channel-settle", "--channel", "44"]),
+            Call::Channel(ChannelMsg::Settle { channel: 44 })
+        );
+    }
+
+    #[test]
+    fn channel_states_are_checked_before_sending() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let d = dir.path();
+        let (ka, kb) = (
+            SigningKey::from_seed(b"alice"),
+            SigningKey::from_seed(b"bob"),
+        );
+        let both = state_file(d, 42, 3, 4_000_000, CHAIN, &[&ka, &kb]);
+        let file = StateFile::load(std::path::Path::new(&both)).unwrap_or_else(|e| panic!("{e:#}"));
+        let signed = file.signed().unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(
+            call(&["channel-close-coop", "--state", &both]),
+            Call::Channel(ChannelMsg::CloseCooperative {
+                state: Box::new(signed.clone())
+            })
+        );
+        assert_eq!(
+            call(&["channel-close", "--state", &both]),
+            Call::Channel(ChannelMsg::Close {
+                channel: 42,
+                state: Some(Box::new(signed))
+            })
+        );
+        assert!(
+            fails(&["channel-close", "--channel", "44", "--state", &both]).contains("channel 42")
+        );
+        // Only one signature, another chain, a tampered file, an unparsable one.
+        let half = state_file(d, 42, 3, 4_000_000, CHAIN, &[&ka]);
+        assert!(
+            fails(&["channel-close-coop", "--state", &half]).contains("no signature of party b")
+        );
+        let other = state_file(d, 42, 3, 4_000_000, CHAIN + 1, &[&ka, &kb]);
+        assert!(fails(&["channel-close-coop", "--state", &other]).contains("chain"));
+        let tampered = std::fs::read_to_string(&both)
+            .unwrap_or_default()
+            .replace("4000000", "4000001")
+            .replace("11000000", "10999999");
+        let tampered_path = d.join("tampered.json");
+        std::fs::write(&tampered_path, tampered).unwrap_or_else(|e| panic!("{e}"));
+        let t = tampered_path.display().to_string();
+        assert!(fails(&["channel-close-coop", "--state", &t]).contains("does not verify"));
+        let junk = d.join("junk.json");
+        std::fs::write(&junk, "not json").unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            fails(&["channel-challenge", "--state", &junk.display().to_string()])
+                .contains("not a channel state file")
+        );
+        assert!(
+            fails(&["channel-close-coop", "--state", "/nonexistent/s.json"])
+                .contains("cannot read")
+        );
+        // Challenges need a closing channel and a newer state.
+        assert!(fails(&["channel-challenge", "--state", &both]).contains("not closing"));
+        let newer = state_file(d, 44, 2, 1, CHAIN, &[&ka, &kb]);
+        match call(&["channel-challenge", "--state", &newer]) {
+            Call::Channel(ChannelMsg::Challenge { state }) => {
+                assert_eq!((state.state.channel, state.state.nonce), (44, 2))
+            }
+            other => panic!("{other:?}"),
+        }
+        let stale = state_file(d, 44, 1, 1, CHAIN, &[&ka, &kb]);
+        assert!(fails(&["channel-challenge", "--state", &stale]).contains("not above"));
+    }
+
+    #[test]
+    fn channel_htlcs_resolve_with_the_right_preimage() {
+        let good = hex::encode([9u8; 32]);
+        assert_eq!(
+            call(&[
+                "channel-resolve-htlc",
+                "--channel",
+                "45",
+                "--index",
+                "1",
+                "--preimage",
+                &good
+            ]),
+            Call::Channel(ChannelMsg::ResolveHtlc {
+                channel: 45,
+                index: 1,
+                preimage: Some([9; 32])
+            })
+        );
+        assert_eq!(
+            call(&["channel-resolve-htlc", "--channel", "45", "--index", "1"]),
+            Call::Channel(ChannelMsg::ResolveHtlc {
+                channel: 45,
+                index: 1,
+                preimage: None
+            })
+        );
+        let wrong = hex::encode([8u8; 32]);
+        assert!(fails(&[
+            "channel-resolve-htlc",
+            "--channel",
+            "45",
+            "--index",
+            "1",
+            "--preimage",
+            &wrong
+        ])
+        .contains("does not hash"));
+        assert!(fails(&[
+            "channel-resolve-htlc",
+            "--channel",
+            "45",
+            "--index",
+            "1",
+            "--preimage",
+            "abc"
+        ])
+        .contains("64 hex digits"));
+        assert!(
+            fails(&["channel-resolve-htlc", "--channel", "45", "--index", "0"])
+                .contains("no pending HTLC")
+        );
+        assert!(
+            fails(&["channel-resolve-htlc", "--channel", "42", "--index", "0"])
+                .contains("not settled")
+        );
     }
 
     #[test]

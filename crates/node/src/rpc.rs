@@ -17,6 +17,7 @@ use jsonrpsee::types::{ErrorObject, ErrorObjectOwned, Params};
 use jsonrpsee::{PendingSubscriptionSink, RpcModule, SubscriptionMessage};
 use parabit_exec::{Key, KeyMap, Storage, Value};
 use parabit_modules::bank::{balance_key, decode_asset_info, nonce_key, AssetInfo, BankKey};
+use parabit_modules::channels::{self, Channel, ChannelState, ChannelStatus, Htlc};
 use parabit_modules::dex::{self, DexKey, PoolId};
 use parabit_modules::{insurance, lending, staking, Call};
 use parabit_primitives::{Address, AssetId, Block, BlockHeader, Network, Receipt, TxId, TxStatus};
@@ -279,6 +280,69 @@ fn asset_json(state: &KeyMap<Value>, asset: AssetId, info: &AssetInfo, network: 
         "decimals": info.decimals,
         "creator": info.creator.to_bech32(network),
         "supply": num(state, &BankKey::Supply(asset).key()).to_string(),
+    })
+}
+
+fn htlc_json(h: &Htlc) -> Json {
+    json!({
+        "a_to_b": h.a_to_b,
+        "amount": h.amount.to_string(),
+        "hash": hex::encode(h.hash),
+        "expiry": h.expiry,
+    })
+}
+
+fn channel_state_json(s: &ChannelState) -> Json {
+    json!({
+        "channel": s.channel,
+        "nonce": s.nonce,
+        "deposit_a": s.deposit_a.to_string(),
+        "deposit_b": s.deposit_b.to_string(),
+        "balance_a": s.balance_a.to_string(),
+        "balance_b": s.balance_b.to_string(),
+        "htlcs": s.htlcs.iter().map(htlc_json).collect::<Vec<_>>(),
+    })
+}
+
+/// `pb_getChannel`'s object: parties in the `pb1…` form, amounts as decimal strings; `state`
+/// and `deadline` while closing, the pending HTLCs (with their indices) once settled.
+pub fn channel_json(id: u64, ch: &Channel) -> Json {
+    let (status, state, deadline, htlcs) = match &ch.status {
+        ChannelStatus::Open => ("open", Json::Null, Json::Null, Vec::new()),
+        ChannelStatus::Closing { state, deadline } => (
+            "closing",
+            channel_state_json(state),
+            json!(deadline),
+            Vec::new(),
+        ),
+        ChannelStatus::Settled { htlcs } => (
+            "settled",
+            Json::Null,
+            Json::Null,
+            htlcs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| {
+                    let mut j = htlc_json(h.as_ref()?);
+                    j["index"] = json!(i);
+                    Some(j)
+                })
+                .collect(),
+        ),
+        ChannelStatus::Closed => ("closed", Json::Null, Json::Null, Vec::new()),
+    };
+    json!({
+        "channel": id,
+        "a": ch.a.to_string(),
+        "b": ch.b.to_string(),
+        "asset": ch.asset.0,
+        "deposit_a": ch.deposit_a.to_string(),
+        "deposit_b": ch.deposit_b.to_string(),
+        "challenge_blocks": ch.challenge_blocks,
+        "status": status,
+        "state": state,
+        "deadline": deadline,
+        "htlcs": htlcs,
     })
 }
 
@@ -722,6 +786,19 @@ pub fn module(
             })
     })?;
 
+    m.register_method("pb_getChannel", |p, c, _| -> RpcResult<Json> {
+        let id: u64 = Args::new(&p).req("channel")?;
+        c.node
+            .chain()
+            .with_state(|s| match s.get(&channels::channel_key(id)) {
+                None => Ok(Json::Null),
+                Some(Value::Bytes(b)) => channels::decode_channel(b)
+                    .map(|ch| channel_json(id, &ch))
+                    .ok_or_else(|| internal(format!("channel {id}: undecodable record"))),
+                Some(_) => Err(internal(format!("channel {id}: not a record"))),
+            })
+    })?;
+
     m.register_method("pb_quotePremium", |p, c, _| -> RpcResult<String> {
         let mut a = Args::new(&p);
         let id: u64 = a.req("pool")?;
@@ -833,4 +910,66 @@ pub fn module(
 /// Reads a key from the committed state (for tests and tools).
 pub fn read_state(node: &Node, key: &Key) -> Option<Value> {
     node.chain().with_state(|s| Storage::get(s, key))
+}
+
+#[cfg(test)]
+mod channel_tests {
+    use super::*;
+    use parabit_primitives::SigningKey;
+
+    #[test]
+    fn channel_json_shows_status_state_and_pending_htlcs() {
+        let a = SigningKey::from_seed(b"rpc channel a").address();
+        let b = SigningKey::from_seed(b"rpc channel b").address();
+        let htlc = Htlc {
+            a_to_b: true,
+            amount: u128::MAX,
+            hash: [7; 32],
+            expiry: 90,
+        };
+        let mut ch = Channel {
+            a,
+            b,
+            asset: AssetId(3),
+            deposit_a: 10,
+            deposit_b: 5,
+            challenge_blocks: 4,
+            status: ChannelStatus::Open,
+        };
+        let v = channel_json(9, &ch);
+        assert_eq!(v["a"], a.to_bech32(Network::Mainnet));
+        assert_eq!(v["deposit_b"], "5");
+        assert_eq!(
+            (v["status"].as_str(), v["state"].is_null()),
+            (Some("open"), true)
+        );
+        ch.status = ChannelStatus::Closing {
+            state: ChannelState {
+                channel: 9,
+                nonce: 2,
+                deposit_a: 10,
+                deposit_b: 5,
+                balance_a: 3,
+                balance_b: 12,
+                htlcs: vec![],
+            },
+            deadline: 40,
+        };
+        let v = channel_json(9, &ch);
+        assert_eq!(v["status"], "closing");
+        assert_eq!(
+            (v["deadline"].as_u64(), v["state"]["nonce"].as_u64()),
+            (Some(40), Some(2))
+        );
+        assert_eq!(v["state"]["balance_b"], "12");
+        ch.status = ChannelStatus::Settled {
+            htlcs: vec![None, Some(htlc)],
+        };
+        let v = channel_json(9, &ch);
+        assert_eq!(v["status"], "settled");
+        assert_eq!(v["htlcs"].as_array().map(Vec::len), Some(1));
+        assert_eq!(v["htlcs"][0]["index"], 1);
+        assert_eq!(v["htlcs"][0]["amount"], u128::MAX.to_string());
+        assert_eq!(v["htlcs"][0]["hash"], "07".repeat(32));
+    }
 }

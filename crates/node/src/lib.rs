@@ -11,6 +11,8 @@
 //! | [`batcher`] | the sequencer's batcher: batches to Bitcoin as commit/reveal envelopes, confirmation, RBF, re-posts |
 //! | [`follower`] | derivation: a full node that rebuilds and checks the L2 from Bitcoin alone |
 //! | [`rpc`] | the JSON-RPC server (`docs/RPC.md`), HTTP and WebSocket |
+//! | [`pages`] | the block explorer (`GET /explorer`) and metrics (`GET /metrics`) pages on the RPC address |
+//! | [`metrics`] | the node's counters, gauges and histograms, rendered as OpenMetrics text |
 //! | [`devnet`] | the development network's genesis: funded accounts, a pool, markets, staking and insurance |
 //!
 //! Invariants (detailed in each module): the in-memory state always equals the store's state
@@ -23,7 +25,9 @@ pub mod chain;
 pub mod devnet;
 pub mod follower;
 pub mod mempool;
+pub mod metrics;
 pub mod node;
+pub mod pages;
 pub mod rpc;
 pub mod settlement;
 

@@ -76,6 +76,7 @@ pub struct Node {
     wake: Notify,
     producing: Mutex<()>,
     settlement: std::sync::OnceLock<Arc<crate::settlement::SettlementStatus>>,
+    metrics: crate::metrics::Metrics,
 }
 
 impl Node {
@@ -90,6 +91,21 @@ impl Node {
             wake: Notify::new(),
             producing: Mutex::new(()),
             settlement: std::sync::OnceLock::new(),
+            metrics: crate::metrics::Metrics::new(),
+        })
+    }
+
+    /// The metrics page (`GET /metrics`), its gauges read now.
+    pub fn render_metrics(&self) -> String {
+        let head = self.chain.head();
+        let (txs, bytes) = self.mempool_size();
+        let settlement = self.settlement();
+        self.metrics.render(&crate::metrics::Snapshot {
+            height: head.height,
+            mempool_txs: txs as u64,
+            mempool_bytes: bytes as u64,
+            batches_posted: settlement.map_or(0, |s| s.batches_posted()),
+            verified_height: settlement.and_then(|s| s.verified_height()).unwrap_or(0),
         })
     }
 
@@ -138,6 +154,9 @@ impl Node {
         if ready >= self.config.max_block_txs {
             self.wake.notify_one();
         }
+        let accepted = results.iter().filter(|r| r.is_ok()).count() as u64;
+        self.metrics
+            .submitted(accepted, results.len() as u64 - accepted);
         results
     }
 
@@ -183,7 +202,13 @@ impl Node {
         if txs.is_empty() && !force {
             return Ok(None);
         }
+        let started = std::time::Instant::now();
         let committed = Arc::new(self.chain.produce(txs, timestamp_ms)?);
+        self.metrics.block(
+            "produced",
+            started.elapsed().as_secs_f64(),
+            &committed.receipts,
+        );
         self.chain.with_state(|state| {
             let mut pool = self.mempool.lock();
             for (id, receipt) in committed.tx_ids.iter().zip(&committed.receipts) {
@@ -211,7 +236,13 @@ impl Node {
         block: parabit_primitives::Block<parabit_modules::Call>,
     ) -> Result<Arc<Committed>, ChainError> {
         let _one_at_a_time = self.producing.lock();
+        let started = std::time::Instant::now();
         let committed = Arc::new(self.chain.apply(block)?);
+        self.metrics.block(
+            "applied",
+            started.elapsed().as_secs_f64(),
+            &committed.receipts,
+        );
         // No subscriber is not an error.
         let _ = self.events.send(committed.clone());
         Ok(committed)

@@ -1,6 +1,6 @@
 //! The JSON-RPC server (`docs/RPC.md`): HTTP and WebSocket on one address, over
-//! [`jsonrpsee`]. Every method is a thin adapter: parse and check the parameters, call the
-//! node, shape the answer.
+//! [`jsonrpsee`], with the explorer and metrics pages in front ([`crate::pages`]). Every
+//! method is a thin adapter: parse and check the parameters, call the node, shape the answer.
 //!
 //! Invariants:
 //! - A bad parameter is a `-32602` error naming the parameter; nothing is changed by a
@@ -81,7 +81,12 @@ pub async fn start(
         .max_connections(MAX_CONNECTIONS)
         .set_batch_request_config(BatchRequestConfig::Limit(MAX_BATCH))
         .build();
-    let server = Server::builder().set_config(config).build(addr).await?;
+    let pages = tower::ServiceBuilder::new().layer(crate::pages::PagesLayer::new(ctx.node.clone()));
+    let server = Server::builder()
+        .set_config(config)
+        .set_http_middleware(pages)
+        .build(addr)
+        .await?;
     let local = server.local_addr()?;
     let module = module(ctx).map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok((local, server.start(module)))

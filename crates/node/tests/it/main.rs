@@ -3,5 +3,6 @@
 mod chain;
 mod follower;
 mod mempool;
+mod pages;
 mod rpc;
 mod settlement;

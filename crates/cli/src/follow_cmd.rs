@@ -192,6 +192,7 @@ async fn follow_async(launch: FollowLaunch) -> Result<()> {
         hex::encode(head.state_root)
     );
     println!("  JSON-RPC       http://{addr}  (WebSocket ws://{addr})");
+    println!("  explorer       http://{addr}/explorer   metrics http://{addr}/metrics");
     println!("Ctrl-C stops it; starting it again continues where it stopped.");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(follower.clone().run(stop_rx));

@@ -402,6 +402,7 @@ async fn run_async(launch: Launch, attach: Option<Attach>) -> Result<()> {
         hex::encode(head.state_root)
     );
     println!("  JSON-RPC   http://{addr}  (WebSocket ws://{addr})");
+    println!("  explorer   http://{addr}/explorer   metrics http://{addr}/metrics");
     println!("Ctrl-C stops it; starting it again continues where it stopped.");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let producer = tokio::spawn(Arc::clone(&node).run_producer(stop_rx));

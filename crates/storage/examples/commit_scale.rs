@@ -245,7 +245,7 @@ fn main() {
             let p = store.last_profile();
             let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
             println!(
-                "{{\"accounts\":{accounts},\"transfers\":{transfers},\"writes\":{},\"block\":{b},\"exec_ms\":{:.1},\"prepare_ms\":{:.1},\"commit_ms\":{:.1},\"ratio\":{:.1},\"written_mb\":{mb:.1},\"node_reads\":{},\"cache_hits\":{},\"state_ms\":{:.1},\"history_ms\":{:.1},\"nodes_ms\":{:.1},\"block_ms\":{:.1},\"prune_ms\":{:.1},\"redb_commit_ms\":{:.1},\"genesis_s\":{genesis_s:.1}}}",
+                "{{\"accounts\":{accounts},\"transfers\":{transfers},\"writes\":{},\"block\":{b},\"exec_ms\":{:.1},\"prepare_ms\":{:.1},\"commit_ms\":{:.1},\"ratio\":{:.1},\"written_mb\":{mb:.1},\"node_reads\":{},\"cache_hits\":{},\"nodes_ms\":{:.1},\"block_ms\":{:.1},\"prune_ms\":{:.1},\"redb_commit_ms\":{:.1},\"genesis_s\":{genesis_s:.1}}}",
                 writes.0.len(),
                 exec_s * 1e3,
                 prepare_s * 1e3,
@@ -253,8 +253,6 @@ fn main() {
                 (prepare_s + commit_s) / exec_s,
                 p.node_reads,
                 p.cache_hits,
-                ms(p.state),
-                ms(p.history),
                 ms(p.nodes),
                 ms(p.block),
                 ms(p.prune),

@@ -9,10 +9,14 @@
 //! - Composite keys are big-endian and version-first where they hold a version, so byte order
 //!   equals numeric order and everything one block writes sorts after everything older: a
 //!   block's tree nodes and history entries are appended at the end of their tables.
+//! - A stored tree node is `borsh(Node)`, followed for a leaf by its state entry (key and
+//!   encoded value): the tree's leaves are the latest state and its history at once.
 //! - A tree node key `(version, nibble path)` is encoded as `version (8, big-endian) ‖ the
 //!   path's nibbles packed two per byte (a trailing half byte is zero) ‖ nibble count (1)`,
 //!   which is injective; [`node_key_at`] gives the same bytes for a prefix of a key hash.
 
+use borsh::BorshDeserialize;
+use jmt::storage::Node;
 use parabit_exec::{Key, Value};
 use sha2::{Digest, Sha256};
 
@@ -67,14 +71,6 @@ pub fn key_hash(key: &Key) -> jmt::KeyHash {
     jmt::KeyHash(Sha256::digest(key.as_bytes()).into())
 }
 
-/// `version ‖ key_hash` (version big-endian): the key of a value's history entry.
-pub(crate) fn history_key(version: u64, key_hash: &[u8; 32]) -> [u8; 40] {
-    let mut out = [0u8; 40];
-    out[..8].copy_from_slice(&version.to_be_bytes());
-    out[8..].copy_from_slice(key_hash);
-    out
-}
-
 /// The stored key of a tree node (see the module doc).
 pub(crate) fn node_key(key: &jmt::storage::NodeKey) -> Vec<u8> {
     let path = key.nibble_path();
@@ -110,6 +106,73 @@ pub(crate) fn node_key_at(version: u64, key_hash: &[u8; 32], depth: usize) -> Ve
     }
     out.push(depth as u8);
     out
+}
+
+/// The stored key of the child at `nibble` (`< 16`), created at `version`, of the node stored
+/// under `parent`.
+pub(crate) fn child_key(parent: &[u8], version: u64, nibble: u8) -> Vec<u8> {
+    let (Some(&count), Some(path)) = (parent.last(), parent.get(8..parent.len().saturating_sub(1)))
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(parent.len() + 1);
+    out.extend_from_slice(&version.to_be_bytes());
+    out.extend_from_slice(path);
+    if count % 2 == 0 {
+        out.push(nibble << 4);
+    } else if let Some(last) = out.last_mut() {
+        *last |= nibble & 0x0F;
+    }
+    out.push(count.saturating_add(1));
+    out
+}
+
+/// The stored entry of a tree node: `borsh(node)`, and for a leaf then `key length (1) ‖ key
+/// bytes ‖ encoded value` of the state entry it commits to.
+pub(crate) fn node_entry(node: &Node, leaf: Option<(&Key, &[u8])>) -> Result<Vec<u8>, StoreError> {
+    let mut out = borsh::to_vec(node).map_err(|e| StoreError::Encoding(e.to_string()))?;
+    if let Some((key, value)) = leaf {
+        let bytes = key.as_bytes();
+        // A key has at most MAX_KEY_LEN (62) bytes.
+        out.push(
+            u8::try_from(bytes.len()).map_err(|_| StoreError::Encoding("key too long".into()))?,
+        );
+        out.extend_from_slice(bytes);
+        out.extend_from_slice(value);
+    }
+    Ok(out)
+}
+
+/// A leaf's state entry: its key and encoded value.
+pub(crate) type StateEntry<'a> = (Key, &'a [u8]);
+
+/// Decodes the node of a stored entry (ignoring a leaf's state entry).
+pub(crate) fn entry_node(bytes: &[u8]) -> Result<Node, StoreError> {
+    let mut rest = bytes;
+    Node::deserialize(&mut rest).map_err(|e| StoreError::Corrupt(format!("tree node: {e}")))
+}
+
+/// Decodes a stored entry: the node, and for a leaf its state key and encoded value (checked
+/// to be a valid encoding). An internal node with trailing bytes, or a leaf without a valid
+/// state entry, is corrupt.
+pub(crate) fn decode_entry(bytes: &[u8]) -> Result<(Node, Option<StateEntry<'_>>), StoreError> {
+    let mut rest = bytes;
+    let node =
+        Node::deserialize(&mut rest).map_err(|e| StoreError::Corrupt(format!("tree node: {e}")))?;
+    match node {
+        Node::Leaf(_) => {
+            let corrupt = || StoreError::Corrupt("leaf entry without a valid state entry".into());
+            let (&len, rest) = rest.split_first().ok_or_else(corrupt)?;
+            let key = rest.get(..usize::from(len)).ok_or_else(corrupt)?;
+            let value = rest.get(usize::from(len)..).ok_or_else(corrupt)?;
+            decode_value(value).ok_or_else(corrupt)?;
+            Ok((node, Some((stored_key(key)?, value))))
+        }
+        _ if rest.is_empty() => Ok((node, None)),
+        _ => Err(StoreError::Corrupt(
+            "trailing bytes after a tree node".into(),
+        )),
+    }
 }
 
 /// The nibble of `key_hash` at `depth` (`depth < 64`).
@@ -165,10 +228,34 @@ mod tests {
 
     #[test]
     fn composite_keys_sort_numerically() {
-        assert!(history_key(255, &[9; 32]) < history_key(256, &[0; 32]));
         assert!(account_key(&[1; 32], 1, u32::MAX) < account_key(&[1; 32], 2, 0));
-        assert_eq!(be_u64(&history_key(77, &[0; 32]), 0), Some(77));
+        assert_eq!(be_u64(&account_key(&[0; 32], 77, 0), 32), Some(77));
         assert_eq!(be_u64(&[0; 7], 0), None);
+    }
+
+    #[test]
+    fn leaf_entries_round_trip_and_are_strict() {
+        use jmt::storage::LeafNode;
+        use jmt::ValueHash;
+        let k = Key::new(b"account").expect("key");
+        let v = encode_value(&Value::Num(7));
+        let leaf = Node::Leaf(LeafNode::new(key_hash(&k), ValueHash([3; 32])));
+        let entry = node_entry(&leaf, Some((&k, &v))).expect("entry");
+        let (node, state) = decode_entry(&entry).expect("decodes");
+        assert_eq!(node, leaf);
+        assert_eq!(state, Some((k, v.as_slice())));
+        assert_eq!(entry_node(&entry).expect("node"), leaf);
+        // A leaf without its state entry, with a bad value, or with a key length past the end.
+        let bare = node_entry(&leaf, None).expect("bare");
+        assert!(decode_entry(&bare).is_err());
+        assert!(decode_entry(&[&entry[..entry.len() - 1], &[]].concat()).is_err());
+        let mut long = entry.clone();
+        long[bare.len()] = 200;
+        assert!(decode_entry(&long).is_err());
+        // A null node with trailing bytes.
+        let null = node_entry(&Node::Null, None).expect("null");
+        assert_eq!(decode_entry(&null).expect("null").0, Node::Null);
+        assert!(decode_entry(&[null.as_slice(), &[1]].concat()).is_err());
     }
 
     /// Node keys of every path prefix of a key hash, built by jmt (through borsh, the only
@@ -197,6 +284,12 @@ mod tests {
             let encoded = node_key(&key);
             assert_eq!(encoded, node_key_at(300, &hash, depth), "depth {depth}");
             assert!(seen.insert(encoded.clone()), "injective");
+            if depth < 64 {
+                assert_eq!(
+                    child_key(&encoded, 301, nibble(&hash, depth)),
+                    node_key_at(301, &hash, depth + 1)
+                );
+            }
             // A newer version sorts after every key of an older one.
             assert!(node_key_at(299, &[0xFF; 32], 64) < encoded);
             assert!(encoded < node_key_at(301, &[0; 32], 0));

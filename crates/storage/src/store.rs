@@ -6,9 +6,7 @@
 //! | table | key | value |
 //! |---|---|---|
 //! | `meta` | `"format"`, `"latest"`, `"oldest_version"` | layout tag; u64 (big-endian) |
-//! | `state` | state key bytes | [`encode_value`] of its value |
-//! | `jmt_nodes` | `version ‖ nibble path ‖ nibble count` ([`crate::codec`]) | `borsh(Node)` |
-//! | `jmt_history` | `version ‖ key_hash`: the leaf node of that version and key | encoded value |
+//! | `jmt_nodes` | `version ‖ nibble path ‖ nibble count` ([`crate::codec`]) | `borsh(Node)`; for a leaf then its state key and [`encode_value`] of its value |
 //! | `jmt_stale_nodes` | `stale_since ‖ node key` | `()` |
 //! | `headers` | height | `borsh(BlockHeader)` |
 //! | `bodies` | height | `borsh(Vec<SignedTransaction<C>>)` |
@@ -18,30 +16,29 @@
 //! | `account_txs` | `address ‖ height ‖ index` | tx id |
 //! | `batches` | batch index | the batcher's record of that batch (opaque bytes; created on first use) |
 //!
-//! Layout (tag `parabit-storage/2`): a block's tree nodes, history entries and stale-node
-//! entries all start with its height, so they are appended at the end of their tables, in key
-//! order, instead of being scattered over the file; the only table a block rewrites at random
-//! places is `state` (and the transaction and account indexes). The latest tree's upper nodes
-//! stay in memory ([`StoreConfig::node_cache_depth`]), so `prepare` reads from the file only
-//! the lower nodes on the paths it changes. A file of another layout is refused with
-//! [`StoreError::OldLayout`].
+//! Layout (tag `parabit-storage/2`): the tree's leaves hold the state entries they commit to,
+//! so the tree is the latest state and its history at once, and every key a block writes
+//! starts with its height: a block's nodes and stale-node entries are appended at the end of
+//! their tables, in key order, instead of being scattered over the file (only the transaction
+//! and account indexes take random inserts). [`Store::get`] walks the latest tree (about
+//! log16(keys) nodes, the upper ones from memory) and [`Store::load_state`] reads all its
+//! leaves. The latest tree's upper nodes stay in memory ([`StoreConfig::node_cache_depth`]),
+//! so `prepare` reads from the file only the lower nodes on the paths it changes. A file of
+//! another layout is refused with [`StoreError::OldLayout`].
 //!
 //! Invariants:
 //! - Tree version = block height; genesis is height 0 and has an all-zero parent hash.
-//! - [`Store::commit`] writes the state, tree nodes, value history, block, receipts, indexes
+//! - [`Store::commit`] writes the tree nodes (with the state), block, receipts, indexes
 //!   and the new latest height in one redb write transaction with immediate durability, after
 //!   checking everything it can refuse; a refused or failed commit writes nothing. After a
 //!   crash at any instant the store reopens at the last committed block, whole.
-//! - The `state` table equals the tree's contents at the latest version, and the latest
-//!   header's `state_root` is that tree's root.
-//! - Every leaf node of version `v` for key hash `h` has exactly one history entry `v ‖ h`
-//!   holding its value, and every history entry has its leaf (a leaf that the tree moves
-//!   without a new value gets a copy of its value under its new version).
+//! - The latest header's `state_root` is the root of the latest tree, whose leaves hold the
+//!   latest state. Every leaf entry holds a key and value whose hashes are the leaf's (a leaf
+//!   the tree moves without a new value is rewritten with its old entry).
 //! - With `keep_versions = Some(n)`, trees of the last `n` heights are kept: every node that
-//!   only older trees use, and the history entry of every such leaf, is deleted in the commit
-//!   that makes it unnecessary; a query for an older height is [`StoreError::Pruned`]. (Stale
-//!   indexes are written only while pruning is configured, so nodes made stale by blocks
-//!   committed without it are never reclaimed.)
+//!   only older trees use is deleted in the commit that makes it unnecessary; a query for an
+//!   older height is [`StoreError::Pruned`]. (Stale indexes are written only while pruning is
+//!   configured, so nodes made stale by blocks committed without it are never reclaimed.)
 //! - The store spawns no threads and does no network I/O. It is `Send + Sync`; reads may run
 //!   concurrently with a commit (redb's MVCC), and commits are serialised by redb.
 
@@ -62,16 +59,14 @@ use sha2::Sha256;
 use std::time::{Duration, Instant};
 
 use crate::codec::{
-    account_key, be_u64, encode_value, history_key, key_hash, node_key as codec_node_key,
-    stored_key, stored_value,
+    account_key, be_u64, decode_entry, encode_value, entry_node, key_hash, node_entry,
+    node_key as codec_node_key, stored_value,
 };
 use crate::error::StoreError;
 use crate::tree::{fresh_state_root, tree_error, NodeCache, Proof, RedbTreeReader};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
 pub(crate) const NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jmt_nodes");
-pub(crate) const HISTORY: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("jmt_history");
 const STALE_NODES: TableDefinition<&[u8], ()> = TableDefinition::new("jmt_stale_nodes");
 const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("headers");
 const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
@@ -123,8 +118,8 @@ pub struct Prepared {
     batch: TreeUpdateBatch,
     /// The block's writes, deduplicated and sorted by key hash: key, encoded value or deletion.
     writes: Vec<(KeyHash, Key, Option<OwnedValue>)>,
-    /// The history entries of the new leaves, sorted by key.
-    history: Vec<([u8; 40], OwnedValue)>,
+    /// The state entries of leaves the tree moved without a new value, sorted by key hash.
+    moved: Vec<(KeyHash, Key, OwnedValue)>,
     /// Nodes that prepare read from the file and that belong in the node cache.
     cache_fill: Vec<(Vec<u8>, Node)>,
     node_reads: u64,
@@ -158,9 +153,9 @@ impl std::fmt::Debug for Prepared {
 pub struct TreeStats {
     /// Tree nodes stored.
     pub nodes: u64,
-    /// Value history entries stored (one per stored leaf node).
+    /// Leaf nodes stored, of every kept version (each holds its state entry).
     pub values: u64,
-    /// Nodes waiting to be pruned (with their leaves' history entries).
+    /// Nodes waiting to be pruned.
     pub stale_nodes: u64,
     /// Keys in the latest state.
     pub state_keys: u64,
@@ -174,11 +169,7 @@ pub struct CommitProfile {
     pub node_reads: u64,
     /// Tree nodes the last prepare found in the node cache.
     pub cache_hits: u64,
-    /// Writing the latest-state table.
-    pub state: Duration,
-    /// Writing the value history.
-    pub history: Duration,
-    /// Writing tree nodes and the stale indexes.
+    /// Writing the tree nodes (with the leaves' state entries) and the stale index.
     pub nodes: Duration,
     /// Writing the header, body, receipts and transaction indexes.
     pub block: Duration,
@@ -267,9 +258,7 @@ impl Store {
         if fresh {
             txn.open_table(META)?.insert(META_FORMAT, FORMAT)?;
             // Create every table so that readers never meet a missing one.
-            txn.open_table(STATE)?;
             txn.open_table(NODES)?;
-            txn.open_table(HISTORY)?;
             txn.open_table(STALE_NODES)?;
             txn.open_table(HEADERS)?;
             txn.open_table(BODIES)?;
@@ -380,9 +369,9 @@ impl Store {
                 node_key: NodeKey::new(height - 1, std::iter::empty().collect::<NibblePath>()),
             });
         }
-        // One history entry per new leaf: the block's value for its key, or, for a leaf the
-        // tree only moved, its value in the previous tree.
-        let mut history = Vec::new();
+        // A new leaf's entry is the block's write of its key or, for a leaf the tree only moved,
+        // its entry in the previous tree.
+        let mut moved = Vec::new();
         for (node_key, node) in batch.node_batch.nodes() {
             let Node::Leaf(leaf) = node else { continue };
             let hash = leaf.key_hash();
@@ -392,22 +381,19 @@ impl Store {
                     node_key.version()
                 )));
             }
-            let value = match writes.binary_search_by(|w| w.0.cmp(&hash)) {
-                Ok(i) => writes[i]
-                    .2
-                    .clone()
-                    .ok_or_else(|| StoreError::Tree("a deleted key has a new leaf".into()))?,
-                Err(_) if height > 0 => reader
-                    .value_at(height - 1, &hash)
-                    .map_err(tree_error)?
-                    .ok_or_else(|| {
-                        StoreError::Corrupt("a moved leaf has no value in the previous tree".into())
-                    })?,
+            match writes.binary_search_by(|w| w.0.cmp(&hash)) {
+                Ok(i) if writes[i].2.is_some() => {}
+                Ok(_) => return Err(StoreError::Tree("a deleted key has a new leaf".into())),
+                Err(_) if height > 0 => {
+                    let (key, value) = reader.entry_at(height - 1, &hash)?.ok_or_else(|| {
+                        StoreError::Corrupt("a moved leaf is not in the previous tree".into())
+                    })?;
+                    moved.push((hash, key, value));
+                }
                 Err(_) => return Err(StoreError::Tree("genesis leaf without a write".into())),
-            };
-            history.push((history_key(height, &hash.0), value));
+            }
         }
-        history.sort_unstable_by_key(|e| e.0);
+        moved.sort_unstable_by_key(|m| m.0);
         let cache_fill = reader.misses.take();
         let (node_reads, cache_hits) = (reader.reads.get(), reader.hits.get());
         Ok(Prepared {
@@ -416,7 +402,7 @@ impl Store {
             root: root.0,
             batch,
             writes,
-            history,
+            moved,
             cache_fill,
             node_reads,
             cache_hits,
@@ -518,7 +504,7 @@ impl Store {
             cache_hits: prepared.cache_hits,
             ..CommitProfile::default()
         };
-        write_state_and_tree(
+        write_tree(
             &txn,
             &prepared,
             self.config.keep_versions.is_some(),
@@ -588,23 +574,29 @@ impl Store {
     /// The latest value of `key`.
     pub fn get(&self, key: &Key) -> Result<Option<Value>, StoreError> {
         let read = self.db.begin_read()?;
-        let state = read.open_table(STATE)?;
-        match state.get(key.as_bytes())? {
+        let Some(latest) = meta_u64(&read.open_table(META)?, META_LATEST)? else {
+            return Ok(None);
+        };
+        let cache = self.cache.read();
+        let reader = RedbTreeReader::new(&read, Some(&cache))?;
+        match reader.entry_at(latest, &key_hash(key))? {
             None => Ok(None),
-            Some(v) => Ok(Some(stored_value(v.value(), "state")?)),
+            Some((_, v)) => Ok(Some(stored_value(&v, "state")?)),
         }
     }
 
-    /// The whole latest state.
+    /// The whole latest state (the leaves of the latest tree).
     pub fn load_state(&self) -> Result<KeyMap<Value>, StoreError> {
         let read = self.db.begin_read()?;
-        let state = read.open_table(STATE)?;
-        let mut out =
-            parabit_exec::key_map_with_capacity(usize::try_from(state.len()?).unwrap_or(0));
-        for entry in state.iter()? {
-            let (k, v) = entry?;
-            out.insert(stored_key(k.value())?, stored_value(v.value(), "state")?);
-        }
+        let mut out = KeyMap::default();
+        let Some(latest) = meta_u64(&read.open_table(META)?, META_LATEST)? else {
+            return Ok(out);
+        };
+        let reader = RedbTreeReader::new(&read, None)?;
+        reader.for_each_leaf(latest, |k, v| {
+            out.insert(k, stored_value(v, "state")?);
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -704,14 +696,29 @@ impl Store {
         *self.profile.lock()
     }
 
-    /// Sizes of the tree tables.
+    /// Sizes of the tree tables (counts the leaves: slow on a big store).
     pub fn tree_stats(&self) -> Result<TreeStats, StoreError> {
         let read = self.db.begin_read()?;
+        let nodes = read.open_table(NODES)?;
+        let mut leaves = 0;
+        for entry in nodes.iter()? {
+            let (_, bytes) = entry?;
+            if matches!(entry_node(bytes.value())?, Node::Leaf(_)) {
+                leaves += 1;
+            }
+        }
+        let mut state_keys = 0;
+        if let Some(latest) = meta_u64(&read.open_table(META)?, META_LATEST)? {
+            RedbTreeReader::new(&read, None)?.for_each_leaf(latest, |_, _| {
+                state_keys += 1;
+                Ok(())
+            })?;
+        }
         Ok(TreeStats {
-            nodes: read.open_table(NODES)?.len()?,
-            values: read.open_table(HISTORY)?.len()?,
+            nodes: nodes.len()?,
+            values: leaves,
             stale_nodes: read.open_table(STALE_NODES)?.len()?,
-            state_keys: read.open_table(STATE)?.len()?,
+            state_keys,
         })
     }
 
@@ -750,9 +757,9 @@ impl Store {
     }
 
     /// Checks the whole file: redb's own integrity check (which repairs what it can), every
-    /// header decodes and links to its parent and its hash index, every stored leaf has its
-    /// history entry with its value (and the history nothing else), and the latest state
-    /// rebuilt from scratch has the latest header's root. Slow on a big store.
+    /// header decodes and links to its parent and its hash index, every tree node decodes and
+    /// every leaf holds a state entry matching its hashes, and the latest state rebuilt from
+    /// scratch has the latest header's root. Slow on a big store.
     pub fn check(&mut self) -> Result<(), StoreError> {
         self.db.check_integrity()?;
         let read = self.db.begin_read()?;
@@ -775,39 +782,21 @@ impl Store {
                 )));
             }
         }
-        // Every leaf node has its history entry, holding the leaf's value, and nothing else
-        // is in the history.
+        // Every node decodes, and every leaf's state entry has the leaf's key and value hashes.
         let nodes = read.open_table(NODES)?;
-        let history = read.open_table(HISTORY)?;
-        let mut leaves = 0u64;
         for entry in nodes.iter()? {
             let (key, bytes) = entry?;
-            let Node::Leaf(leaf) = decode::<Node>(bytes.value(), "tree node")? else {
-                continue;
-            };
-            leaves += 1;
-            let version = be_u64(key.value(), 0)
-                .ok_or_else(|| StoreError::Corrupt("tree node key too short".into()))?;
-            let hash = leaf.key_hash();
-            let value = history
-                .get(&history_key(version, &hash.0))?
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("leaf of version {version} has no history entry"))
-                })?;
-            let expected = LeafNode::new(hash, ValueHash::with::<Sha256>(value.value()));
-            if expected.hash::<Sha256>() != leaf.hash::<Sha256>() {
-                return Err(StoreError::Corrupt(format!(
-                    "history entry of a leaf of version {version} holds another value"
-                )));
+            if let (Node::Leaf(leaf), Some((k, v))) = decode_entry(bytes.value())? {
+                let expected = LeafNode::new(key_hash(&k), ValueHash::with::<Sha256>(v));
+                if expected.hash::<Sha256>() != leaf.hash::<Sha256>() {
+                    return Err(StoreError::Corrupt(format!(
+                        "leaf {} holds a state entry of another key or value",
+                        hex::encode(key.value())
+                    )));
+                }
             }
         }
-        if history.len()? != leaves {
-            return Err(StoreError::Corrupt(format!(
-                "{} history entries for {leaves} leaves",
-                history.len()?
-            )));
-        }
-        drop((nodes, history, read));
+        drop((nodes, read));
         let root = fresh_state_root(&self.load_state()?)?;
         let expected = self
             .latest()
@@ -823,49 +812,44 @@ impl Store {
     }
 }
 
-/// Writes the latest state, tree nodes, value history and stale indexes of `prepared`, each
-/// table in key order (the tree tables' keys all start with the new version: appends).
+/// Writes the tree nodes of `prepared` (leaves with their state entries) and its stale index,
+/// each in key order (all keys start with the new version: appends).
 ///
 /// The stale index that pruning needs is written only when `prune_index` (the store prunes):
-/// an archive store pays nothing for it. Nodes (and their leaves' history) that became stale
-/// while a store did not prune are therefore never pruned later (they stay, unused).
-fn write_state_and_tree(
+/// an archive store pays nothing for it. Nodes that became stale while a store did not prune
+/// are therefore never pruned later (they stay, unused).
+fn write_tree(
     txn: &WriteTransaction,
     prepared: &Prepared,
     prune_index: bool,
     profile: &mut CommitProfile,
 ) -> Result<(), StoreError> {
     let t = Instant::now();
-    {
-        // In key order: neighbouring inserts touch the same pages.
-        let mut sorted: Vec<&(KeyHash, Key, Option<OwnedValue>)> = prepared.writes.iter().collect();
-        sorted.sort_unstable_by_key(|w| w.1);
-        let mut state = txn.open_table(STATE)?;
-        for (_, key, value) in sorted {
-            match value {
-                Some(v) => {
-                    state.insert(key.as_bytes(), v.as_slice())?;
-                }
-                None => {
-                    state.remove(key.as_bytes())?;
-                }
-            }
-        }
-    }
-    profile.state = t.elapsed();
-    let t = Instant::now();
-    {
-        let mut history = txn.open_table(HISTORY)?;
-        for (key, value) in &prepared.history {
-            history.insert(key, value.as_slice())?;
-        }
-    }
-    profile.history = t.elapsed();
-    let t = Instant::now();
     let mut nodes: Vec<(Vec<u8>, Vec<u8>)> =
         Vec::with_capacity(prepared.batch.node_batch.nodes().len());
     for (node_key, node) in prepared.batch.node_batch.nodes() {
-        nodes.push((codec_node_key(node_key), encode(node)?));
+        let leaf = match node {
+            Node::Leaf(leaf) => {
+                let hash = leaf.key_hash();
+                let entry = match prepared.writes.binary_search_by(|w| w.0.cmp(&hash)) {
+                    Ok(i) => prepared.writes[i]
+                        .2
+                        .as_ref()
+                        .map(|v| (&prepared.writes[i].1, v.as_slice())),
+                    Err(_) => prepared
+                        .moved
+                        .binary_search_by(|m| m.0.cmp(&hash))
+                        .ok()
+                        .map(|i| (&prepared.moved[i].1, prepared.moved[i].2.as_slice())),
+                };
+                Some(
+                    entry
+                        .ok_or_else(|| StoreError::Tree("a new leaf has no state entry".into()))?,
+                )
+            }
+            _ => None,
+        };
+        nodes.push((codec_node_key(node_key), node_entry(node, leaf)?));
     }
     nodes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     {
@@ -895,8 +879,7 @@ fn write_state_and_tree(
     Ok(())
 }
 
-/// Deletes every tree node that no tree at `oldest` or later uses, and the history entry of
-/// each such leaf.
+/// Deletes every tree node that no tree at `oldest` or later uses.
 fn prune(txn: &WriteTransaction, oldest: u64) -> Result<(), StoreError> {
     let bound = oldest.saturating_add(1).to_be_bytes();
     let mut stale_nodes = txn.open_table(STALE_NODES)?;
@@ -915,24 +898,11 @@ fn prune(txn: &WriteTransaction, oldest: u64) -> Result<(), StoreError> {
         );
     }
     node_keys.sort_unstable();
-    let mut leaves = Vec::new();
     {
         let mut nodes = txn.open_table(NODES)?;
         for key in node_keys {
-            let Some(old) = nodes.remove(key)? else {
-                continue;
-            };
-            if let Node::Leaf(leaf) = decode::<Node>(old.value(), "tree node")? {
-                let version = be_u64(key, 0)
-                    .ok_or_else(|| StoreError::Corrupt("stale node key too short".into()))?;
-                leaves.push(history_key(version, &leaf.key_hash().0));
-            }
+            nodes.remove(key)?;
         }
-    }
-    leaves.sort_unstable();
-    let mut history = txn.open_table(HISTORY)?;
-    for key in &leaves {
-        history.remove(key)?;
     }
     for key in &done {
         stale_nodes.remove(key.as_slice())?;

@@ -4,11 +4,10 @@
 //! Invariants:
 //! - Tree version = block height. A leaf's key is [`key_hash`] of the state key and its value
 //!   is [`encode_value`] of the state value, so a root commits to every key and value exactly.
-//! - Nodes are stored under their version-first node key ([`crate::codec`]) as `borsh(Node)`.
-//!   Every stored leaf node of version `v` for key hash `h` has exactly one history entry,
-//!   under `v ‖ h`, holding the leaf's value (and no other entries exist): the value of a key
-//!   in the tree at any kept version is found by walking that tree to the key's leaf and
-//!   reading the entry of the leaf's version.
+//! - Nodes are stored under their version-first node key ([`crate::codec`]) as `borsh(Node)`,
+//!   a leaf followed by its state key and encoded value: the value of a key in the tree at any
+//!   kept version (the latest included) is found by walking that tree to the key's leaf, and
+//!   the state at a version is the entries of its tree's leaves.
 //! - The [`NodeCache`] holds nodes by node key, so whatever it returns is the stored node.
 //! - [`verify_proof`] depends only on its arguments (a light client can run it).
 
@@ -24,10 +23,11 @@ use redb::{ReadOnlyTable, ReadTransaction};
 use sha2::Sha256;
 
 use crate::codec::{
-    be_u64, encode_value, history_key, key_hash, nibble, node_key as codec_node_key, node_key_at,
+    be_u64, child_key, decode_entry, encode_value, entry_node, key_hash, nibble,
+    node_key as codec_node_key, node_key_at,
 };
 use crate::error::{ProofError, StoreError};
-use crate::store::{HISTORY, NODES};
+use crate::store::NODES;
 
 /// The root of the empty tree.
 pub const EMPTY_ROOT: [u8; 32] = Sha256Jmt::<EmptyReader>::EMPTY_ROOT.0;
@@ -165,10 +165,10 @@ impl NodeCache {
     }
 }
 
-/// Reads tree nodes (through the node cache) and value history from a redb read transaction.
+/// Reads tree nodes (through the node cache) and the state entries of leaves from a redb read
+/// transaction.
 pub(crate) struct RedbTreeReader<'a> {
     pub(crate) nodes: ReadOnlyTable<&'static [u8], &'static [u8]>,
-    pub(crate) history: ReadOnlyTable<&'static [u8; 40], &'static [u8]>,
     pub(crate) cache: Option<&'a NodeCache>,
     /// Nodes read from the file that belong in the cache (to add once the read is over).
     pub(crate) misses: RefCell<Vec<(Vec<u8>, Node)>>,
@@ -185,7 +185,6 @@ impl<'a> RedbTreeReader<'a> {
     ) -> Result<Self, StoreError> {
         Ok(RedbTreeReader {
             nodes: read.open_table(NODES)?,
-            history: read.open_table(HISTORY)?,
             cache,
             misses: RefCell::new(Vec::new()),
             reads: Cell::new(0),
@@ -194,7 +193,7 @@ impl<'a> RedbTreeReader<'a> {
     }
 
     /// The node stored under `key`.
-    fn node(&self, key: &[u8]) -> anyhow::Result<Option<Node>> {
+    fn node(&self, key: &[u8]) -> Result<Option<Node>, StoreError> {
         if let Some(node) = self.cache.and_then(|c| c.get(key)) {
             self.hits.set(self.hits.get() + 1);
             return Ok(Some(node.clone()));
@@ -203,7 +202,7 @@ impl<'a> RedbTreeReader<'a> {
         match self.nodes.get(key)? {
             None => Ok(None),
             Some(bytes) => {
-                let node = Node::try_from_slice(bytes.value())?;
+                let node = entry_node(bytes.value())?;
                 if self.cache.is_some_and(|c| c.holds(key)) {
                     self.misses.borrow_mut().push((key.to_vec(), node.clone()));
                 }
@@ -212,20 +211,21 @@ impl<'a> RedbTreeReader<'a> {
         }
     }
 
-    /// The value of `key_hash` in the tree at `version`: the walk from that tree's root to the
-    /// key's leaf gives the version the leaf was written at, under which the history holds
-    /// its value.
-    pub(crate) fn value_at(
+    /// The state entry (key, encoded value) of `key_hash` in the tree at `version`, found by
+    /// walking that tree from its root to the key's leaf.
+    pub(crate) fn entry_at(
         &self,
         version: Version,
         key_hash: &KeyHash,
-    ) -> anyhow::Result<Option<OwnedValue>> {
+    ) -> Result<Option<(Key, OwnedValue)>, StoreError> {
         let kh = &key_hash.0;
         let mut node_version = version;
         for depth in 0..=64 {
             let key = node_key_at(node_version, kh, depth);
             let Some(node) = self.node(&key)? else {
-                anyhow::bail!("tree node at version {node_version}, depth {depth} is missing");
+                return Err(StoreError::Corrupt(format!(
+                    "tree node of version {node_version} at depth {depth} is missing"
+                )));
             };
             match node {
                 Node::Null => return Ok(None),
@@ -233,18 +233,16 @@ impl<'a> RedbTreeReader<'a> {
                     if leaf.key_hash() != *key_hash {
                         return Ok(None);
                     }
-                    let entry = self
-                        .history
-                        .get(&history_key(node_version, kh))?
-                        .ok_or_else(|| {
-                            anyhow::anyhow!("no history entry for a leaf of version {node_version}")
-                        })?;
-                    let bytes = entry.value();
-                    anyhow::ensure!(!bytes.is_empty(), "empty history entry");
-                    return Ok(Some(bytes.to_vec()));
+                    let bytes = self.nodes.get(key.as_slice())?.ok_or_else(|| {
+                        StoreError::Corrupt(format!("leaf of version {node_version} is missing"))
+                    })?;
+                    let (_, entry) = decode_entry(bytes.value())?;
+                    return Ok(entry.map(|(k, v)| (k, v.to_vec())));
                 }
                 Node::Internal(internal) => {
-                    anyhow::ensure!(depth < 64, "internal node at the bottom of the tree");
+                    if depth >= 64 {
+                        break;
+                    }
                     match internal.child(nibble(kh, depth).into()) {
                         None => return Ok(None),
                         Some(child) => node_version = child.version,
@@ -252,13 +250,46 @@ impl<'a> RedbTreeReader<'a> {
                 }
             }
         }
-        anyhow::bail!("tree deeper than 64 nibbles")
+        Err(StoreError::Corrupt("tree deeper than 64 nibbles".into()))
+    }
+
+    /// Calls `f` with the state entry of every leaf of the tree at `version`, in key hash
+    /// order.
+    pub(crate) fn for_each_leaf(
+        &self,
+        version: Version,
+        mut f: impl FnMut(Key, &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut stack = vec![node_key_at(version, &[0; 32], 0)];
+        while let Some(key) = stack.pop() {
+            let bytes = self.nodes.get(key.as_slice())?.ok_or_else(|| {
+                StoreError::Corrupt(format!("tree node {} is missing", hex::encode(&key)))
+            })?;
+            match decode_entry(bytes.value())? {
+                (Node::Null, _) => {}
+                (Node::Leaf(_), Some((k, v))) => f(k, v)?,
+                (Node::Leaf(_), None) => {
+                    return Err(StoreError::Corrupt("leaf without a state entry".into()))
+                }
+                (Node::Internal(internal), _) => {
+                    if key.last().is_some_and(|d| *d >= 64) {
+                        return Err(StoreError::Corrupt("tree deeper than 64 nibbles".into()));
+                    }
+                    let children: Vec<_> = internal
+                        .children_sorted()
+                        .map(|(n, c)| child_key(&key, c.version, u8::from(n)))
+                        .collect();
+                    stack.extend(children.into_iter().rev());
+                }
+            }
+        }
+        Ok(())
     }
 }
 
 impl TreeReader for RedbTreeReader<'_> {
     fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
-        self.node(&codec_node_key(node_key))
+        Ok(self.node(&codec_node_key(node_key))?)
     }
 
     fn get_value_option(
@@ -266,7 +297,7 @@ impl TreeReader for RedbTreeReader<'_> {
         max_version: Version,
         key_hash: KeyHash,
     ) -> anyhow::Result<Option<OwnedValue>> {
-        self.value_at(max_version, &key_hash)
+        Ok(self.entry_at(max_version, &key_hash)?.map(|(_, v)| v))
     }
 
     fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {

@@ -2,9 +2,46 @@
 
 use parabit_exec::Value;
 use parabit_storage::{Store, StoreConfig, StoreError};
-use redb::TableDefinition;
+use redb::{ReadableTable, TableDefinition};
 
 use crate::{commit_next, key, temp_store, writes};
+
+const NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jmt_nodes");
+/// The length of `borsh(Node::Leaf)`: variant, key hash, value hash.
+const LEAF_LEN: usize = 65;
+
+/// Replaces every stored leaf entry of `k` (`borsh(leaf) ‖ key length ‖ key ‖ value`) by
+/// `f(entry)`.
+fn tamper_leaves(txn: &redb::WriteTransaction, k: u32, f: &dyn Fn(&[u8]) -> Vec<u8>) {
+    let mut nodes = txn.open_table(NODES).expect("nodes");
+    let key_bytes = key(k);
+    let key_bytes = key_bytes.as_bytes();
+    let mut found = Vec::new();
+    for entry in nodes.iter().expect("iter") {
+        let (node_key, bytes) = entry.expect("entry");
+        let bytes = bytes.value();
+        if bytes.len() > LEAF_LEN
+            && bytes.get(LEAF_LEN) == Some(&(key_bytes.len() as u8))
+            && bytes.get(LEAF_LEN + 1..LEAF_LEN + 1 + key_bytes.len()) == Some(key_bytes)
+        {
+            found.push((node_key.value().to_vec(), f(bytes)));
+        }
+    }
+    assert!(!found.is_empty(), "no leaf of key {k}");
+    for (node_key, bytes) in found {
+        nodes
+            .insert(node_key.as_slice(), bytes.as_slice())
+            .expect("insert");
+    }
+}
+
+/// A leaf entry with another encoded value.
+fn with_value(entry: &[u8], value: &[u8]) -> Vec<u8> {
+    let key_len = usize::from(entry[LEAF_LEN]);
+    let mut out = entry[..LEAF_LEN + 1 + key_len].to_vec();
+    out.extend_from_slice(value);
+    out
+}
 
 #[test]
 fn garbage_files_are_errors() {
@@ -111,30 +148,64 @@ fn undecodable_stored_data_is_an_error() {
         f(&txn);
         txn.commit().expect("commit");
     };
-    let state_table = TableDefinition::<&[u8], &[u8]>::new("state");
-    // A value that does not decode.
-    tamper(&|txn| {
-        txn.open_table(state_table)
-            .expect("state")
-            .insert(key(1).as_bytes(), [9u8, 9].as_slice())
-            .expect("insert");
-    });
+    // A leaf whose value does not decode.
+    tamper(&|txn| tamper_leaves(txn, 1, &|e| with_value(e, &[9, 9])));
     let store = Store::open(&path, StoreConfig::default()).expect("open");
     assert!(matches!(store.get(&key(1)), Err(StoreError::Corrupt(_))));
     assert!(matches!(store.load_state(), Err(StoreError::Corrupt(_))));
     drop(store);
-    // A key longer than any state key.
+    // A valid value again: readable (the store reads what the leaf holds).
+    tamper(&|txn| tamper_leaves(txn, 1, &|e| with_value(e, &[0u8; 17])));
+    let store = Store::open(&path, StoreConfig::default()).expect("open");
+    assert_eq!(store.get(&key(1)).expect("get"), Some(Value::Num(0)));
+    drop(store);
+    // A key length longer than any state key, or than the entry.
+    for len in [70u8, 200] {
+        tamper(&|txn| {
+            tamper_leaves(txn, 1, &|e| {
+                let mut e = e.to_vec();
+                e[LEAF_LEN] = len;
+                e
+            })
+        });
+        let store = Store::open(&path, StoreConfig::default()).expect("open");
+        let err = store.load_state().expect_err("long key");
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+        assert!(matches!(store.get(&key(1)), Err(StoreError::Corrupt(_))));
+        drop(store);
+        // Restore the length for the next case.
+        tamper(&|txn| {
+            let mut nodes = txn.open_table(NODES).expect("nodes");
+            let mut fixed = Vec::new();
+            for entry in nodes.iter().expect("iter") {
+                let (k, v) = entry.expect("entry");
+                let mut v = v.value().to_vec();
+                if v.len() > LEAF_LEN {
+                    v[LEAF_LEN] = key(1).as_bytes().len() as u8;
+                    fixed.push((k.value().to_vec(), v));
+                }
+            }
+            for (k, v) in fixed {
+                nodes.insert(k.as_slice(), v.as_slice()).expect("insert");
+            }
+        });
+    }
+    let store = Store::open(&path, StoreConfig::default()).expect("open");
+    assert_eq!(store.get(&key(1)).expect("get"), Some(Value::Num(0)));
+    drop(store);
+    // An internal node or a leaf with bytes that do not decode.
     tamper(&|txn| {
-        let mut t = txn.open_table(state_table).expect("state");
-        t.insert(key(1).as_bytes(), [0u8; 17].as_slice())
-            .expect("insert");
-        t.insert([7u8; 70].as_slice(), [0u8; 17].as_slice())
+        let mut nodes = txn.open_table(NODES).expect("nodes");
+        let first = nodes
+            .first()
+            .expect("first")
+            .map(|(k, _)| k.value().to_vec());
+        nodes
+            .insert(first.expect("a node").as_slice(), [7u8; 3].as_slice())
             .expect("insert");
     });
     let store = Store::open(&path, StoreConfig::default()).expect("open");
-    assert_eq!(store.get(&key(1)).expect("get"), Some(Value::Num(0)));
-    let err = store.load_state().expect_err("long key");
-    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+    assert!(matches!(store.load_state(), Err(StoreError::Corrupt(_))));
     drop(store);
     // The latest header does not decode: opening says so.
     tamper(&|txn| {
@@ -192,19 +263,16 @@ fn check_detects_a_state_that_does_not_match_the_root() {
     {
         let db = redb::Database::create(&path).expect("open");
         let txn = db.begin_write().expect("txn");
-        txn.open_table(TableDefinition::<&[u8], &[u8]>::new("state"))
-            .expect("state")
-            .insert(
-                key(1).as_bytes(),
-                parabit_storage::encode_value(&Value::Num(5)).as_slice(),
-            )
-            .expect("insert");
+        let five = parabit_storage::encode_value(&Value::Num(5));
+        tamper_leaves(&txn, 1, &|e| with_value(e, &five));
         txn.commit().expect("commit");
     }
     let mut store = Store::open(&path, StoreConfig::default()).expect("open");
+    // The tampered value is what the store now reads, but check sees it is not the leaf's.
+    assert_eq!(store.get(&key(1)).expect("get"), Some(Value::Num(5)));
     let err = store.check().expect_err("state differs from root");
     assert!(
-        matches!(err, StoreError::Corrupt(ref m) if m.contains("root")),
+        matches!(err, StoreError::Corrupt(ref m) if m.contains("another key or value")),
         "{err}"
     );
     drop(store);
@@ -215,13 +283,8 @@ fn check_detects_a_state_that_does_not_match_the_root() {
             .expect("hashes")
             .insert(&[0u8; 32], 0)
             .expect("insert");
-        txn.open_table(TableDefinition::<&[u8], &[u8]>::new("state"))
-            .expect("state")
-            .insert(
-                key(1).as_bytes(),
-                parabit_storage::encode_value(&Value::Num(1)).as_slice(),
-            )
-            .expect("insert");
+        let one = parabit_storage::encode_value(&Value::Num(1));
+        tamper_leaves(&txn, 1, &|e| with_value(e, &one));
         txn.commit().expect("commit");
     }
     let mut store = Store::open(&path, StoreConfig::default()).expect("open");

@@ -48,7 +48,9 @@
 //! interest accrual) run first, and the rest of the block runs on top of their writes, so nothing
 //! reads those keys before they are written. A *barrier* (an end-of-block settlement that reads
 //! everything the block did) is not run speculatively: the workers execute the block up to the
-//! first barrier, and the barrier and what follows it run on top of that committed state.
+//! first barrier, and the barrier and what follows it run on top of that committed state. On
+//! the footprint path (below), what follows the barriers is run as a block of its own, so work
+//! a barrier splits off (paying a settled auction's orders in chunks) is parallel again.
 //!
 //! **Panics.** A panic inside `Vm::execute` fails that transaction only: its writes are
 //! discarded and the `Vm` supplies its output. No lock is held while the `Vm` runs.
@@ -58,7 +60,12 @@
 //! When a `Vm` can say beforehand which keys a transaction may touch ([`Vm::footprint`]), the
 //! engine first tries a cheaper plan: group the transactions by shared keys (keys only read,
 //! or only added to, share nothing), deal the groups to the workers, and run each worker's
-//! transactions as a plain sequential run; pure-delta keys are summed at the end. Every state
+//! transactions as a plain sequential run; pure-delta keys are summed at the end. Keys declared
+//! as `subs` (only added to and `try_sub`ed from, like a vault that pays out) share nothing
+//! either: each `try_sub` must succeed against the base value plus its lane's own changes, and
+//! the block's total subtractions must fit in the base value, which makes every `try_sub`
+//! succeed in block order too; otherwise the attempt is dropped. The footprint may read the
+//! block's base state (the markets an account entered). Every state
 //! operation is checked against the footprint, and one outside it drops the attempt for the
 //! general engine, so a wrong footprint costs time, never correctness. A block whose largest
 //! group would keep one worker busy for most of it goes to the general engine.

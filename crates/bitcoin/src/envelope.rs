@@ -563,6 +563,72 @@ mod tests {
         );
     }
 
+    #[test]
+    fn one_commit_funds_one_reveal_per_envelope_at_the_exact_fee() {
+        let kp = Keypair::from_secret_key(SECP256K1, &SecretKey::from_slice(&[4; 32]).unwrap());
+        let wallet = TaprootWallet::from_keypair(kp);
+        let coin = Utxo {
+            outpoint: OutPoint {
+                txid: Txid::all_zeros(),
+                vout: 3,
+            },
+            txout: TxOut {
+                value: Amount::from_sat(10_000_000),
+                script_pubkey: wallet.script_pubkey().clone(),
+            },
+            confirmations: 6,
+            coinbase: false,
+        };
+        let datas = vec![vec![1u8; 700], vec![2u8; 10], vec![3u8; 1500]];
+        let rate = FeeRate::from_sat_per_vb_u32(3);
+        let set = build_commit_reveals(
+            &wallet,
+            &kp,
+            &[],
+            std::slice::from_ref(&coin),
+            2,
+            &datas,
+            rate,
+        )
+        .expect("built");
+        let commit_txid = set.commit.compute_txid();
+        assert_eq!(set.reveals.len(), 3);
+        assert_eq!(set.commit.input[0].previous_output, coin.outpoint);
+        let mut created = HashMap::new();
+        for (k, o) in set.commit.output.iter().enumerate() {
+            created.insert(
+                OutPoint {
+                    txid: commit_txid,
+                    vout: k as u32,
+                },
+                o.clone(),
+            );
+        }
+        for (k, reveal) in set.reveals.iter().enumerate() {
+            let spent = OutPoint {
+                txid: commit_txid,
+                vout: k as u32,
+            };
+            assert_eq!(reveal.input[0].previous_output, spent);
+            // The reveal pays exactly its fee out of its envelope output.
+            let fee = created[&spent].value - reveal.output[0].value;
+            assert_eq!(fee, set.reveal_fees[k]);
+            assert_eq!(fee, fee_for(rate, reveal.weight()));
+            let found = verified_envelopes(reveal, |op| created.get(op).cloned());
+            assert_eq!(found.len(), 1);
+            assert_eq!(found[0].1.data, datas[k]);
+            assert_eq!(found[0].1.version, 2);
+        }
+        let paid: Amount = set.commit.output.iter().map(|o| o.value).sum();
+        assert_eq!(coin.txout.value - paid, set.commit_fee);
+        assert_eq!(set.commit_fee, fee_for(rate, set.commit.weight()));
+        assert_eq!(
+            set.vsize(),
+            set.commit.vsize() + set.reveals.iter().map(Transaction::vsize).sum::<usize>()
+        );
+        assert!(build_commit_reveals(&wallet, &kp, &[], &[coin], 2, &[], rate).is_err());
+    }
+
     proptest! {
         #[test]
         fn round_trip(version: u8, data in proptest::collection::vec(any::<u8>(), 0..3000)) {

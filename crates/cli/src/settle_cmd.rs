@@ -37,7 +37,9 @@ use crate::node_cmd::{Attach, Attached, DevnetSettlementArgs};
 
 /// The embedded chain's default JSON-RPC address.
 pub const DEFAULT_BITCOIN_RPC_ADDR: &str = "127.0.0.1:18645";
-/// Default most transactions per block of a settling devnet: a block must fit one envelope.
+/// Default most transactions per block of a settling devnet. Batches may span several
+/// envelopes (chunks), but keeping a block within one (~5,000 transfers) keeps each Bitcoin
+/// transaction package small.
 pub const SETTLING_MAX_BLOCK_TXS: usize = 4_000;
 /// Height the embedded chain is mined to on first start (coinbase outputs need 100).
 const FUNDED_HEIGHT: u32 = 110;

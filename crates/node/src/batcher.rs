@@ -29,6 +29,13 @@
 //!   Bitcoin refuses it, is built and posted again (same batch, same chunks, new set).
 //! - Nothing from Bitcoin can panic the batcher: every client failure is an error of this tick,
 //!   retried at the next one.
+//!
+//! Limit: Bitcoin Core's default mempool policy caps an unconfirmed package (a transaction
+//! with its unconfirmed ancestors, or with its descendants) at 101 kvB. A batch of more than
+//! one full chunk (its commit's descendants are all its reveals), or a full batch chained to
+//! an unconfirmed full one, exceeds it on a bitcoind left at its defaults; the embedded
+//! regtest chain does not enforce it. Keep `max_data_bytes` near one chunk there, or raise
+//! bitcoind's `-limitancestorsize` / `-limitdescendantsize`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};

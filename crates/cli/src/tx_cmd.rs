@@ -1234,10 +1234,22 @@ pub fn build_call(kind: &TxKind, ctx: &BuildCtx<'_>) -> Result<Built> {
                 format!("challenge the close of channel {id} with {shown}"),
             )
         }
-        TxKind::ChannelSettle { channel } => built(
-            Call::Channel(ChannelMsg::Settle { channel: *channel }),
-            format!("settle channel {channel}"),
-        ),
+        TxKind::ChannelSettle { channel } => {
+            let ch = (ctx.channel)(*channel)?;
+            let ChannelStatus::Closing { deadline, .. } = &ch.status else {
+                bail!("channel {channel} is not closing: nothing to settle");
+            };
+            // The transaction runs in the block after the head: it must be above the deadline.
+            let head = lk.height()?;
+            ensure!(
+                head >= *deadline,
+                "challenge period not over: channel {channel} settles after height {deadline}, now {head}"
+            );
+            built(
+                Call::Channel(ChannelMsg::Settle { channel: *channel }),
+                format!("settle channel {channel}"),
+            )
+        }
         TxKind::ChannelResolveHtlc {
             channel,
             index,
@@ -1485,6 +1497,18 @@ mod tests {
     fn channel_record(id: ChannelId) -> Result<Channel> {
         let status = match id {
             42 => ChannelStatus::Open,
+            46 => ChannelStatus::Closing {
+                state: channels::ChannelState {
+                    channel: 46,
+                    nonce: 0,
+                    deposit_a: 10_000_000,
+                    deposit_b: 5_000_000,
+                    balance_a: 10_000_000,
+                    balance_b: 5_000_000,
+                    htlcs: vec![],
+                },
+                deadline: 1_000,
+            },
             44 => ChannelStatus::Closing {
                 state: channels::ChannelState {
                     channel: 44,
@@ -2159,10 +2183,14 @@ mod tests {
             })
         );
         assert!(fails(&["channel-close"]).contains("--channel"));
+        // The head is at 1000: 46's period ended at 1000, 44's ends at 1010.
         assert_eq!(
-            call(&["channel-settle", "--channel", "44"]),
-            Call::Channel(ChannelMsg::Settle { channel: 44 })
+            call(&["channel-settle", "--channel", "46"]),
+            Call::Channel(ChannelMsg::Settle { channel: 46 })
         );
+        assert!(fails(&["channel-settle", "--channel", "44"])
+            .contains("challenge period not over: channel 44 settles after height 1010, now 1000"));
+        assert!(fails(&["channel-settle", "--channel", "42"]).contains("not closing"));
     }
 
     #[test]

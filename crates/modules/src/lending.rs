@@ -1217,7 +1217,7 @@ fn health_markets(state: &dyn Storage, owner: &Address, also: &[AssetId]) -> Vec
     markets
 }
 
-/// Declares the keys a health check of `owner` reads: its market list, and for each market
+/// Declares the keys a health check of `owner` reads: the markets it is in, and for each market
 /// its params, its price and `owner`'s position (`position` says how those are touched).
 fn declare_health(
     fp: &mut Footprint,
@@ -1261,12 +1261,12 @@ fn config_in(state: &dyn Storage) -> Option<LendingConfig> {
 /// Market params and indices and prices are read (written only by market creation, the
 /// begin-block accrual and the oracle); market totals are deltas, cash and the vault are only
 /// added to and `try_sub`ed from, so users of one market do not join; the sender's own
-/// positions are exclusive. Creating a market that exists, or a call by an account other than the admin or
-/// the oracle, only reads. A health check reads every market's keys while there are at most
-/// [`MAX_ENTERED`] markets, else the markets the account is in at the start of the block and
-/// the one the message names: entering yet another market earlier in the block costs a re-run.
-/// A `try_sub` of cash that fails (a market drained within the block) also makes the engine
-/// re-run the block, which is correct, only slower.
+/// positions are exclusive. Creating a market that exists, or a call by an account other than
+/// the admin or the oracle, only reads. A health check reads every market's keys while there
+/// are at most [`MAX_ENTERED`] markets, else the markets the account is in at the start of the
+/// block and the one the message names: entering yet another market earlier in the block
+/// costs a re-run. A `try_sub` of cash that fails, or a block's withdrawals and borrows above a
+/// market's cash at its start, also make the engine re-run the block: correct, only slower.
 pub fn footprint(msg: &LendingMsg, sender: &Address, state: &dyn Storage, fp: &mut Footprint) {
     match msg {
         LendingMsg::CreateMarket { asset, .. } => {

@@ -34,8 +34,9 @@
 //! with its unconfirmed ancestors, or with its descendants) at 101 kvB. A batch of more than
 //! one full chunk (its commit's descendants are all its reveals), or a full batch chained to
 //! an unconfirmed full one, exceeds it on a bitcoind left at its defaults; the embedded
-//! regtest chain does not enforce it. Keep `max_data_bytes` near one chunk there, or raise
-//! bitcoind's `-limitancestorsize` / `-limitdescendantsize`.
+//! regtest chain does not enforce it. `max_data_bytes` defaults to one chunk, so only a single
+//! L2 block larger than a chunk makes a multi-chunk batch; raise bitcoind's
+//! `-limitancestorsize` / `-limitdescendantsize` where that, or chaining, matters.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,7 +70,9 @@ pub struct BatcherConfig {
     pub bump_after: Duration,
     /// Confirmed records deeper than this many blocks are no longer checked for reorgs.
     pub reorg_horizon: u32,
-    /// Most batch data (all chunks together) per batch; a batch over it is split by blocks.
+    /// Batch data (all chunks together) a batch of several blocks stays within: over it, it
+    /// is split by blocks. A single block over it still goes out alone, in as many chunks as
+    /// it needs (at most [`MAX_CHUNKS`]).
     pub max_data_bytes: usize,
     /// Most batch data per chunk (per reveal), at most [`MAX_CHUNK_BYTES`].
     pub chunk_bytes: usize,
@@ -90,7 +93,7 @@ impl BatcherConfig {
             confirmations: 1,
             bump_after: Duration::from_secs(60),
             reorg_horizon: 100,
-            max_data_bytes: 4 * MAX_CHUNK_BYTES,
+            max_data_bytes: MAX_CHUNK_BYTES,
             chunk_bytes: MAX_CHUNK_BYTES,
             poll: Duration::from_millis(500),
             fault_wrong_root: None,
@@ -741,8 +744,8 @@ impl<C: BitcoinClient> Batcher<C> {
     }
 
     /// The next batch's record if one is due now: `max_blocks` new blocks, or at least one
-    /// and `interval` passed. Splits by blocks to fit `max_data_bytes` (and [`MAX_CHUNKS`]
-    /// chunks).
+    /// and `interval` passed. Splits by blocks to fit `max_data_bytes`; a single block may
+    /// exceed it up to [`MAX_CHUNKS`] chunks.
     fn next_due(&self, now: u64) -> Result<Option<BatchRecord>, BatcherError> {
         let last = self.status.last();
         if last
@@ -768,14 +771,12 @@ impl<C: BitcoinClient> Batcher<C> {
         }
         let mut count = available.min(self.config.max_blocks.max(1));
         let chunk = self.config.chunk_bytes.clamp(1, MAX_CHUNK_BYTES);
-        let limit = self
-            .config
-            .max_data_bytes
-            .min(chunk.saturating_mul(MAX_CHUNKS as usize));
+        let hard = chunk.saturating_mul(MAX_CHUNKS as usize);
+        let limit = self.config.max_data_bytes.min(hard);
         loop {
             let batch = self.build_batch(index, prev_hash, first, first + count - 1)?;
             let data = batch.encode(&self.codec)?;
-            if data.len() <= limit {
+            if data.len() <= limit || (count == 1 && data.len() <= hard) {
                 return Ok(Some(BatchRecord {
                     index,
                     first_height: first,
@@ -804,7 +805,7 @@ impl<C: BitcoinClient> Batcher<C> {
                 return Err(BatcherError::BlockTooLarge {
                     height: first,
                     bytes: data.len(),
-                    limit,
+                    limit: hard,
                 });
             }
             count = count.div_ceil(2);
@@ -910,9 +911,56 @@ mod tests {
         let due = b.next_due(b.last_batch_ms).expect("due").expect("a batch");
         assert!(due.last_height < 4 && due.first_height == 1);
         assert!(due.data_bytes as usize <= b.config.max_data_bytes);
+        // One block over the limit goes out alone, in several chunks.
         b.config.max_data_bytes = one.len() - 1;
+        b.config.chunk_bytes = one.len().div_ceil(3);
+        let due = b.next_due(b.last_batch_ms).expect("due").expect("a batch");
+        assert_eq!((due.first_height, due.last_height), (1, 1));
+    }
+
+    #[test]
+    fn a_block_needing_more_than_max_chunks_is_refused() {
+        let (_dir, chain, mut b) = setup(0);
+        let g = devnet_genesis(1_700_000_000_000);
+        let from = &g.accounts[0].key;
+        let txs: Vec<_> = (0..12u64)
+            .map(|nonce| {
+                from.sign(parabit_primitives::Transaction {
+                    chain_id: chain.chain_id(),
+                    sender: from.address(),
+                    nonce,
+                    fee: 10,
+                    call: Call::Bank(parabit_modules::BankMsg::Transfer {
+                        to: g.accounts[1].key.address(),
+                        asset: parabit_primitives::AssetId::BTC,
+                        amount: 1 + u128::from(nonce),
+                    }),
+                })
+            })
+            .collect();
+        chain.produce(txs, 1_700_000_000_001).expect("block");
+        let one = b
+            .build_batch(0, [0; 32], 1, 1)
+            .expect("one")
+            .encode(&b.codec)
+            .expect("enc");
+        assert!(one.len() > MAX_CHUNKS as usize, "{} bytes", one.len());
+        b.config.max_data_bytes = 10;
+        b.config.chunk_bytes = one.len().div_ceil(5);
+        let due = b
+            .next_due(b.last_batch_ms + 10_001)
+            .expect("due")
+            .expect("a batch");
+        assert_eq!(
+            due.data_bytes as usize,
+            one.len(),
+            "posted alone, in 5 chunks"
+        );
+        b.config.chunk_bytes = 1;
+        // One block waits for the interval.
+        let later = b.last_batch_ms + 10_001;
         assert!(matches!(
-            b.next_due(b.last_batch_ms),
+            b.next_due(later),
             Err(BatcherError::BlockTooLarge { height: 1, .. })
         ));
     }

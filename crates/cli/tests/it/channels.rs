@@ -1,7 +1,8 @@
 //! Payment channels end to end with the real binary against `parabit devnet`: two funded
 //! development accounts open a channel, the peer deposits, they exchange two off-chain
 //! states (`parabit channel state` / `sign`) and close cooperatively; then a unilateral close
-//! with an old state is challenged with the newer one and settled after the challenge period.
+//! with an old state is challenged with the newer one and settled after the challenge period;
+//! last, a state carrying an HTLC is closed on, settled, and the HTLC claimed by its preimage.
 //! Balances are checked to the satoshi (fees from the receipts); refusals of bad state files
 //! and non-party signers are checked on the way.
 
@@ -75,7 +76,7 @@ fn u128_of(v: &Json) -> u128 {
 }
 
 #[test]
-fn channel_cooperative_close_and_challenged_unilateral_close() {
+fn channels_close_cooperatively_unilaterally_with_a_challenge_and_with_an_htlc() {
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
         Err(e) => panic!("tempdir: {e}"),
@@ -383,6 +384,103 @@ fn channel_cooperative_close_and_challenged_unilateral_close() {
     assert_eq!(
         btc("bob"),
         bob1 - fee(&challenge) - fee(&settle) + 8_000_000
+    );
+
+    // A third channel with a payment in flight: Bob closes with it, settles after the period,
+    // and claims the HTLC with its preimage.
+    let (alice2, bob2) = (btc("alice"), btc("bob"));
+    let open3 = tx(&[
+        "channel-open",
+        "--from",
+        "alice",
+        "--peer",
+        "bob",
+        "--deposit",
+        "0.1 BTC",
+        "--challenge-blocks",
+        "2",
+    ]);
+    let id3 = open3["created"]["channel"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no channel id in {open3}"))
+        .to_string();
+    let preimage = [42u8; 32];
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(preimage));
+    let h1 = file("c3s1.json");
+    let htlc = format!("a->b:0.03 BTC:{hash}:+50");
+    ok(&cli(&[
+        "channel",
+        "state",
+        "--from",
+        "alice",
+        "--channel",
+        &id3,
+        "--nonce",
+        "1",
+        "--balance-a",
+        "0.07",
+        "--balance-b",
+        "0",
+        "--htlc",
+        &htlc,
+        "--out",
+        &h1,
+    ]));
+    ok(&cli(&["channel", "sign", "--from", "bob", "--state", &h1]));
+    let e = fails(&cli(&[
+        "tx",
+        "channel-close-coop",
+        "--from",
+        "bob",
+        "--state",
+        &h1,
+    ]));
+    assert!(e.contains("cannot carry HTLCs"), "{e}");
+    let close3 = tx(&["channel-close", "--from", "bob", "--state", &h1]);
+    let deadline3 = channel(&id3)["deadline"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no deadline"));
+    while height() < deadline3 {
+        tx(&[
+            "transfer", "--from", "carol", "--to", &sink, "--amount", "1sat",
+        ]);
+    }
+    let settle3 = tx(&["channel-settle", "--from", "bob", "--channel", &id3]);
+    let c = channel(&id3);
+    assert_eq!(c["status"], "settled", "{c}");
+    assert_eq!(c["htlcs"][0]["index"], 0, "{c}");
+    assert_eq!(c["htlcs"][0]["hash"], hash.as_str(), "{c}");
+    let text = ok(&cli(&["query", "channel", &id3]));
+    assert!(text.contains("pending HTLC 0: a->b 0.03 BTC"), "{text}");
+    let e = fails(&cli(&[
+        "tx",
+        "channel-resolve-htlc",
+        "--from",
+        "bob",
+        "--channel",
+        &id3,
+        "--index",
+        "0",
+        "--preimage",
+        &hex::encode([41u8; 32]),
+    ]));
+    assert!(e.contains("does not hash"), "{e}");
+    let claim = tx(&[
+        "channel-resolve-htlc",
+        "--from",
+        "bob",
+        "--channel",
+        &id3,
+        "--index",
+        "0",
+        "--preimage",
+        &hex::encode(preimage),
+    ]);
+    assert_eq!(channel(&id3)["status"], "closed");
+    assert_eq!(btc("alice"), alice2 - 10_000_000 - fee(&open3) + 7_000_000);
+    assert_eq!(
+        btc("bob"),
+        bob2 - fee(&close3) - fee(&settle3) - fee(&claim) + 3_000_000
     );
     drop(devnet);
 }

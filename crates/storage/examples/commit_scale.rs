@@ -16,7 +16,10 @@
 //! Environment: `PRUNE=n` keeps n versions; `QUICK_REPAIR=0` turns quick repair off;
 //! `CACHE_DEPTH=d` sets the tree node cache depth; `FLOOR=1` measures instead the pure
 //! in-memory Jellyfish root of each block's writes over a tree held in a `HashMap` (no
-//! database: the floor that any layout on top of `jmt` pays).
+//! database: the floor that any layout on top of `jmt` pays). `_cpu_ms` fields are the main
+//! thread's CPU time (`getrusage`), which a busy machine inflates less than wall time. At the
+//! end, the time to load the whole state back (`Store::load_state`, what a node does when it
+//! starts) goes to stderr.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -60,6 +63,21 @@ fn written_bytes() -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time of the calling thread, in seconds (`getrusage(RUSAGE_THREAD)`): unlike wall time,
+/// it does not count waiting for a busy machine's cores (nor for the disk).
+fn thread_cpu_s() -> f64 {
+    // SAFETY: `getrusage` only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_THREAD, &mut usage) != 0 {
+            return 0.0;
+        }
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 /// A Jellyfish tree held in memory (for the floor).
 #[derive(Default)]
 struct MemTree(HashMap<NodeKey, Node>);
@@ -78,8 +96,9 @@ impl TreeReader for MemTree {
 
 impl MemTree {
     /// Applies `writes` as `version`, returning the seconds the root took.
-    fn put(&mut self, writes: &WriteSet, version: Version) -> f64 {
+    fn put(&mut self, writes: &WriteSet, version: Version) -> (f64, f64) {
         let t = Instant::now();
+        let c = thread_cpu_s();
         let set: Vec<(KeyHash, OwnedValue)> = writes
             .0
             .iter()
@@ -88,7 +107,7 @@ impl MemTree {
         let (_, batch) = Sha256Jmt::new(&*self)
             .batch_put_value_sets(vec![set], None, version)
             .expect("in-memory root");
-        let s = t.elapsed().as_secs_f64();
+        let s = (t.elapsed().as_secs_f64(), thread_cpu_s() - c);
         for (k, n) in batch.node_batch.nodes() {
             self.0.insert(k.clone(), n.clone());
         }
@@ -201,8 +220,10 @@ fn main() {
         let height = if floor { version } else { store.next_height() };
         let rt = runtime.at_height(height);
         let t = Instant::now();
+        let c = thread_cpu_s();
         let out = execute_sequential(&rt, &engine_txs, &state);
         let exec_s = t.elapsed().as_secs_f64();
+        let exec_cpu = thread_cpu_s() - c;
         let failed = out
             .outputs
             .iter()
@@ -219,38 +240,48 @@ fn main() {
             })
             .collect();
         if floor {
-            let root_s = mem.put(&writes, version);
+            let (root_s, root_cpu) = mem.put(&writes, version);
             version += 1;
             println!(
-                "{{\"accounts\":{accounts},\"transfers\":{transfers},\"writes\":{},\"block\":{b},\"exec_ms\":{:.1},\"memory_root_ms\":{:.1}}}",
+                "{{\"accounts\":{accounts},\"transfers\":{transfers},\"writes\":{},\"block\":{b},\"exec_ms\":{:.1},\"exec_cpu_ms\":{:.1},\"memory_root_ms\":{:.1},\"memory_root_cpu_ms\":{:.1}}}",
                 writes.0.len(),
                 exec_s * 1e3,
-                root_s * 1e3
+                exec_cpu * 1e3,
+                root_s * 1e3,
+                root_cpu * 1e3,
             );
         } else {
             let t = Instant::now();
+            let c = thread_cpu_s();
             let prepared = store.prepare(height, &writes).expect("prepare");
             let prepare_s = t.elapsed().as_secs_f64();
+            let prepare_cpu = thread_cpu_s() - c;
             let block = Block {
                 header: header(&store, prepared.state_root(), &txs),
                 txs,
             };
             let w0 = written_bytes();
             let t = Instant::now();
+            let c = thread_cpu_s();
             store
                 .commit(prepared, &block, &receipts, &extra)
                 .expect("commit");
             let commit_s = t.elapsed().as_secs_f64();
+            let commit_cpu = thread_cpu_s() - c;
             let mb = (written_bytes().saturating_sub(w0)) as f64 / 1e6;
             let p = store.last_profile();
             let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
             println!(
-                "{{\"accounts\":{accounts},\"transfers\":{transfers},\"writes\":{},\"block\":{b},\"exec_ms\":{:.1},\"prepare_ms\":{:.1},\"commit_ms\":{:.1},\"ratio\":{:.1},\"written_mb\":{mb:.1},\"node_reads\":{},\"cache_hits\":{},\"nodes_ms\":{:.1},\"block_ms\":{:.1},\"prune_ms\":{:.1},\"redb_commit_ms\":{:.1},\"genesis_s\":{genesis_s:.1}}}",
+                "{{\"accounts\":{accounts},\"transfers\":{transfers},\"writes\":{},\"block\":{b},\"exec_ms\":{:.1},\"prepare_ms\":{:.1},\"commit_ms\":{:.1},\"ratio\":{:.1},\"exec_cpu_ms\":{:.1},\"prepare_cpu_ms\":{:.1},\"commit_cpu_ms\":{:.1},\"cpu_ratio\":{:.1},\"written_mb\":{mb:.1},\"node_reads\":{},\"cache_hits\":{},\"nodes_ms\":{:.1},\"block_ms\":{:.1},\"prune_ms\":{:.1},\"redb_commit_ms\":{:.1},\"genesis_s\":{genesis_s:.1}}}",
                 writes.0.len(),
                 exec_s * 1e3,
                 prepare_s * 1e3,
                 commit_s * 1e3,
                 (prepare_s + commit_s) / exec_s,
+                exec_cpu * 1e3,
+                prepare_cpu * 1e3,
+                commit_cpu * 1e3,
+                (prepare_cpu + commit_cpu) / exec_cpu.max(1e-9),
                 p.node_reads,
                 p.cache_hits,
                 ms(p.nodes),
@@ -262,6 +293,13 @@ fn main() {
         writes.apply_to(&mut state);
     }
     if !floor {
-        eprintln!("{:?}", store.tree_stats().expect("stats"));
+        let t = Instant::now();
+        let loaded = store.load_state().expect("load");
+        assert_eq!(loaded.len(), state.len(), "the store holds the state");
+        eprintln!(
+            "load_state of {} keys: {:.2} s",
+            loaded.len(),
+            t.elapsed().as_secs_f64()
+        );
     }
 }

@@ -1,6 +1,7 @@
-//! Parabit's durable store: one redb file holding the latest state, the Jellyfish Merkle tree
-//! over it (with value history, so proofs at past heights work), blocks, receipts, and indexes
-//! of transactions by id and by account; one atomic, durable write transaction per block.
+//! Parabit's durable store: one redb file holding the Jellyfish Merkle tree of the state (its
+//! leaves hold the state entries, so the tree is the latest state and its history at once, and
+//! proofs at past heights work), blocks, receipts, and indexes of transactions by id and by
+//! account; one atomic, durable write transaction per block, whose tree writes are appends.
 //!
 //! Use: [`Store::open`]; per block, [`Store::prepare`] the block's [`WriteSet`] (which gives
 //! the state root for the header), then [`Store::commit`] the block with its receipts. Read
@@ -17,9 +18,9 @@
 //!
 //! | file | what it holds |
 //! |---|---|
-//! | `store.rs` | [`Store`], [`StoreConfig`], [`Prepared`]: tables, commit, reads, pruning |
-//! | `tree.rs` | the tree reader over redb, [`Proof`], [`verify_proof`], [`fresh_state_root`] |
-//! | `codec.rs` | value encoding, key hashes, composite index keys |
+//! | `store.rs` | [`Store`], [`StoreConfig`], [`Prepared`], [`CommitProfile`]: tables, commit, reads, pruning |
+//! | `tree.rs` | the tree reader over redb and its node cache, [`Proof`], [`verify_proof`], [`fresh_state_root`] |
+//! | `codec.rs` | value encoding, key hashes, tree node keys and entries, composite index keys |
 //! | `error.rs` | [`StoreError`], [`ProofError`] |
 //!
 //! [`WriteSet`]: parabit_exec::WriteSet

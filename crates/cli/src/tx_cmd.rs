@@ -551,6 +551,26 @@ fn lend_amount(
     Ok((asset, v, shown))
 }
 
+/// The status of a channel for messages (`open`, `closing`, `settled`, `closed`).
+fn status_name(status: &ChannelStatus) -> &'static str {
+    match status {
+        ChannelStatus::Open => "open",
+        ChannelStatus::Closing { .. } => "closing",
+        ChannelStatus::Settled { .. } => "settled",
+        ChannelStatus::Closed => "closed",
+    }
+}
+
+/// Refuses a call on a channel that is not open (the chain would fail it, fee paid).
+fn ensure_open(id: ChannelId, ch: &Channel) -> Result<()> {
+    ensure!(
+        ch.status == ChannelStatus::Open,
+        "channel {id} is {}, not open",
+        status_name(&ch.status)
+    );
+    Ok(())
+}
+
 /// A state file signed by both, checked against the channel's record as the chain will.
 fn signed_state(
     path: &std::path::Path,
@@ -1154,6 +1174,7 @@ pub fn build_call(kind: &TxKind, ctx: &BuildCtx<'_>) -> Result<Built> {
         TxKind::ChannelDeposit { channel, amount } => {
             let ch = (ctx.channel)(*channel)?;
             channel_cmd::party(*channel, &ch, &ctx.sender, ctx.network)?;
+            ensure_open(*channel, &ch)?;
             let asset = lk.asset(ch.asset)?;
             let (_, v) = human::positive_amount("--amount", amount, Some(&asset), lk)?;
             built(
@@ -1176,6 +1197,7 @@ pub fn build_call(kind: &TxKind, ctx: &BuildCtx<'_>) -> Result<Built> {
                         );
                     }
                     channel_cmd::party(id, &ch, &ctx.sender, ctx.network)?;
+                    ensure_open(id, &ch)?;
                     let shown = format!(
                         "with state {}",
                         channel_cmd::state_text(&signed.state, &asset)
@@ -1186,6 +1208,7 @@ pub fn build_call(kind: &TxKind, ctx: &BuildCtx<'_>) -> Result<Built> {
                     let id = channel.ok_or_else(|| anyhow!("give --channel or --state"))?;
                     let ch = (ctx.channel)(id)?;
                     channel_cmd::party(id, &ch, &ctx.sender, ctx.network)?;
+                    ensure_open(id, &ch)?;
                     (id, None, "with the deposits as they are".to_string())
                 }
             };
@@ -1198,7 +1221,16 @@ pub fn build_call(kind: &TxKind, ctx: &BuildCtx<'_>) -> Result<Built> {
             )
         }
         TxKind::ChannelCloseCoop { state } => {
-            let (signed, _, asset) = signed_state(state, ctx)?;
+            let (signed, ch, asset) = signed_state(state, ctx)?;
+            ensure!(
+                matches!(
+                    ch.status,
+                    ChannelStatus::Open | ChannelStatus::Closing { .. }
+                ),
+                "channel {} is {}: only an open or closing channel closes",
+                signed.state.channel,
+                status_name(&ch.status)
+            );
             ensure!(
                 signed.state.htlcs.is_empty(),
                 "a cooperative close cannot carry HTLCs ({} in the state): close with `channel-close --state` instead",
@@ -2183,6 +2215,12 @@ mod tests {
             })
         );
         assert!(fails(&["channel-close"]).contains("--channel"));
+        assert!(fails(&["channel-close", "--channel", "44"])
+            .contains("channel 44 is closing, not open"));
+        assert!(
+            fails(&["channel-deposit", "--channel", "45", "--amount", "1"])
+                .contains("channel 45 is settled, not open")
+        );
         // The head is at 1000: 46's period ended at 1000, 44's ends at 1010.
         assert_eq!(
             call(&["channel-settle", "--channel", "46"]),

@@ -165,6 +165,8 @@ fn channels_close_cooperatively_unilaterally_with_a_challenge_and_with_an_htlc()
         c["a"].as_str().and_then(|a| a.parse::<Address>().ok()),
         Some(alice_addr)
     );
+    let e = fails(&cli(&["query", "channel", "999"]));
+    assert!(e.contains("unknown channel 999"), "{e}");
     let text = ok(&cli(&["query", "channel", &id]));
     assert!(text.contains("0.1 BTC") && text.contains("open"), "{text}");
 

@@ -6,66 +6,13 @@
 //! Balances are checked to the satoshi (fees from the receipts); refusals of bad state files
 //! and non-party signers are checked on the way.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use parabit_primitives::{Address, SigningKey};
 use serde_json::Value as Json;
 
+use super::devnet::start_devnet;
 use super::wallet::{fails, json, ok, run_env};
 
 const PW: &str = "channel test password";
-
-/// Kills the devnet when dropped.
-struct Devnet {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_devnet(data_dir: &std::path::Path) -> Devnet {
-    let port = match TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
-        Ok(a) => a.port(),
-        Err(e) => panic!("no free port: {e}"),
-    };
-    let child = Command::new(env!("CARGO_BIN_EXE_parabit"))
-        .args(["devnet", "--data-dir"])
-        .arg(data_dir)
-        .args(["--rpc-addr", &format!("127.0.0.1:{port}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let mut devnet = match child {
-        Ok(child) => Devnet {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        },
-        Err(e) => panic!("cannot start parabit devnet: {e}"),
-    };
-    let start = Instant::now();
-    loop {
-        let out = run_env(&["query", "chain", "--json", "--rpc", &devnet.url], &[], "");
-        if out.status.success() {
-            return devnet;
-        }
-        if let Ok(Some(status)) = devnet.child.try_wait() {
-            panic!("parabit devnet exited early: {status}");
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the devnet's RPC did not answer within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 fn u128_of(v: &Json) -> u128 {
     match v {

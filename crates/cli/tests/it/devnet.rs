@@ -16,9 +16,9 @@ use super::wallet::{fails, json, ok, run_env};
 const PW: &str = "devnet test password";
 
 /// Kills the devnet when dropped.
-struct Devnet {
-    child: Child,
-    url: String,
+pub(crate) struct Devnet {
+    pub(crate) child: Child,
+    pub(crate) url: String,
 }
 
 impl Drop for Devnet {
@@ -35,7 +35,8 @@ fn free_port() -> u16 {
     }
 }
 
-fn start_devnet(data_dir: &std::path::Path) -> Devnet {
+/// Starts `parabit devnet` on a free port and waits until its RPC answers.
+pub(crate) fn start_devnet(data_dir: &std::path::Path) -> Devnet {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_parabit"))
         .args(["devnet", "--data-dir"])

@@ -42,7 +42,7 @@
 //! - The store spawns no threads and does no network I/O. It is `Send + Sync`; reads may run
 //!   concurrently with a commit (redb's MVCC), and commits are serialised by redb.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -372,6 +372,7 @@ impl Store {
         // A new leaf's entry is the block's write of its key or, for a leaf the tree only moved,
         // its entry in the previous tree.
         let mut moved = Vec::new();
+        let mut stale_paths: Option<HashMap<Vec<u8>, u64>> = None;
         for (node_key, node) in batch.node_batch.nodes() {
             let Node::Leaf(leaf) = node else { continue };
             let hash = leaf.key_hash();
@@ -385,7 +386,22 @@ impl Store {
                 Ok(i) if writes[i].2.is_some() => {}
                 Ok(_) => return Err(StoreError::Tree("a deleted key has a new leaf".into())),
                 Err(_) if height > 0 => {
-                    let (key, value) = reader.entry_at(height - 1, &hash)?.ok_or_else(|| {
+                    let stale = stale_paths.get_or_insert_with(|| {
+                        batch
+                            .stale_node_index_batch
+                            .iter()
+                            .filter(|s| s.stale_since_version == height)
+                            .map(|s| {
+                                let key = codec_node_key(&s.node_key);
+                                (key[8..].to_vec(), s.node_key.version())
+                            })
+                            .collect::<HashMap<_, _>>()
+                    });
+                    let entry = match reader.stale_leaf_entry(stale, &hash)? {
+                        Some(entry) => Some(entry),
+                        None => reader.entry_at(height - 1, &hash)?,
+                    };
+                    let (key, value) = entry.ok_or_else(|| {
                         StoreError::Corrupt("a moved leaf is not in the previous tree".into())
                     })?;
                     moved.push((hash, key, value));

@@ -211,6 +211,33 @@ impl<'a> RedbTreeReader<'a> {
         }
     }
 
+    /// The state entry of `key_hash`'s leaf among `stale`: nodes of the previous tree that an
+    /// update replaced, by path (stored key without its version) → version. When the update
+    /// moved the key's leaf to another path, its old leaf is the deepest of them on the key's
+    /// path, so this usually costs one read instead of a walk from the root.
+    pub(crate) fn stale_leaf_entry(
+        &self,
+        stale: &HashMap<Vec<u8>, u64>,
+        key_hash: &KeyHash,
+    ) -> Result<Option<(Key, OwnedValue)>, StoreError> {
+        for depth in (0..=64).rev() {
+            let mut key = node_key_at(0, &key_hash.0, depth);
+            let Some(version) = key.get(8..).and_then(|path| stale.get(path)) else {
+                continue;
+            };
+            key[..8].copy_from_slice(&version.to_be_bytes());
+            let Some(bytes) = self.nodes.get(key.as_slice())? else {
+                continue;
+            };
+            if let (Node::Leaf(leaf), Some((k, v))) = decode_entry(bytes.value())? {
+                if leaf.key_hash() == *key_hash {
+                    return Ok(Some((k, v.to_vec())));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// The state entry (key, encoded value) of `key_hash` in the tree at `version`, found by
     /// walking that tree from its root to the key's leaf.
     pub(crate) fn entry_at(

@@ -297,9 +297,10 @@ fn main() {
         let loaded = store.load_state().expect("load");
         assert_eq!(loaded.len(), state.len(), "the store holds the state");
         eprintln!(
-            "load_state of {} keys: {:.2} s",
+            "load_state of {} keys: {:.2} s; file {:.0} MB",
             loaded.len(),
-            t.elapsed().as_secs_f64()
+            t.elapsed().as_secs_f64(),
+            std::fs::metadata(dir.path().join("scale.redb")).map_or(0, |m| m.len()) as f64 / 1e6
         );
     }
 }

@@ -86,6 +86,10 @@ const SUB_BIT: u8 = 1 << SUB;
 /// Transactions per chunk of compact footprints.
 const CHUNK: usize = 256;
 
+/// Footprints of at most this many keys are checked by a linear scan; longer ones are sorted
+/// and checked by a binary search.
+const LINEAR_CHECK: usize = 8;
+
 /// No node / no transaction.
 const NONE: u32 = u32::MAX;
 
@@ -137,6 +141,13 @@ impl Chunk {
             touches.extend(fp.reads.iter().map(|k| touch(k, READ)));
             touches.extend(fp.deltas.iter().map(|k| touch(k, ADD)));
             touches.extend(fp.subs.iter().map(|k| touch(k, SUB)));
+            // Sorted, so that the footprint check of a large footprint is a binary search
+            // (a word sorts by the key's identity, then by kind).
+            if let Some(t) = touches.get_mut(ends.last().copied().unwrap_or(0) as usize..) {
+                if t.len() > LINEAR_CHECK {
+                    t.sort_unstable();
+                }
+            }
             ends.push(touches.len() as u32);
         }
         Some(Chunk { touches, ends })
@@ -564,9 +575,18 @@ impl<S: Storage> FootprintView<'_, S> {
     fn declared(&self, key: &Key) -> u8 {
         let id = ident(key);
         let mut mask = 0;
-        for &t in self.touches {
+        let from = if self.touches.len() > LINEAR_CHECK {
+            // Sorted by `Chunk::of`: start at the first word of this identity.
+            self.touches.partition_point(|&t| t & !3 < id)
+        } else {
+            0
+        };
+        for &t in self.touches.get(from..).unwrap_or(&[]) {
             if t & !3 == id {
                 mask |= kind_bit(t);
+            } else if self.touches.len() > LINEAR_CHECK {
+                // Sorted: every later word is of a greater identity.
+                break;
             }
         }
         mask

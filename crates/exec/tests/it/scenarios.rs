@@ -312,3 +312,29 @@ fn withdrawals_from_a_shared_vault_split_and_overdrafts_fall_back() {
     let (_, stats) = run(30);
     assert_eq!(stats.footprint_violations, 1, "{stats:?}");
 }
+
+#[test]
+fn large_footprints_are_checked_as_exactly_as_small_ones() {
+    // Each transaction declares 3 + 12 keys (sorted and binary-searched by the check): it
+    // reads key 1, writes its own key, and credits 12 keys shared with the others.
+    let big = |i: u8| {
+        let mut ops = vec![Op::Read(1), Op::WriteNum(100 + i, u64::from(i))];
+        ops.extend((0..12).map(|k| Op::Add(20 + k, u64::from(i) + 1)));
+        Program(ops)
+    };
+    let txns: Vec<Program> = (0..60u8).map(big).collect();
+    let state: KeyMap<Value> = key_map_with_capacity(0);
+    let pool = pool(2);
+    let exec = ParallelExecutor::new(&pool);
+    let (out, stats) = exec.execute_block_with_stats(&ProgramVm, &txns, &state);
+    assert_eq!(out, execute_sequential(&ProgramVm, &txns, &state));
+    assert_eq!(stats.footprint_groups, 60, "{stats:?}");
+    assert_eq!(stats.footprint_violations, 0, "{stats:?}");
+    // One of them also touches a key it did not declare, between declared ones.
+    let mut lying = txns.clone();
+    lying[30].0.insert(5, Op::Undeclared(25));
+    lying[30].0.push(Op::Undeclared(19));
+    let (out, stats) = exec.execute_block_with_stats(&ProgramVm, &lying, &state);
+    assert_eq!(out, execute_sequential(&ProgramVm, &lying, &state));
+    assert_eq!(stats.footprint_violations, 1, "{stats:?}");
+}

@@ -2,8 +2,8 @@
 //! executor and its parallel executor.
 
 mod bank;
-mod channels;
 mod batch_payout;
+mod channels;
 mod dex;
 mod footprints;
 mod genesis_spec;

@@ -13,6 +13,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
+use rayon::prelude::*;
 use smallvec::SmallVec;
 
 use crate::mvmemory::{CellRef, MvMemory, WriteOp};
@@ -199,6 +200,14 @@ impl<'p> ParallelExecutor<'p> {
         txns: &[V::Txn],
         storage: &S,
     ) -> (BlockOutput<V::Output>, ExecStats) {
+        if self.pool.current_thread_index().is_none() {
+            // Called from outside any pool: run the block on one of the workers, so that the
+            // serial steps between the parallel ones do not compete with idling workers for
+            // the cores (a third runnable thread on two cores).
+            return self
+                .pool
+                .install(|| self.execute_block_with_stats(vm, txns, storage));
+        }
         // A prologue (begin-of-block hooks that the rest reads) runs first, on its own; the
         // rest of the block runs on top of its writes.
         let lead = txns.iter().take_while(|t| vm.is_prologue(t)).count();
@@ -231,6 +240,83 @@ impl<'p> ParallelExecutor<'p> {
         )
     }
 
+    /// The barriers from `parallel_len` on, and what follows them, on top of a partitioned
+    /// run of the transactions before them (`body`, its writes still in the lanes' maps, so
+    /// that nothing is copied into one map to be read through).
+    ///
+    /// The barriers run on their own; what follows them (work they split off, such as paying a
+    /// settled batch's orders) is a block of its own on top. The block's writes are the body's,
+    /// less the keys written after it, and those.
+    fn after_barrier<V: Vm, S: Storage>(
+        &self,
+        vm: &V,
+        txns: &[V::Txn],
+        parallel_len: usize,
+        storage: &S,
+        body: partition::Parts<V::Output>,
+        stats: &mut ExecStats,
+    ) -> BlockOutput<V::Output> {
+        let partition::Parts {
+            mut outputs,
+            writes: summed,
+            lanes,
+        } = body;
+        let mut summed_map = key_map_with_capacity(summed.len());
+        summed_map.extend(summed);
+        let mut maps: Vec<&KeyMap<Option<Value>>> = Vec::with_capacity(lanes.len() + 1);
+        maps.push(&summed_map);
+        maps.extend(lanes.iter());
+        let base: &dyn Storage = storage;
+        let below = Stacked { maps: &maps, base };
+        let barriers = txns[parallel_len..]
+            .iter()
+            .take_while(|t| vm.is_barrier(t))
+            .count();
+        let rest = parallel_len + barriers;
+        let mut later = key_map_with_capacity(64);
+        sequential::run(
+            vm,
+            &txns[parallel_len..rest],
+            &below,
+            &mut later,
+            &mut outputs,
+        );
+        if rest < txns.len() {
+            // Behind `dyn`: one instance of this function for every tail.
+            let base: &dyn Storage = &below;
+            let layered = Layered { top: &later, base };
+            let (tail, tail_stats) = self.execute_body(vm, &txns[rest..], &layered);
+            stats.footprint_groups += tail_stats.footprint_groups;
+            stats.footprint_violations += tail_stats.footprint_violations;
+            stats.aborts += tail_stats.aborts;
+            outputs.extend(tail.outputs);
+            later.extend(tail.writes.0);
+        }
+        drop(maps);
+        // The body's writes that nothing after it overwrote, each lane's filtered on a worker.
+        let mut parts: Vec<Vec<(Key, Option<Value>)>> = self.pool.install(|| {
+            lanes
+                .into_par_iter()
+                .chain(rayon::iter::once(summed_map))
+                .map(|lane| {
+                    lane.into_iter()
+                        .filter(|(k, _)| !later.contains_key(k))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        });
+        let total = parts.iter().map(Vec::len).sum::<usize>() + later.len();
+        let mut writes = Vec::with_capacity(total);
+        for part in parts.iter_mut() {
+            writes.append(part);
+        }
+        writes.extend(later);
+        BlockOutput {
+            outputs,
+            writes: WriteSet(writes),
+        }
+    }
+
     /// A block without a prologue.
     fn execute_body<V: Vm, S: Storage>(
         &self,
@@ -258,55 +344,20 @@ impl<'p> ParallelExecutor<'p> {
         let mut violations = 0;
         if self.config.footprints {
             let body = &txns[..parallel_len];
-            match partition::execute(self.pool, vm, body, storage, MAX_LANE_SHARE) {
-                Partitioned::Done(out, groups) => {
+            let barrier = parallel_len < txns.len();
+            match partition::execute(self.pool, vm, body, storage, MAX_LANE_SHARE, barrier) {
+                Partitioned::Done(parts, groups) => {
                     let mut stats = ExecStats {
                         executions: txns.len() as u64,
                         footprint_groups: groups as u64,
                         ..ExecStats::default()
                     };
-                    if parallel_len == txns.len() {
-                        return (out, stats);
+                    if !barrier {
+                        return (parts.into_output(), stats);
                     }
                     stats.after_barrier = (txns.len() - parallel_len) as u64;
-                    let BlockOutput {
-                        mut outputs,
-                        writes,
-                    } = out;
-                    let mut overlay = key_map_with_capacity(writes.len() + 16);
-                    overlay.extend(writes.0);
-                    // The barriers run on their own; what follows them (work they split off,
-                    // such as paying a settled batch's orders) is a block of its own on top.
-                    let barriers = txns[parallel_len..]
-                        .iter()
-                        .take_while(|t| vm.is_barrier(t))
-                        .count();
-                    let rest = parallel_len + barriers;
-                    sequential::run(
-                        vm,
-                        &txns[parallel_len..rest],
-                        storage,
-                        &mut overlay,
-                        &mut outputs,
-                    );
-                    if rest < txns.len() {
-                        // Behind `dyn`: one instance of this function for every tail.
-                        let base: &dyn Storage = storage;
-                        let layered = Layered {
-                            top: &overlay,
-                            base,
-                        };
-                        let (tail, tail_stats) = self.execute_body(vm, &txns[rest..], &layered);
-                        stats.footprint_groups += tail_stats.footprint_groups;
-                        stats.footprint_violations += tail_stats.footprint_violations;
-                        stats.aborts += tail_stats.aborts;
-                        outputs.extend(tail.outputs);
-                        overlay.extend(tail.writes.0);
-                    }
-                    let out = BlockOutput {
-                        outputs,
-                        writes: WriteSet(overlay.into_iter().collect()),
-                    };
+                    let out =
+                        self.after_barrier(vm, txns, parallel_len, storage, parts, &mut stats);
                     return (out, stats);
                 }
                 Partitioned::Violated => violations = 1,
@@ -391,6 +442,23 @@ impl<'p> ParallelExecutor<'p> {
             ..ExecStats::default()
         };
         (output, stats)
+    }
+}
+
+/// Maps of writes over the base state, the first holding a key winning.
+struct Stacked<'a> {
+    maps: &'a [&'a KeyMap<Option<Value>>],
+    base: &'a dyn Storage,
+}
+
+impl Storage for Stacked<'_> {
+    fn get(&self, key: &Key) -> Option<Value> {
+        for map in self.maps {
+            if let Some(v) = map.get(key) {
+                return v.clone();
+            }
+        }
+        self.base.get(key)
     }
 }
 

@@ -68,7 +68,29 @@ pub(crate) enum Partitioned<O> {
     /// A transaction touched a key outside its footprint: run the block another way.
     Violated,
     /// The block's result, and how many groups it had.
-    Done(BlockOutput<O>, usize),
+    Done(Parts<O>, usize),
+}
+
+/// What a partitioned run produced: the outputs, and the writes either as one list or, when
+/// the caller asked to keep them ([`execute`]'s `keep_lanes`), still in the lanes' maps.
+pub(crate) struct Parts<O> {
+    pub outputs: Vec<O>,
+    /// Every write, or with `keep_lanes` only the summed keys' final values.
+    pub writes: Vec<(Key, Option<Value>)>,
+    /// With `keep_lanes`: each lane's writes, as it left them. Their keys are disjoint from
+    /// each other's and from those in `writes`.
+    pub lanes: Vec<KeyMap<Option<Value>>>,
+}
+
+impl<O> Parts<O> {
+    /// The block's output (only meaningful without `keep_lanes`, or after folding the lanes
+    /// into `writes`).
+    pub fn into_output(self) -> BlockOutput<O> {
+        BlockOutput {
+            outputs: self.outputs,
+            writes: WriteSet(self.writes),
+        }
+    }
 }
 
 /// How a transaction declares a key: the low two bits of a [`touch`].
@@ -398,13 +420,16 @@ fn plan<V: Vm, S: Storage>(
 }
 
 /// Runs `txns` partitioned on the pool, if every transaction declares a footprint and the
-/// block splits well enough (no lane over `max_share` of it).
+/// block splits well enough (no lane over `max_share` of it). With `keep_lanes`, the lanes'
+/// writes are returned as their maps (for a caller that runs more on top of them) instead of
+/// one list.
 pub(crate) fn execute<V: Vm, S: Storage>(
     pool: &rayon::ThreadPool,
     vm: &V,
     txns: &[V::Txn],
     storage: &S,
     max_share: f64,
+    keep_lanes: bool,
 ) -> Partitioned<V::Output> {
     let workers = pool.current_num_threads().max(1);
     let Some(plan) = plan(pool, vm, txns, storage, workers, max_share) else {
@@ -415,14 +440,16 @@ pub(crate) fn execute<V: Vm, S: Storage>(
     let results = pool.broadcast(|ctx| {
         let lane = plan.lanes.get(ctx.index())?;
         // The first lane's list of writes takes the others' too, and the summed keys.
-        let extra = if ctx.index() == 0 {
+        let extra = if keep_lanes {
+            0
+        } else if ctx.index() == 0 {
             all_bound - plan.write_bound.first().copied().unwrap_or(0) + plan.summed.len()
         } else {
             0
         };
         // A panic here would be an engine bug (the `Vm`'s are caught per transaction).
         let result = catch_unwind(AssertUnwindSafe(|| {
-            run_lane(vm, txns, storage, &plan, lane, &stop, extra)
+            run_lane(vm, txns, storage, &plan, lane, &stop, extra, keep_lanes)
         }))
         .ok();
         if result.as_ref().is_none_or(|r| r.violated) {
@@ -439,10 +466,13 @@ pub(crate) fn execute<V: Vm, S: Storage>(
     }
     let mut outputs = Vec::with_capacity(txns.len());
     let mut writes = Vec::new();
+    let mut kept = Vec::new();
     let mut deltas: KeyMap<Sums> = key_map_with_capacity(plan.summed.len());
     let mut lane_outputs = Vec::with_capacity(lanes.len());
     for lane in lanes {
-        if writes.capacity() == 0 {
+        if keep_lanes {
+            kept.push(lane.overlay);
+        } else if writes.capacity() == 0 {
             writes = lane.writes;
         } else {
             writes.extend(lane.writes);
@@ -478,9 +508,10 @@ pub(crate) fn execute<V: Vm, S: Storage>(
         writes.push((k, Some(Value::Num(end))));
     }
     Partitioned::Done(
-        BlockOutput {
+        Parts {
             outputs,
-            writes: WriteSet(writes),
+            writes,
+            lanes: kept,
         },
         plan.groups,
     )
@@ -497,11 +528,15 @@ struct Sums {
 struct LaneResult<O> {
     outputs: Vec<O>,
     writes: Vec<(Key, Option<Value>)>,
+    /// With `keep_lanes`, the lane's writes as a map (and `writes` empty).
+    overlay: KeyMap<Option<Value>>,
     deltas: KeyMap<Sums>,
     violated: bool,
 }
 
-/// Runs a lane's transactions in order; `extra`: room to leave in its list of writes.
+/// Runs a lane's transactions in order; `extra`: room to leave in its list of writes;
+/// `keep`: return the writes as the lane's map instead of a list.
+#[allow(clippy::too_many_arguments)]
 fn run_lane<V: Vm, S: Storage>(
     vm: &V,
     txns: &[V::Txn],
@@ -510,6 +545,7 @@ fn run_lane<V: Vm, S: Storage>(
     lane: &[u32],
     stop: &AtomicBool,
     extra: usize,
+    keep: bool,
 ) -> LaneResult<V::Output> {
     let mut overlay = key_map_with_capacity(lane.len() * 3);
     let mut deltas = key_map_with_capacity(plan.summed.len());
@@ -539,13 +575,14 @@ fn run_lane<V: Vm, S: Storage>(
         outputs.push(output);
     }
     let mut writes = Vec::new();
-    if !violated {
+    if !violated && !keep {
         writes.reserve_exact(overlay.len() + extra);
-        writes.extend(overlay);
+        writes.extend(overlay.drain());
     }
     LaneResult {
         outputs,
         writes,
+        overlay,
         deltas,
         violated,
     }

@@ -200,14 +200,6 @@ impl<'p> ParallelExecutor<'p> {
         txns: &[V::Txn],
         storage: &S,
     ) -> (BlockOutput<V::Output>, ExecStats) {
-        if self.pool.current_thread_index().is_none() {
-            // Called from outside any pool: run the block on one of the workers, so that the
-            // serial steps between the parallel ones do not compete with idling workers for
-            // the cores (a third runnable thread on two cores).
-            return self
-                .pool
-                .install(|| self.execute_block_with_stats(vm, txns, storage));
-        }
         // A prologue (begin-of-block hooks that the rest reads) runs first, on its own; the
         // rest of the block runs on top of its writes.
         let lead = txns.iter().take_while(|t| vm.is_prologue(t)).count();
@@ -340,6 +332,13 @@ impl<'p> ParallelExecutor<'p> {
         }
         if self.config.fallback && self.predict_chain.load(Ordering::Relaxed) {
             return self.run_probed(vm, txns, storage, parallel_len);
+        }
+        if self.pool.current_thread_index().is_none() {
+            // Called from outside the pool: run the block on one of its workers, so that the
+            // serial steps between the parallel ones do not compete with idling workers for
+            // the cores (a third runnable thread on two cores). The sequential paths above
+            // stay on the caller's thread, where its caches are.
+            return self.pool.install(|| self.execute_body(vm, txns, storage));
         }
         let mut violations = 0;
         if self.config.footprints {

@@ -57,8 +57,8 @@ use rayon::prelude::*;
 
 use crate::sequential::run_one;
 use crate::types::{
-    key_map_with_capacity, num_of, BlockOutput, Checkpoint, Halt, Key, KeyHasher, KeyMap,
-    StateResult, StateView, Storage, Value, Vm, WriteSet,
+    key_map_with_capacity, num_of, BlockOutput, Checkpoint, Footprint, Halt, Key, KeyHasher,
+    KeyMap, StateResult, StateView, Storage, Value, Vm, WriteSet,
 };
 
 /// What a partitioned attempt gave.
@@ -157,8 +157,12 @@ impl Chunk {
     fn of<V: Vm>(vm: &V, txns: &[V::Txn], state: &dyn Storage) -> Option<Chunk> {
         let mut touches = Vec::with_capacity(txns.len() * 6);
         let mut ends = Vec::with_capacity(txns.len());
+        let mut fp = Footprint::default();
         for t in txns {
-            let fp = vm.footprint(t, state)?;
+            fp.clear();
+            if !vm.footprint_into(t, state, &mut fp) {
+                return None;
+            }
             touches.extend(fp.exclusive.iter().map(|k| touch(k, WRITE)));
             touches.extend(fp.reads.iter().map(|k| touch(k, READ)));
             touches.extend(fp.deltas.iter().map(|k| touch(k, ADD)));

@@ -278,6 +278,19 @@ pub trait Vm: Sync {
     fn footprint(&self, _txn: &Self::Txn, _state: &dyn Storage) -> Option<Footprint> {
         None
     }
+
+    /// [`Vm::footprint`] into a buffer the engine reuses (empty on entry): `false` if unknown.
+    /// A `Vm` that declares footprints for every transaction of large blocks should implement
+    /// this one, and `footprint` through it: the engine calls it once per transaction.
+    fn footprint_into(&self, txn: &Self::Txn, state: &dyn Storage, fp: &mut Footprint) -> bool {
+        match self.footprint(txn, state) {
+            Some(f) => {
+                *fp = f;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// The keys a transaction may touch, declared before it runs ([`Vm::footprint`]).
@@ -296,6 +309,16 @@ pub struct Footprint {
     /// fails in its lane, or subtractions over the base, re-run the block on the general
     /// engine.
     pub subs: SmallVec<[Key; 2]>,
+}
+
+impl Footprint {
+    /// Empties every list, keeping their room.
+    pub fn clear(&mut self) {
+        self.exclusive.clear();
+        self.reads.clear();
+        self.deltas.clear();
+        self.subs.clear();
+    }
 }
 
 /// The read-only state a block executes on (the state after the previous block).

@@ -32,7 +32,7 @@
 //! - Value is conserved: the runtime itself only moves the fee.
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use parabit_exec::{num_of, Footprint, Halt, StateResult, StateView, Storage, Value, Vm};
+use parabit_exec::{num_of, Footprint, Halt, Key, StateResult, StateView, Storage, Value, Vm};
 use parabit_primitives::{Address, AssetId, Receipt, SignedTransaction, Transaction, TxStatus};
 
 use crate::bank::{self, balance_key, nonce_key, BankError, BankMsg};
@@ -79,7 +79,9 @@ pub struct Runtime {
     /// Transactions for another chain are invalid.
     pub chain_id: u64,
     /// The sequencer's account, credited with every fee (in BTC).
-    pub fee_account: Address,
+    fee_account: Address,
+    /// Its BTC balance key, built once (every transaction credits it).
+    fee_key: Key,
     /// The height of the block being executed (deadlines are checked against it).
     pub height: u64,
 }
@@ -90,8 +92,14 @@ impl Runtime {
         Runtime {
             chain_id,
             fee_account,
+            fee_key: balance_key(&fee_account, AssetId::BTC),
             height: 0,
         }
+    }
+
+    /// The sequencer's account, credited with every fee.
+    pub fn fee_account(&self) -> Address {
+        self.fee_account
     }
 
     /// The same runtime executing the block at `height`.
@@ -322,17 +330,22 @@ impl Vm for Runtime {
     /// the engine checks it, and a miss costs a re-run.
     /// Of the hooks, batch payouts declare theirs ([`dex::pay_footprint`]).
     fn footprint(&self, txn: &BlockTx, state: &dyn Storage) -> Option<Footprint> {
+        let mut fp = Footprint::default();
+        self.footprint_into(txn, state, &mut fp).then_some(fp)
+    }
+
+    fn footprint_into(&self, txn: &BlockTx, state: &dyn Storage, fp: &mut Footprint) -> bool {
         let tx = match txn {
             BlockTx::User(tx) => tx,
             BlockTx::Hook(Hook::PayBatch { pool, orders }) => {
-                return Some(dex::pay_footprint(pool, orders))
+                *fp = dex::pay_footprint(pool, orders);
+                return true;
             }
-            BlockTx::Hook(_) => return None,
+            BlockTx::Hook(_) => return false,
         };
-        let mut fp = Footprint::default();
         fp.exclusive.push(nonce_key(&tx.sender));
         fp.exclusive.push(balance_key(&tx.sender, AssetId::BTC));
-        fp.deltas.push(balance_key(&self.fee_account, AssetId::BTC));
+        fp.deltas.push(self.fee_key);
         let mut exclusive = |k| {
             if !fp.exclusive.contains(&k) {
                 fp.exclusive.push(k);
@@ -340,13 +353,15 @@ impl Vm for Runtime {
         };
         match &tx.call {
             Call::Bank(BankMsg::Transfer { to, asset, .. }) => {
-                exclusive(balance_key(&tx.sender, *asset));
+                if *asset != AssetId::BTC {
+                    exclusive(balance_key(&tx.sender, *asset));
+                }
                 fp.deltas.push(balance_key(to, *asset));
             }
             Call::Dex(DexMsg::SwapExactIn { path, .. } | DexMsg::SwapExactOut { path, .. }) => {
                 // An invalid path fails before touching anything.
                 let Ok(pools) = dex::path_pools(path) else {
-                    return Some(fp);
+                    return true;
                 };
                 let first = path.first().copied().unwrap_or(AssetId::BTC);
                 exclusive(balance_key(&tx.sender, first));
@@ -369,7 +384,7 @@ impl Vm for Runtime {
                 ..
             }) => {
                 let Ok(pool) = PoolId::new(*asset_in, *asset_out) else {
-                    return Some(fp);
+                    return true;
                 };
                 exclusive(balance_key(&tx.sender, *asset_in));
                 exclusive(DexKey::Order(pool, tx.sender, tx.nonce).key());
@@ -379,13 +394,13 @@ impl Vm for Runtime {
                 fp.deltas.push(DexKey::BatchTotal(pool, dex::A_TO_B).key());
                 fp.deltas.push(DexKey::BatchTotal(pool, dex::B_TO_A).key());
             }
-            Call::Lending(msg) => lending::footprint(msg, &tx.sender, state, &mut fp),
-            Call::Staking(msg) => staking::footprint(msg, &tx.sender, tx.nonce, state, &mut fp),
-            Call::Insurance(msg) => insurance::footprint(msg, &tx.sender, tx.nonce, state, &mut fp),
-            Call::Channel(msg) => channels::footprint(msg, &tx.sender, tx.nonce, state, &mut fp),
-            _ => return None,
+            Call::Lending(msg) => lending::footprint(msg, &tx.sender, state, fp),
+            Call::Staking(msg) => staking::footprint(msg, &tx.sender, tx.nonce, state, fp),
+            Call::Insurance(msg) => insurance::footprint(msg, &tx.sender, tx.nonce, state, fp),
+            Call::Channel(msg) => channels::footprint(msg, &tx.sender, tx.nonce, state, fp),
+            _ => return false,
         }
-        Some(fp)
+        true
     }
 }
 
@@ -445,7 +460,7 @@ impl Runtime {
         }
         view.write(nonce_key, Some(Value::Num(expected.wrapping_add(1))));
         if tx.fee > 0 {
-            view.add(balance_key(&self.fee_account, AssetId::BTC), tx.fee);
+            view.add(self.fee_key, tx.fee);
         }
         let checkpoint = view.checkpoint();
         let result = match &tx.call {

@@ -109,6 +109,11 @@ pub struct EngineReport {
     /// Footprint attempts dropped because a transaction strayed outside its footprint (a
     /// `Vm` bug: should be 0).
     pub footprint_violations: u64,
+    /// Share of the parallel run's wall time spent planning footprint runs (footprints,
+    /// grouping, the deal onto the workers).
+    pub planning_share: f64,
+    /// Share of the parallel run's wall time spent merging the workers' results.
+    pub merging_share: f64,
     /// Wall time of signature pre-verification on this pool (not part of `seconds`).
     pub verify_seconds: f64,
 }
@@ -344,6 +349,7 @@ fn run_threads(
     let (mut executions, mut validations, mut aborts, mut suspensions) = (0, 0, 0, 0);
     let (mut fallback_blocks, mut fallback_txs) = (0, 0);
     let (mut footprint_blocks, mut footprint_violations) = (0, 0);
+    let (mut planning, mut merging) = (Duration::ZERO, Duration::ZERO);
 
     for (b, block) in workload.blocks.iter().enumerate() {
         verify_time += verify_block(workload, b, &pool)?;
@@ -386,6 +392,8 @@ fn run_threads(
             footprint_blocks += 1;
         }
         footprint_violations += stats.footprint_violations;
+        planning += stats.footprint_planning;
+        merging += stats.footprint_merging;
         if let Some(from) = stats.sequential_from {
             fallback_blocks += 1;
             fallback_txs += block.len().saturating_sub(from);
@@ -447,6 +455,8 @@ fn run_threads(
         fallback_txs,
         footprint_blocks,
         footprint_violations,
+        planning_share: ratio(planning.as_secs_f64(), seconds),
+        merging_share: ratio(merging.as_secs_f64(), seconds),
         verify_seconds: verify_time.as_secs_f64(),
     };
     Ok((report, verify_time))

@@ -64,6 +64,11 @@ pub struct ExecStats {
     pub footprint_groups: u64,
     /// Footprint runs abandoned because a transaction strayed outside its footprint.
     pub footprint_violations: u64,
+    /// Wall time of footprint runs spent planning them (footprints, grouping, the deal onto
+    /// the workers): the part of the engine's overhead that grows with the block.
+    pub footprint_planning: std::time::Duration,
+    /// Wall time of footprint runs spent merging the workers' results.
+    pub footprint_merging: std::time::Duration,
 }
 
 impl ExecStats {
@@ -280,11 +285,14 @@ impl<'p> ParallelExecutor<'p> {
             let (tail, tail_stats) = self.execute_body(vm, &txns[rest..], &layered);
             stats.footprint_groups += tail_stats.footprint_groups;
             stats.footprint_violations += tail_stats.footprint_violations;
+            stats.footprint_planning += tail_stats.footprint_planning;
+            stats.footprint_merging += tail_stats.footprint_merging;
             stats.aborts += tail_stats.aborts;
             outputs.extend(tail.outputs);
             later.extend(tail.writes.0);
         }
         drop(maps);
+        let merging = std::time::Instant::now();
         // The body's writes that nothing after it overwrote, each lane's filtered on a worker.
         let mut parts: Vec<Vec<(Key, Option<Value>)>> = self.pool.install(|| {
             lanes
@@ -303,6 +311,7 @@ impl<'p> ParallelExecutor<'p> {
             writes.append(part);
         }
         writes.extend(later);
+        stats.footprint_merging += merging.elapsed();
         BlockOutput {
             outputs,
             writes: WriteSet(writes),
@@ -345,10 +354,12 @@ impl<'p> ParallelExecutor<'p> {
             let body = &txns[..parallel_len];
             let barrier = parallel_len < txns.len();
             match partition::execute(self.pool, vm, body, storage, MAX_LANE_SHARE, barrier) {
-                Partitioned::Done(parts, groups) => {
+                Partitioned::Done(parts, groups, phases) => {
                     let mut stats = ExecStats {
                         executions: txns.len() as u64,
                         footprint_groups: groups as u64,
+                        footprint_planning: phases.planning,
+                        footprint_merging: phases.merging,
                         ..ExecStats::default()
                     };
                     if !barrier {

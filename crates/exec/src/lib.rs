@@ -50,7 +50,9 @@
 //! everything the block did) is not run speculatively: the workers execute the block up to the
 //! first barrier, and the barrier and what follows it run on top of that committed state. On
 //! the footprint path (below), what follows the barriers is run as a block of its own, so work
-//! a barrier splits off (paying a settled auction's orders in chunks) is parallel again.
+//! a barrier splits off (paying a settled auction's orders in chunks) is parallel again, and the
+//! body's writes stay in the workers' maps, read through where they are and filtered once at
+//! the end, rather than copied into one map and back.
 //!
 //! **Panics.** A panic inside `Vm::execute` fails that transaction only: its writes are
 //! discarded and the `Vm` supplies its output. No lock is held while the `Vm` runs.
@@ -85,7 +87,13 @@
 //! | `partition.rs` | footprint-partitioned execution: grouping by declared keys, lanes, merge |
 //! | `executor.rs` | [`ParallelExecutor`]: the worker loop, the fallback, assembling the result |
 //!
-//! The engine does no I/O; its workers are the threads of a rayon pool given by the caller.
+//! The engine does no I/O; its workers are the threads of a rayon pool given by the caller. A
+//! parallel run called from outside that pool moves onto one of its workers, so that the serial
+//! steps between the parallel ones (grouping, merging) do not share the cores with the caller
+//! and idling workers; the sequential paths stay on the caller's thread. [`ExecStats`] times the
+//! footprint path's planning and merging, which `parabit bench` reports as shares of its wall
+//! time: on two cores they, not the workers' share of the block, are what stands between the
+//! engine and the machine's ceiling (`BENCHMARKS.md`).
 
 mod executor;
 mod mvmemory;

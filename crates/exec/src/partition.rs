@@ -24,7 +24,8 @@
 //!    footprints, keeps the keys of its shard, and emits the edges (pairs of transactions that
 //!    must share a group) and its pure-delta keys with more than one toucher.
 //! 3. Serially: union-find over the edges, group sizes, and the deal onto the lanes.
-//! 4. In parallel: the lanes run; each turns its overlay into a list of writes.
+//! 4. In parallel: the lanes run; each turns its overlay into a list of writes (or, when a
+//!    barrier follows and more runs on top, hands the overlay back as it is: [`Parts`]).
 //! 5. Serially: outputs in block order, the lists concatenated, the few summed deltas added.
 //!
 //! Keys are told apart by [`ident`], their 64-bit hash with the two low bits cleared: two
@@ -52,6 +53,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use rayon::prelude::*;
 
@@ -67,8 +69,17 @@ pub(crate) enum Partitioned<O> {
     NotApplicable,
     /// A transaction touched a key outside its footprint: run the block another way.
     Violated,
-    /// The block's result, and how many groups it had.
-    Done(Parts<O>, usize),
+    /// The block's result, how many groups it had, and where the time went.
+    Done(Parts<O>, usize, Phases),
+}
+
+/// Wall time of a partitioned run's steps outside the lanes.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Phases {
+    /// Footprints, grouping and the deal onto the lanes.
+    pub planning: std::time::Duration,
+    /// Outputs put back in block order, writes gathered, summed keys settled.
+    pub merging: std::time::Duration,
 }
 
 /// What a partitioned run produced: the outputs, and the writes either as one list or, when
@@ -436,9 +447,11 @@ pub(crate) fn execute<V: Vm, S: Storage>(
     keep_lanes: bool,
 ) -> Partitioned<V::Output> {
     let workers = pool.current_num_threads().max(1);
+    let started = Instant::now();
     let Some(plan) = plan(pool, vm, txns, storage, workers, max_share) else {
         return Partitioned::NotApplicable;
     };
+    let planned = Instant::now();
     let stop = AtomicBool::new(false);
     let all_bound: usize = plan.write_bound.iter().sum();
     let results = pool.broadcast(|ctx| {
@@ -461,6 +474,7 @@ pub(crate) fn execute<V: Vm, S: Storage>(
         }
         result
     });
+    let ran = Instant::now();
     let mut lanes = Vec::with_capacity(results.len());
     for (lane, result) in plan.lanes.iter().zip(results) {
         match result {
@@ -518,6 +532,10 @@ pub(crate) fn execute<V: Vm, S: Storage>(
             lanes: kept,
         },
         plan.groups,
+        Phases {
+            planning: planned - started,
+            merging: ran.elapsed(),
+        },
     )
 }
 

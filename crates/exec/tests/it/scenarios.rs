@@ -46,6 +46,15 @@ fn declared_footprints_split_the_block_and_a_lie_falls_back() {
     assert_eq!(out, execute_sequential(&ProgramVm, &txns, &state));
     assert_eq!(stats.footprint_groups, 100, "{stats:?}");
     assert_eq!(stats.validations, 0, "{stats:?}");
+    // The planning and the merge are timed (what `parabit bench` reports as their shares).
+    assert!(
+        stats.footprint_planning > std::time::Duration::ZERO,
+        "{stats:?}"
+    );
+    assert!(
+        stats.footprint_merging > std::time::Duration::ZERO,
+        "{stats:?}"
+    );
     // A receiver that is also a sender joins the two into one group, still split from the rest.
     let mut chained = txns.clone();
     chained[50] = Program(vec![Op::TrySub(130 + 20, 1), Op::Add(0, 1)]);
@@ -60,6 +69,11 @@ fn declared_footprints_split_the_block_and_a_lie_falls_back() {
     assert_eq!(out, execute_sequential(&ProgramVm, &lying, &state));
     assert_eq!(stats.footprint_violations, 1, "{stats:?}");
     assert_eq!(stats.footprint_groups, 0, "{stats:?}");
+    assert_eq!(
+        stats.footprint_planning,
+        std::time::Duration::ZERO,
+        "{stats:?}"
+    );
     assert!(stats.validations > 0, "{stats:?}");
 }
 

@@ -10,14 +10,15 @@ use parabit_modules::channels::{
     ChannelStatus, Htlc,
 };
 use parabit_modules::{
-    balance_of, check_conservation, genesis_state, BlockTx, Call, ChannelId, ChannelMsg,
-    ChannelState, SignedState, Tx,
+    check_conservation, genesis_state, BlockTx, Call, ChannelId, ChannelMsg, ChannelState,
+    SignedState, Tx,
 };
 use parabit_primitives::{Address, Amount, AssetId, SigningKey, TxStatus};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use sha2::{Digest, Sha256};
 
+use crate::harness::{self, pools};
 use crate::{runtime, CHAIN};
 
 const BTC: AssetId = AssetId::BTC;
@@ -28,61 +29,17 @@ fn key(i: u32) -> SigningKey {
     SigningKey::from_seed(&i.to_le_bytes())
 }
 
-struct Chain {
-    state: KeyMap<Value>,
-    height: u64,
-    nonces: BTreeMap<Address, u64>,
-}
+type Chain = harness::Chain<ChannelMsg>;
 
 impl Chain {
     fn new(n: u32) -> Chain {
         let balances: Vec<_> = (0..n).map(|i| (key(i).address(), BTC, START)).collect();
-        Chain {
-            state: genesis_state(&balances),
-            height: 1,
-            nonces: BTreeMap::new(),
-        }
-    }
-
-    fn tx(&mut self, sender: Address, msg: ChannelMsg) -> Tx {
-        let n = self.nonces.entry(sender).or_insert(0);
-        let tx = Tx {
-            chain_id: CHAIN,
-            sender,
-            nonce: *n,
-            fee: 0,
-            call: Call::Channel(msg),
-        };
-        *n += 1;
-        tx
-    }
-
-    fn block(&mut self, txs: Vec<Tx>) -> Vec<TxStatus> {
-        let block: Vec<BlockTx> = txs.into_iter().map(BlockTx::User).collect();
-        let out = execute_sequential(&runtime().at_height(self.height), &block, &self.state);
-        out.writes.apply_to(&mut self.state);
-        self.height += 1;
-        out.outputs.into_iter().map(|r| r.status).collect()
-    }
-
-    fn send(&mut self, sender: Address, msg: ChannelMsg) -> TxStatus {
-        let tx = self.tx(sender, msg);
-        self.block(vec![tx]).remove(0)
-    }
-
-    fn ok(&mut self, sender: Address, msg: ChannelMsg) {
-        let status = self.send(sender, msg.clone());
-        assert_eq!(status, TxStatus::Success, "{msg:?}");
-    }
-
-    fn fails(&mut self, sender: Address, msg: ChannelMsg, reason: &str) {
-        let status = self.send(sender, msg.clone());
-        assert_eq!(status, TxStatus::Failed(reason.to_string()), "{msg:?}");
+        Chain::start(genesis_state(&balances), ())
     }
 
     /// Opens a channel from `a` to `b` with `deposit`; returns its id.
     fn open(&mut self, a: Address, b: Address, deposit: Amount) -> ChannelId {
-        let id = derive_channel_id(&a, self.nonces.get(&a).copied().unwrap_or(0));
+        let id = derive_channel_id(&a, self.next_nonce(&a));
         self.ok(
             a,
             ChannelMsg::Open {
@@ -103,7 +60,7 @@ impl Chain {
     }
 
     fn bal(&self, who: &Address) -> Amount {
-        balance_of(&self.state, who, BTC)
+        self.balance(who, BTC)
     }
 }
 
@@ -648,7 +605,7 @@ impl Driver {
         Some(match *op {
             Op::Open { a, b, deposit } => {
                 let sender = key(a).address();
-                let nonce = c.nonces.get(&sender).copied().unwrap_or(0);
+                let nonce = c.next_nonce(&sender);
                 self.channels
                     .push((derive_channel_id(&sender, nonce), a, b));
                 c.tx(
@@ -760,21 +717,6 @@ fn owed(state: &KeyMap<Value>) -> Amount {
         };
     }
     total
-}
-
-fn pools() -> &'static [rayon::ThreadPool] {
-    static POOLS: std::sync::OnceLock<Vec<rayon::ThreadPool>> = std::sync::OnceLock::new();
-    POOLS.get_or_init(|| {
-        [1, 2, 4]
-            .into_iter()
-            .map(|n| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .build()
-                    .expect("thread pool")
-            })
-            .collect()
-    })
 }
 
 /// Runs random blocks of channel operations; fails if a parallel result differs from the

@@ -17,6 +17,7 @@ use parabit_modules::{
 use parabit_primitives::{Amount, AssetId, Receipt, TxStatus};
 use proptest::prelude::*;
 
+use crate::harness::pools;
 use crate::{account, runtime, CHAIN};
 
 const X: AssetId = AssetId(7);
@@ -845,21 +846,6 @@ fn pool_state(state: &KeyMap<Value>, p: &PoolId) -> Option<(u128, u128, u128)> {
     Some((x, y, total_supply(state, lp_asset_id(p))))
 }
 
-fn thread_pools() -> &'static [rayon::ThreadPool] {
-    static POOLS: std::sync::OnceLock<Vec<rayon::ThreadPool>> = std::sync::OnceLock::new();
-    POOLS.get_or_init(|| {
-        [1, 2, 4]
-            .into_iter()
-            .map(|n| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .build()
-                    .expect("thread pool")
-            })
-            .collect()
-    })
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
@@ -880,7 +866,7 @@ proptest! {
             let txs = block_txs(Vec::new(), build(ops, &mut nonces));
             let vm = runtime().at_height(height);
             let seq = execute_sequential(&vm, &txs, &state);
-            for tp in thread_pools() {
+            for tp in pools() {
                 for config in [
                     ExecConfig { min_parallel_txns: 0, ..ExecConfig::default() },
                     ExecConfig { min_parallel_txns: 0, fallback: false, ..ExecConfig::default() },
@@ -1069,7 +1055,7 @@ fn batch_swaps_on_one_pool_do_not_conflict() {
     let vm = runtime();
     let seq = execute_sequential(&vm, &txs, &state);
     assert!(seq.outputs.iter().all(|r| r.status.is_success()));
-    let tp = &thread_pools()[1];
+    let tp = &pools()[1];
     let (par, stats) = ParallelExecutor::with_config(
         tp,
         ExecConfig {

@@ -3,21 +3,20 @@
 //! invariants over random sequences of operations and users, and parallel == sequential on
 //! random blocks.
 
-use std::collections::BTreeMap;
-
-use parabit_exec::{execute_sequential, ExecConfig, KeyMap, ParallelExecutor, Value};
+use parabit_exec::{execute_sequential, ExecConfig, ParallelExecutor, Value};
 use parabit_modules::insurance::{
     capacity, derive_id, query_claim, query_cover, quote_premium, vault_address, ClaimStatus,
     PREFIX_ASSESSOR_STAKE, PREFIX_COVER, PREFIX_SHARES, PREFIX_WITHDRAWAL,
 };
 use parabit_modules::{
-    balance_of, check_conservation, genesis_state, BankMsg, BlockTx, Call, InsuranceId,
-    InsuranceKey, InsuranceMsg, InsurancePool, Tx,
+    check_conservation, genesis_state, BankMsg, BlockTx, Call, InsuranceId, InsuranceKey,
+    InsuranceMsg, InsurancePool, Tx,
 };
 use parabit_primitives::{Address, Amount, AssetId, TxStatus};
 use proptest::prelude::*;
 
-use crate::{account, runtime, CHAIN};
+use crate::harness::{self, pools};
+use crate::{account, runtime};
 
 const BTC: AssetId = AssetId::BTC;
 const START: Amount = 1_000_000_000_000;
@@ -40,12 +39,7 @@ fn params() -> InsurancePool {
     }
 }
 
-struct Chain {
-    state: KeyMap<Value>,
-    height: u64,
-    nonces: BTreeMap<Address, u64>,
-    pool: InsuranceId,
-}
+type Chain = harness::Chain<InsuranceMsg, InsuranceId>;
 
 impl Chain {
     /// Accounts 0..n and the creator with [`START`] BTC sats each; one pool with `p`.
@@ -55,69 +49,13 @@ impl Chain {
             .chain([creator()])
             .map(|a| (a, BTC, START))
             .collect();
-        let mut c = Chain {
-            state: genesis_state(&balances),
-            height: 1,
-            nonces: BTreeMap::new(),
-            pool: derive_id(&creator(), 0),
-        };
+        let mut c = Chain::start(genesis_state(&balances), derive_id(&creator(), 0));
         c.ok(creator(), InsuranceMsg::CreatePool(p));
         c
     }
 
     fn new(n: u32) -> Chain {
         Chain::with(n, params())
-    }
-
-    fn next_nonce(&self, sender: &Address) -> u64 {
-        self.nonces.get(sender).copied().unwrap_or(0)
-    }
-
-    fn tx(&mut self, sender: Address, msg: InsuranceMsg) -> Tx {
-        let n = self.nonces.entry(sender).or_insert(0);
-        let tx = Tx {
-            chain_id: CHAIN,
-            sender,
-            nonce: *n,
-            fee: 0,
-            call: Call::Insurance(msg),
-        };
-        *n += 1;
-        tx
-    }
-
-    fn block(&mut self, txs: Vec<Tx>) -> Vec<TxStatus> {
-        let block: Vec<BlockTx> = txs.into_iter().map(BlockTx::User).collect();
-        let out = execute_sequential(&runtime().at_height(self.height), &block, &self.state);
-        out.writes.apply_to(&mut self.state);
-        self.height += 1;
-        out.outputs.into_iter().map(|r| r.status).collect()
-    }
-
-    fn send(&mut self, sender: Address, msg: InsuranceMsg) -> TxStatus {
-        let tx = self.tx(sender, msg);
-        self.block(vec![tx]).remove(0)
-    }
-
-    fn ok(&mut self, sender: Address, msg: InsuranceMsg) {
-        let status = self.send(sender, msg.clone());
-        assert_eq!(status, TxStatus::Success, "{msg:?}");
-    }
-
-    fn fails(&mut self, sender: Address, msg: InsuranceMsg, reason: &str) {
-        let before = self.state.clone();
-        assert_eq!(
-            self.send(sender, msg.clone()),
-            TxStatus::Failed(reason.to_string()),
-            "{msg:?}"
-        );
-        // A failure changes nothing but the sender's nonce (fees are 0 here).
-        let mut expected = before;
-        expected.insert(
-            parabit_modules::bank::nonce_key(&sender),
-            Value::Num(u128::from(self.next_nonce(&sender))),
-        );
-        assert_eq!(self.state, expected, "{msg:?} changed state");
     }
 
     /// Buys cover; returns its id.
@@ -127,12 +65,8 @@ impl Chain {
         id
     }
 
-    fn num(&self, key: InsuranceKey) -> u128 {
-        self.state.get(&key.key()).map_or(0, Value::as_num)
-    }
-
     fn bal(&self, who: &Address) -> Amount {
-        balance_of(&self.state, who, BTC)
+        self.balance(who, BTC)
     }
 
     fn skip_to(&mut self, height: u64) {
@@ -857,21 +791,6 @@ fn params_of(c: &Chain) -> InsurancePool {
     parabit_modules::insurance::query_pool(&c.state, c.pool).expect("pool")
 }
 
-fn pools() -> &'static [rayon::ThreadPool] {
-    static POOLS: std::sync::OnceLock<Vec<rayon::ThreadPool>> = std::sync::OnceLock::new();
-    POOLS.get_or_init(|| {
-        [1, 2, 4]
-            .into_iter()
-            .map(|n| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .build()
-                    .expect("thread pool")
-            })
-            .collect()
-    })
-}
-
 const USERS: u32 = 6;
 
 /// A random operation: (kind, user, pick, amount).
@@ -928,20 +847,15 @@ fn make_tx(
         12 => InsuranceMsg::Resolve { cover },
         13 => InsuranceMsg::ReleaseCover { cover },
         _ => {
-            let n = c.nonces.entry(who).or_insert(0);
-            let tx = Tx {
-                chain_id: CHAIN,
-                sender: who,
-                nonce: *n,
-                fee: amount % 3,
-                call: Call::Bank(BankMsg::Transfer {
+            return c.call_tx(
+                who,
+                amount % 3,
+                Call::Bank(BankMsg::Transfer {
                     to: account(pick as u32 % USERS),
                     asset: BTC,
                     amount,
                 }),
-            };
-            *n += 1;
-            return tx;
+            );
         }
     };
     c.tx(who, msg)

@@ -5,8 +5,6 @@
 //! Prices are in micro-dollars per base unit, 1e18 fixed point: BTC at $50,000 is 500 µ$ per
 //! satoshi (`500e18`); USDC (6 decimals) at $1 is 1 µ$ per base unit (`1e18`).
 
-use std::collections::BTreeMap;
-
 use parabit_exec::{execute_sequential, ExecConfig, KeyMap, ParallelExecutor, Value};
 use parabit_modules::lending::{
     self, borrow_rate_per_block, config_entry, per_block_rates, query_account, query_market,
@@ -17,10 +15,11 @@ use parabit_modules::{
     balance_of, begin_block_hooks, check_conservation, genesis_state, BankMsg, BlockTx, Call, Hook,
     LendingMsg, Tx,
 };
-use parabit_primitives::{Address, Amount, AssetId, Receipt, TxStatus};
+use parabit_primitives::{Address, Amount, AssetId, TxStatus};
 use proptest::prelude::*;
 
-use crate::{account, runtime, CHAIN};
+use crate::harness::{self, pools};
+use crate::{account, runtime};
 
 const BTC: AssetId = AssetId::BTC;
 const USDC: AssetId = AssetId(7);
@@ -66,21 +65,13 @@ fn btc_params() -> MarketParams {
     }
 }
 
-fn call(sender: Address, nonce: u64, msg: LendingMsg) -> Tx {
-    Tx {
-        chain_id: CHAIN,
-        sender,
-        nonce,
-        fee: 0,
-        call: Call::Lending(msg),
-    }
-}
+/// A chain under test: its state, height and per-account nonces; each block begins with the
+/// accrual hooks of the markets listed before it.
+type Chain = harness::Chain<LendingMsg>;
 
-/// A chain under test: its state, height and per-account nonces.
-struct Chain {
-    state: KeyMap<Value>,
-    height: u64,
-    nonces: BTreeMap<Address, u64>,
+fn accrual_hooks(state: &KeyMap<Value>) -> Vec<Hook> {
+    let markets = lending::market_list(&mut lending::StorageReader(state)).expect("market list");
+    begin_block_hooks(&markets)
 }
 
 impl Chain {
@@ -97,11 +88,7 @@ impl Chain {
             oracle: oracle(),
         });
         state.insert(k, v);
-        Chain {
-            state,
-            height: 1,
-            nonces: BTreeMap::new(),
-        }
+        Chain::start(state, ()).with_hooks(accrual_hooks)
     }
 
     /// [`Chain::bare`] with BTC and USDC markets and prices.
@@ -126,51 +113,8 @@ impl Chain {
         c
     }
 
-    fn tx(&mut self, sender: Address, msg: LendingMsg) -> Tx {
-        let n = self.nonces.entry(sender).or_insert(0);
-        let tx = call(sender, *n, msg);
-        *n += 1;
-        tx
-    }
-
-    /// Runs one block of user transactions at the current height (with the accrual hooks).
-    fn block(&mut self, txs: Vec<Tx>) -> Vec<Receipt> {
-        let markets =
-            lending::market_list(&mut lending::StorageReader(&self.state)).expect("market list");
-        let hooks = begin_block_hooks(&markets);
-        let n_hooks = hooks.len();
-        let mut block: Vec<BlockTx> = hooks.into_iter().map(BlockTx::Hook).collect();
-        block.extend(txs.into_iter().map(BlockTx::User));
-        let out = execute_sequential(&runtime().at_height(self.height), &block, &self.state);
-        out.writes.apply_to(&mut self.state);
-        self.height += 1;
-        for r in &out.outputs[..n_hooks] {
-            assert!(r.status.is_success(), "hook failed: {r:?}");
-        }
-        out.outputs[n_hooks..].to_vec()
-    }
-
-    fn send(&mut self, sender: Address, msg: LendingMsg) -> TxStatus {
-        let tx = self.tx(sender, msg);
-        self.block(vec![tx]).remove(0).status
-    }
-
-    fn ok(&mut self, sender: Address, msg: LendingMsg) {
-        let status = self.send(sender, msg.clone());
-        assert_eq!(status, TxStatus::Success, "{msg:?}");
-    }
-
-    fn fails(&mut self, sender: Address, msg: LendingMsg, reason: &str) {
-        let status = self.send(sender, msg);
-        assert_eq!(status, TxStatus::Failed(reason.to_string()));
-    }
-
     fn price(&mut self, asset: AssetId, price: u128) {
         self.ok(oracle(), LendingMsg::SetPrice { asset, price });
-    }
-
-    fn num(&self, key: LendingKey) -> u128 {
-        self.state.get(&key.key()).map_or(0, Value::as_num)
     }
 }
 
@@ -635,19 +579,17 @@ fn liquidation_failures() {
         "amount 1 is too small for the market's index",
     );
     // A liquidator without the funds.
-    let drain = Tx {
-        chain_id: CHAIN,
-        sender: account(3),
-        nonce: 0,
-        fee: 0,
-        call: Call::Bank(BankMsg::Transfer {
+    assert_eq!(c.next_nonce(&account(3)), 0);
+    let drain = c.call_tx(
+        account(3),
+        0,
+        Call::Bank(BankMsg::Transfer {
             to: account(0),
             asset: USDC,
             amount: 999_000_000_000,
         }),
-    };
-    c.nonces.insert(account(3), 1);
-    assert!(c.block(vec![drain])[0].status.is_success());
+    );
+    assert!(c.receipts(vec![drain])[0].status.is_success());
     c.fails(
         account(3),
         liquidate(borrower, USDC, BTC, 15_000_000_000),
@@ -821,21 +763,6 @@ fn leveraged() -> Chain {
     c
 }
 
-fn pools() -> &'static [rayon::ThreadPool] {
-    static POOLS: std::sync::OnceLock<Vec<rayon::ThreadPool>> = std::sync::OnceLock::new();
-    POOLS.get_or_init(|| {
-        [1, 2, 4]
-            .into_iter()
-            .map(|n| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .build()
-                    .expect("thread pool")
-            })
-            .collect()
-    })
-}
-
 /// A state with both markets, suppliers of both assets and some borrowers.
 fn seeded() -> Chain {
     let mut c = Chain::new(USERS + 1);
@@ -889,16 +816,8 @@ proptest! {
                 }
                 6 => liquidate(other, asset_of(!a), asset, amount / 16),
                 _ => {
-                    let n = c.nonces.entry(user).or_insert(0);
-                    let tx = Tx {
-                        chain_id: CHAIN,
-                        sender: user,
-                        nonce: *n,
-                        fee: u128::from(extra % 3),
-                        call: Call::Bank(BankMsg::Transfer { to: other, asset, amount: amount / 2 + 1 }),
-                    };
-                    *n += 1;
-                    txs.push(tx);
+                    let call = Call::Bank(BankMsg::Transfer { to: other, asset, amount: amount / 2 + 1 });
+                    txs.push(c.call_tx(user, u128::from(extra % 3), call));
                     continue;
                 }
             };
@@ -951,11 +870,11 @@ fn one_market_many_users_run_without_conflicts() {
         })
         .map(|(u, m)| c.tx(u, m))
         .collect();
-    assert!(c.block(setup).iter().all(|r| r.status.is_success()));
+    assert!(c.block(setup).iter().all(TxStatus::is_success));
     let debts: Vec<Tx> = (0..N)
         .map(|i| c.tx(account(i), borrow(USDC, 100_000_000)))
         .collect();
-    assert!(c.block(debts).iter().all(|r| r.status.is_success()));
+    assert!(c.block(debts).iter().all(TxStatus::is_success));
 
     let users: Vec<Tx> = (0..N)
         .map(|i| {
@@ -999,19 +918,17 @@ fn repay_without_the_funds_fails_with_the_bank_error() {
     c.ok(account(0), supply(USDC, 100_000_000_000));
     c.ok(account(1), supply(BTC, 100_000_000));
     c.ok(account(1), borrow(USDC, 10_000_000_000));
-    let tx = Tx {
-        chain_id: CHAIN,
-        sender: account(1),
-        nonce: 2,
-        fee: 0,
-        call: Call::Bank(BankMsg::Transfer {
+    assert_eq!(c.next_nonce(&account(1)), 2);
+    let tx = c.call_tx(
+        account(1),
+        0,
+        Call::Bank(BankMsg::Transfer {
             to: account(2),
             asset: USDC,
             amount: 1_010_000_000_000 - 5,
         }),
-    };
-    c.nonces.insert(account(1), 3);
-    assert!(c.block(vec![tx])[0].status.is_success());
+    );
+    assert!(c.receipts(vec![tx])[0].status.is_success());
     c.fails(
         account(1),
         repay(USDC, 10_000_000_000),

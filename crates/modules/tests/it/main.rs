@@ -7,6 +7,7 @@ mod channels;
 mod dex;
 mod footprints;
 mod genesis_spec;
+mod harness;
 mod insurance;
 mod lending;
 mod mint_burn;

@@ -5,7 +5,6 @@
 //! existing asset changes, fees only move BTC to the fee account.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
 use parabit_exec::{execute_sequential, ExecConfig, KeyMap, ParallelExecutor, Value};
 use parabit_modules::bank::{derive_asset_id, BankKey};
@@ -15,27 +14,12 @@ use parabit_modules::{
 };
 use parabit_primitives::{Address, AssetId, TxStatus};
 use proptest::prelude::*;
-use rayon::ThreadPool;
 
+use crate::harness::pools;
 use crate::{account, fee_account, runtime, CHAIN};
 
 const ACCOUNTS: u32 = 6;
 const TOKEN: AssetId = AssetId(7);
-
-fn pools() -> &'static [ThreadPool] {
-    static POOLS: OnceLock<Vec<ThreadPool>> = OnceLock::new();
-    POOLS.get_or_init(|| {
-        [1, 2, 4]
-            .into_iter()
-            .map(|n| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .build()
-                    .expect("thread pool")
-            })
-            .collect()
-    })
-}
 
 /// One generated transaction: (kind, from, to, amount, fee, nonce mode).
 type Op = (u8, u8, u8, u16, u8, u8);

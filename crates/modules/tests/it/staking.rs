@@ -2,20 +2,18 @@
 //! withdrawal heights, slashing, every message's failure modes, invariants over random
 //! sequences of operations, and parallel == sequential on random blocks.
 
-use std::collections::BTreeMap;
-
-use parabit_exec::{execute_sequential, KeyMap, ParallelExecutor, Value};
+use parabit_exec::{execute_sequential, ParallelExecutor, Value};
 use parabit_modules::staking::{
     claimable, derive_pool_id, vault_address, StakingKey, PREFIX_STAKE, PREFIX_UNBONDING, SCALE,
 };
 use parabit_modules::{
-    balance_of, check_conservation, genesis_state, BankMsg, BlockTx, Call, StakingMsg,
-    StakingPoolId, Tx,
+    check_conservation, genesis_state, BankMsg, BlockTx, Call, StakingMsg, StakingPoolId, Tx,
 };
 use parabit_primitives::{Address, Amount, AssetId, TxStatus};
 use proptest::prelude::*;
 
-use crate::{account, runtime, CHAIN};
+use crate::harness::{self, pools};
+use crate::{account, runtime};
 
 const BTC: AssetId = AssetId::BTC;
 const RWD: AssetId = AssetId(9);
@@ -28,12 +26,7 @@ fn slash_sink() -> Address {
     account(201)
 }
 
-struct Chain {
-    state: KeyMap<Value>,
-    height: u64,
-    nonces: BTreeMap<Address, u64>,
-    pool: StakingPoolId,
-}
+type Chain = harness::Chain<StakingMsg, StakingPoolId>;
 
 impl Chain {
     /// Accounts 0..n (and the authority) with 1e12 BTC sats and 1e12 RWD each, one pool
@@ -44,12 +37,7 @@ impl Chain {
             balances.push((a, BTC, 1_000_000_000_000));
             balances.push((a, RWD, 1_000_000_000_000));
         }
-        let mut c = Chain {
-            state: genesis_state(&balances),
-            height: 1,
-            nonces: BTreeMap::new(),
-            pool: derive_pool_id(&authority(), 0),
-        };
+        let mut c = Chain::start(genesis_state(&balances), derive_pool_id(&authority(), 0));
         c.ok(
             authority(),
             StakingMsg::CreatePool {
@@ -60,49 +48,6 @@ impl Chain {
             },
         );
         c
-    }
-
-    fn tx(&mut self, sender: Address, msg: StakingMsg) -> Tx {
-        let n = self.nonces.entry(sender).or_insert(0);
-        let tx = Tx {
-            chain_id: CHAIN,
-            sender,
-            nonce: *n,
-            fee: 0,
-            call: Call::Staking(msg),
-        };
-        *n += 1;
-        tx
-    }
-
-    fn block(&mut self, txs: Vec<Tx>) -> Vec<TxStatus> {
-        let block: Vec<BlockTx> = txs.into_iter().map(BlockTx::User).collect();
-        let out = execute_sequential(&runtime().at_height(self.height), &block, &self.state);
-        out.writes.apply_to(&mut self.state);
-        self.height += 1;
-        out.outputs.into_iter().map(|r| r.status).collect()
-    }
-
-    fn send(&mut self, sender: Address, msg: StakingMsg) -> TxStatus {
-        let tx = self.tx(sender, msg);
-        self.block(vec![tx]).remove(0)
-    }
-
-    fn ok(&mut self, sender: Address, msg: StakingMsg) {
-        let status = self.send(sender, msg.clone());
-        assert_eq!(status, TxStatus::Success, "{msg:?}");
-    }
-
-    fn fails(&mut self, sender: Address, msg: StakingMsg, reason: &str) {
-        assert_eq!(self.send(sender, msg), TxStatus::Failed(reason.to_string()));
-    }
-
-    fn num(&self, key: StakingKey) -> u128 {
-        self.state.get(&key.key()).map_or(0, Value::as_num)
-    }
-
-    fn bal(&self, who: &Address, asset: AssetId) -> Amount {
-        balance_of(&self.state, who, asset)
     }
 
     fn claimable(&self, who: &Address) -> Amount {
@@ -137,9 +82,9 @@ fn rewards_are_shared_pro_rata_and_rounding_dust_stays_in_the_pool() {
     // 7 over 400: acc += 1.75e16; A earns floor(1.75) = 1, B floor(5.25) = 5; 1 stays.
     c.ok(account(2), fund(p, 7));
     assert_eq!((c.claimable(&a), c.claimable(&b)), (251, 755));
-    let before = c.bal(&a, RWD);
+    let before = c.balance(&a, RWD);
     c.ok(a, StakingMsg::Claim { pool: p });
-    assert_eq!(c.bal(&a, RWD) - before, 251);
+    assert_eq!(c.balance(&a, RWD) - before, 251);
     assert_eq!(c.num(StakingKey::RewardBalance(p)), 1007 - 251);
     assert_eq!(c.claimable(&a), 0);
     // A stake change settles first: B's 755 is kept when B stakes more.
@@ -194,9 +139,9 @@ fn unbonding_waits_its_period_then_withdraws() {
     while c.height < h + UNBONDING {
         c.block(vec![]);
     }
-    let before = c.bal(&a, BTC);
+    let before = c.balance(&a, BTC);
     c.ok(a, StakingMsg::Withdraw { pool: p });
-    assert_eq!(c.bal(&a, BTC) - before, 400);
+    assert_eq!(c.balance(&a, BTC) - before, 400);
     assert_eq!(c.num(StakingKey::TotalUnbonding(p)), 0);
     assert!(!c.state.contains_key(&StakingKey::Unbonding(p, a).key()));
     // Unbonded stake earns no rewards.
@@ -223,7 +168,7 @@ fn slashing_takes_a_fraction_rounded_up_of_stake_and_unbonding() {
     assert_eq!(c.num(StakingKey::Stake(p, b)), 133);
     assert_eq!(c.num(StakingKey::TotalStaked(p)), 133);
     assert_eq!(c.num(StakingKey::TotalUnbonding(p)), 66);
-    assert_eq!(c.bal(&slash_sink(), BTC), 101);
+    assert_eq!(c.balance(&slash_sink(), BTC), 101);
     // A full slash empties everything.
     c.ok(
         authority(),
@@ -235,7 +180,7 @@ fn slashing_takes_a_fraction_rounded_up_of_stake_and_unbonding() {
     );
     assert_eq!(c.num(StakingKey::TotalStaked(p)), 0);
     assert_eq!(c.num(StakingKey::TotalUnbonding(p)), 0);
-    assert_eq!(c.bal(&slash_sink(), BTC), 300);
+    assert_eq!(c.balance(&slash_sink(), BTC), 300);
     check_invariants(&c).unwrap();
 }
 
@@ -312,12 +257,7 @@ fn a_reward_too_small_to_move_the_accumulator_is_refused() {
     let whale = account(0);
     let big: u128 = 3 * SCALE;
     let state = genesis_state(&[(whale, BTC, big), (whale, RWD, 10)]);
-    let mut c = Chain {
-        state,
-        height: 1,
-        nonces: BTreeMap::new(),
-        pool: derive_pool_id(&whale, 0),
-    };
+    let mut c = Chain::start(state, derive_pool_id(&whale, 0));
     c.ok(
         whale,
         StakingMsg::CreatePool {
@@ -373,14 +313,14 @@ fn check_invariants(c: &Chain) -> Result<(), String> {
             "entries sum to {entries}, total unbonding {unbonding}"
         ));
     }
-    let vault_btc = c.bal(&vault_address(), BTC);
+    let vault_btc = c.balance(&vault_address(), BTC);
     if vault_btc != total + unbonding {
         return Err(format!(
             "vault holds {vault_btc} BTC, pool owes {}",
             total + unbonding
         ));
     }
-    let vault_rwd = c.bal(&vault_address(), RWD);
+    let vault_rwd = c.balance(&vault_address(), RWD);
     if vault_rwd != rewards {
         return Err(format!(
             "vault holds {vault_rwd} RWD, reward balance {rewards}"
@@ -393,21 +333,6 @@ fn check_invariants(c: &Chain) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-fn pools() -> &'static [rayon::ThreadPool] {
-    static POOLS: std::sync::OnceLock<Vec<rayon::ThreadPool>> = std::sync::OnceLock::new();
-    POOLS.get_or_init(|| {
-        [1, 2, 4]
-            .into_iter()
-            .map(|n| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .build()
-                    .expect("thread pool")
-            })
-            .collect()
-    })
 }
 
 /// A random operation: (kind, user, other, amount).
@@ -434,20 +359,15 @@ fn make_tx(c: &mut Chain, (kind, user, other, amount): (u8, u32, u32, u128)) -> 
             fraction_ppm: (amount as u32 * 97) % 1_000_001,
         },
         _ => {
-            let n = c.nonces.entry(user_addr).or_insert(0);
-            let tx = Tx {
-                chain_id: CHAIN,
-                sender: user_addr,
-                nonce: *n,
-                fee: amount % 3,
-                call: Call::Bank(BankMsg::Transfer {
+            return c.call_tx(
+                user_addr,
+                amount % 3,
+                Call::Bank(BankMsg::Transfer {
                     to: account(other),
                     asset: if amount % 2 == 0 { BTC } else { RWD },
                     amount,
                 }),
-            };
-            *n += 1;
-            return tx;
+            );
         }
     };
     c.tx(user_addr, msg)

@@ -64,6 +64,16 @@ impl Chain {
     }
 }
 
+fn deposit(channel: ChannelId, amount: Amount) -> ChannelMsg {
+    ChannelMsg::Deposit { channel, amount }
+}
+fn close(channel: ChannelId, state: Option<Box<SignedState>>) -> ChannelMsg {
+    ChannelMsg::Close { channel, state }
+}
+fn settle(channel: ChannelId) -> ChannelMsg {
+    ChannelMsg::Settle { channel }
+}
+
 fn sign(state: ChannelState, a: &SigningKey, b: &SigningKey) -> Box<SignedState> {
     let digest = state_digest(CHAIN, &state);
     Box::new(SignedState {
@@ -96,13 +106,7 @@ fn open_pay_off_chain_and_close_cooperatively() {
     let (ka, kb) = (key(0), key(1));
     let (a, b) = (ka.address(), kb.address());
     let id = c.open(a, b, 1_000);
-    c.ok(
-        b,
-        ChannelMsg::Deposit {
-            channel: id,
-            amount: 500,
-        },
-    );
+    c.ok(b, deposit(id, 500));
     assert_eq!(c.bal(&vault_address()), 1_500);
     let ch = c.channel(id);
     assert_eq!(
@@ -125,28 +129,16 @@ fn a_unilateral_close_with_an_old_state_loses_to_a_newer_one() {
     let (ka, kb) = (key(0), key(1));
     let (a, b) = (ka.address(), kb.address());
     let id = c.open(a, b, 1_000);
-    c.ok(
-        b,
-        ChannelMsg::Deposit {
-            channel: id,
-            amount: 500,
-        },
-    );
+    c.ok(b, deposit(id, 500));
     let old = sign(state(id, 1, (1_000, 500), (900, 600)), &ka, &kb);
     let new = sign(state(id, 2, (1_000, 500), (600, 900)), &ka, &kb);
     // A cheats with the state that suits it.
-    c.ok(
-        a,
-        ChannelMsg::Close {
-            channel: id,
-            state: Some(old.clone()),
-        },
-    );
+    c.ok(a, close(id, Some(old.clone())));
     let closed_at = c.height - 1;
     let deadline = closed_at + CHALLENGE;
     c.fails(
         a,
-        ChannelMsg::Settle { channel: id },
+        settle(id),
         &format!(
             "challenge period not over: settles after height {deadline}, now {}",
             c.height
@@ -165,15 +157,10 @@ fn a_unilateral_close_with_an_old_state_loses_to_a_newer_one() {
     );
     c.fails(
         b,
-        ChannelMsg::Deposit {
-            channel: id,
-            amount: 1,
-        },
+        deposit(id, 1),
         &format!("channel {id} is closing, expected open"),
     );
-    while c.height <= deadline {
-        c.block(vec![]);
-    }
+    c.idle_until(deadline + 1);
     let late = sign(state(id, 3, (1_000, 500), (0, 1_500)), &ka, &kb);
     c.fails(
         b,
@@ -183,13 +170,13 @@ fn a_unilateral_close_with_an_old_state_loses_to_a_newer_one() {
             c.height
         ),
     );
-    c.ok(a, ChannelMsg::Settle { channel: id });
+    c.ok(a, settle(id));
     assert_eq!(c.bal(&a), START - 1_000 + 600);
     assert_eq!(c.bal(&b), START - 500 + 900);
     assert_eq!(c.bal(&vault_address()), 0);
     c.fails(
         a,
-        ChannelMsg::Settle { channel: id },
+        settle(id),
         &format!("channel {id} is closed, expected closing"),
     );
     check_conservation(&c.state).expect("conserved");
@@ -202,40 +189,18 @@ fn closing_without_a_state_returns_the_deposits_and_late_deposits_go_back_to_the
     let (a, b) = (ka.address(), kb.address());
     // Nothing signed: the deposits as they are.
     let id = c.open(a, b, 300);
-    c.ok(
-        b,
-        ChannelMsg::Close {
-            channel: id,
-            state: None,
-        },
-    );
-    for _ in 0..=CHALLENGE {
-        c.block(vec![]);
-    }
-    c.ok(b, ChannelMsg::Settle { channel: id });
+    c.ok(b, close(id, None));
+    c.idle(CHALLENGE + 1);
+    c.ok(b, settle(id));
     assert_eq!((c.bal(&a), c.bal(&b)), (START, START));
     // A state signed against deposits (1000, 0), then A deposits 200 more: A gets it back on
     // top of the state's balance, and the old state stays valid.
     let id = c.open(a, b, 1_000);
     let s = sign(state(id, 1, (1_000, 0), (400, 600)), &ka, &kb);
-    c.ok(
-        a,
-        ChannelMsg::Deposit {
-            channel: id,
-            amount: 200,
-        },
-    );
-    c.ok(
-        b,
-        ChannelMsg::Close {
-            channel: id,
-            state: Some(s),
-        },
-    );
-    for _ in 0..=CHALLENGE {
-        c.block(vec![]);
-    }
-    c.ok(b, ChannelMsg::Settle { channel: id });
+    c.ok(a, deposit(id, 200));
+    c.ok(b, close(id, Some(s)));
+    c.idle(CHALLENGE + 1);
+    c.ok(b, settle(id));
     assert_eq!(c.bal(&a), START - 1_200 + 400 + 200);
     assert_eq!(c.bal(&b), START + 600);
     assert_eq!(c.bal(&vault_address()), 0);
@@ -274,13 +239,7 @@ fn htlcs_pay_the_receiver_with_the_preimage_or_refund_after_expiry() {
         },
         "a cooperative close cannot carry HTLCs (2 in the state)",
     );
-    c.ok(
-        a,
-        ChannelMsg::Close {
-            channel: id,
-            state: Some(signed),
-        },
-    );
+    c.ok(a, close(id, Some(signed)));
     let resolve = |index, preimage| ChannelMsg::ResolveHtlc {
         channel: id,
         index,
@@ -291,10 +250,8 @@ fn htlcs_pay_the_receiver_with_the_preimage_or_refund_after_expiry() {
         resolve(0, Some(preimage)),
         &format!("channel {id} is closing, expected settled"),
     );
-    for _ in 0..=CHALLENGE {
-        c.block(vec![]);
-    }
-    c.ok(stranger, ChannelMsg::Settle { channel: id });
+    c.idle(CHALLENGE + 1);
+    c.ok(stranger, settle(id));
     assert_eq!(c.bal(&a), START - 1_000 + 700);
     assert_eq!(c.bal(&b), START + 100);
     assert_eq!(c.bal(&vault_address()), 200);
@@ -315,9 +272,7 @@ fn htlcs_pay_the_receiver_with_the_preimage_or_refund_after_expiry() {
     c.ok(b, resolve(0, Some(preimage)));
     assert_eq!(c.bal(&b), START + 250);
     c.fails(b, resolve(0, Some(preimage)), "no pending HTLC at index 0");
-    while c.height <= expiry {
-        c.block(vec![]);
-    }
+    c.idle_until(expiry + 1);
     assert!(matches!(
         c.channel(id).status,
         ChannelStatus::Settled { .. }
@@ -344,17 +299,9 @@ fn an_expired_htlc_cannot_be_claimed_with_its_preimage() {
         hash: Sha256::digest(preimage).into(),
         expiry,
     }];
-    c.ok(
-        a,
-        ChannelMsg::Close {
-            channel: id,
-            state: Some(sign(s, &ka, &kb)),
-        },
-    );
-    for _ in 0..=CHALLENGE {
-        c.block(vec![]);
-    }
-    c.ok(a, ChannelMsg::Settle { channel: id });
+    c.ok(a, close(id, Some(sign(s, &ka, &kb))));
+    c.idle(CHALLENGE + 1);
+    c.ok(a, settle(id));
     c.fails(
         b,
         ChannelMsg::ResolveHtlc {
@@ -397,34 +344,14 @@ fn every_bad_call_fails_with_a_clear_error_and_changes_nothing() {
     let cases: Vec<(Address, ChannelMsg, String)> = vec![
         (
             x,
-            ChannelMsg::Deposit {
-                channel: id,
-                amount: 5,
-            },
+            deposit(id, 5),
             format!("unauthorized: {x} is not a party to the channel"),
         ),
-        (
-            a,
-            ChannelMsg::Deposit {
-                channel: id,
-                amount: 0,
-            },
-            "amount must be positive".into(),
-        ),
-        (
-            a,
-            ChannelMsg::Deposit {
-                channel: 42,
-                amount: 5,
-            },
-            "unknown channel 42".into(),
-        ),
+        (a, deposit(id, 0), "amount must be positive".into()),
+        (a, deposit(42, 5), "unknown channel 42".into()),
         (
             x,
-            ChannelMsg::Close {
-                channel: id,
-                state: None,
-            },
+            close(id, None),
             format!("unauthorized: {x} is not a party to the channel"),
         ),
         (
@@ -465,10 +392,10 @@ fn every_bad_call_fails_with_a_clear_error_and_changes_nothing() {
         ),
         (
             a,
-            ChannelMsg::Close {
-                channel: id,
-                state: Some(sign(state(id + 1, 1, (1_000, 0), (500, 500)), &ka, &kb)),
-            },
+            close(
+                id,
+                Some(sign(state(id + 1, 1, (1_000, 0), (500, 500)), &ka, &kb)),
+            ),
             format!(
                 "invalid channel state: state is for channel {}, not {id}",
                 id + 1
@@ -483,7 +410,7 @@ fn every_bad_call_fails_with_a_clear_error_and_changes_nothing() {
         ),
         (
             a,
-            ChannelMsg::Settle { channel: id },
+            settle(id),
             format!("channel {id} is open, expected closing"),
         ),
     ];
@@ -661,7 +588,7 @@ impl Driver {
             }
             Op::Settle { ch } => {
                 let (id, a, _) = pick(ch, self)?;
-                c.tx(key(a).address(), ChannelMsg::Settle { channel: id })
+                c.tx(key(a).address(), settle(id))
             }
             Op::Resolve { ch, claim } => {
                 // Mostly a settled channel's first pending HTLC; otherwise any channel.

@@ -145,6 +145,20 @@ impl<M: Msg, P> Chain<M, P> {
         self.receipts(txs).into_iter().map(|r| r.status).collect()
     }
 
+    /// Runs `blocks` empty blocks.
+    pub fn idle(&mut self, blocks: u64) {
+        for _ in 0..blocks {
+            self.block(vec![]);
+        }
+    }
+
+    /// Runs empty blocks until the next block's height is at least `height`.
+    pub fn idle_until(&mut self, height: u64) {
+        while self.height < height {
+            self.block(vec![]);
+        }
+    }
+
     /// Sends `msg` alone in a block.
     pub fn send(&mut self, sender: Address, msg: M) -> TxStatus {
         let tx = self.tx(sender, msg);

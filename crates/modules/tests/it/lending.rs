@@ -823,8 +823,7 @@ proptest! {
             };
             txs.push(c.tx(user, msg));
         }
-        let markets = lending::market_list(&mut lending::StorageReader(&base)).expect("markets");
-        let mut block: Vec<BlockTx> = begin_block_hooks(&markets).into_iter().map(BlockTx::Hook).collect();
+        let mut block: Vec<BlockTx> = accrual_hooks(&base).into_iter().map(BlockTx::Hook).collect();
         block.extend(txs.into_iter().map(BlockTx::User));
         let vm = runtime().at_height(height);
         let seq = execute_sequential(&vm, &block, &base);
@@ -887,8 +886,7 @@ fn one_market_many_users_run_without_conflicts() {
             c.tx(account(i), msg)
         })
         .collect();
-    let markets = lending::market_list(&mut lending::StorageReader(&c.state)).expect("markets");
-    let mut block: Vec<BlockTx> = begin_block_hooks(&markets)
+    let mut block: Vec<BlockTx> = accrual_hooks(&c.state)
         .into_iter()
         .map(BlockTx::Hook)
         .collect();

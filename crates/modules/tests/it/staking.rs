@@ -136,9 +136,7 @@ fn unbonding_waits_its_period_then_withdraws() {
             h + UNBONDING
         ),
     );
-    while c.height < h + UNBONDING {
-        c.block(vec![]);
-    }
+    c.idle_until(h + UNBONDING);
     let before = c.balance(&a, BTC);
     c.ok(a, StakingMsg::Withdraw { pool: p });
     assert_eq!(c.balance(&a, BTC) - before, 400);

@@ -144,7 +144,7 @@ pub struct SigReport {
 #[serde(untagged)]
 pub enum Report {
     /// Execution figures.
-    Engine(EngineReport),
+    Engine(Box<EngineReport>),
     /// Signature verification figures.
     Sig(SigReport),
 }
@@ -197,7 +197,7 @@ pub fn run(
     let mut verify_times = Vec::new();
     for &threads in &options.threads {
         let (report, verify) = run_threads(workload, threads, options.progress)?;
-        let report = Report::Engine(report);
+        let report = Report::Engine(Box::new(report));
         on_report(&report);
         reports.push(report);
         verify_times.push((threads, verify));

@@ -114,7 +114,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         parabit_bench::run(&workload, &options, |report| {
             if let Report::Engine(e) = report {
                 if !e.roots_match {
-                    mismatches.push(e.clone());
+                    mismatches.push(EngineReport::clone(e));
                 }
             }
             let written = if args.json {

@@ -371,7 +371,15 @@ impl<'p> ParallelExecutor<'p> {
                     return (out, stats);
                 }
                 Partitioned::Violated => violations = 1,
-                Partitioned::NotApplicable => {}
+                Partitioned::Chain if self.config.fallback => {
+                    // Nearly every transaction is in one group: nothing worth running in
+                    // parallel, here or on the general engine. Run it sequentially and treat
+                    // the next block as a chain too (it is probed, and the engine comes back
+                    // when its dependencies thin out), as after a detected chain.
+                    self.predict_chain.store(true, Ordering::Relaxed);
+                    return run_sequentially(vm, txns, storage);
+                }
+                Partitioned::Chain | Partitioned::NotApplicable => {}
             }
         }
         let mut workspace = self.workspace.lock();

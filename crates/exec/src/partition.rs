@@ -65,8 +65,12 @@ use crate::types::{
 
 /// What a partitioned attempt gave.
 pub(crate) enum Partitioned<O> {
-    /// Some transaction declared no footprint, or the block is one group: not attempted.
+    /// Some transaction declared no footprint, or the block splits too unevenly: not
+    /// attempted.
     NotApplicable,
+    /// One group holds more than [`CHAIN_SHARE`] of the block: it is (nearly) a chain, best
+    /// run sequentially. Not attempted.
+    Chain,
     /// A transaction touched a key outside its footprint: run the block another way.
     Violated,
     /// The block's result, how many groups it had, and where the time went.
@@ -115,6 +119,17 @@ const READ_BIT: u8 = 1 << READ;
 const ADD_BIT: u8 = 1 << ADD;
 const WRITE_BIT: u8 = 1 << WRITE;
 const SUB_BIT: u8 = 1 << SUB;
+
+/// A block whose largest group holds more than this share of it is reported as a chain.
+pub(crate) const CHAIN_SHARE: f64 = 0.9;
+
+/// Why a block has no plan.
+enum NoPlan {
+    /// A transaction declared no footprint, or the largest group is over the caller's share.
+    Unknown,
+    /// The largest group is over [`CHAIN_SHARE`].
+    Chain,
+}
 
 /// Transactions per chunk of compact footprints.
 const CHUNK: usize = 256;
@@ -346,7 +361,7 @@ fn union(parent: &mut [u32], a: u32, b: u32) {
     }
 }
 
-/// Groups the block and deals the groups to `workers` lanes; `None` if a transaction has no
+/// Groups the block and deals the groups to `workers` lanes; no plan if a transaction has no
 /// footprint or if one lane would get more than `max_share` of the transactions (then the
 /// block is better run sequentially or by the general engine).
 fn plan<V: Vm, S: Storage>(
@@ -356,13 +371,15 @@ fn plan<V: Vm, S: Storage>(
     state: &S,
     workers: usize,
     max_share: f64,
-) -> Option<Plan> {
+) -> Result<Plan, NoPlan> {
     let n = txns.len();
-    let chunks: Vec<Chunk> = pool.install(|| {
-        txns.par_chunks(CHUNK)
-            .map(|c| Chunk::of(vm, c, state))
-            .collect::<Option<Vec<Chunk>>>()
-    })?;
+    let chunks: Vec<Chunk> = pool
+        .install(|| {
+            txns.par_chunks(CHUNK)
+                .map(|c| Chunk::of(vm, c, state))
+                .collect::<Option<Vec<Chunk>>>()
+        })
+        .ok_or(NoPlan::Unknown)?;
     let touches: usize = chunks.iter().map(|c| c.touches.len()).sum();
     let shards = pool.broadcast(|ctx| scan_shard(&chunks, ctx.index(), workers, touches));
     let mut parent: Vec<u32> = (0..n as u32).collect();
@@ -395,8 +412,11 @@ fn plan<V: Vm, S: Storage>(
             }
         }
     }
+    if largest as f64 > CHAIN_SHARE * n as f64 {
+        return Err(NoPlan::Chain);
+    }
     if largest as f64 > max_share * n as f64 {
-        return None;
+        return Err(NoPlan::Unknown);
     }
     // Largest group first onto the least loaded lane; ties by root, so deterministic. The
     // groups of one transaction come last, in block order.
@@ -424,7 +444,7 @@ fn plan<V: Vm, S: Storage>(
             lane_of.push(lane);
         }
     }
-    Some(Plan {
+    Ok(Plan {
         chunks,
         summed,
         lanes,
@@ -448,8 +468,10 @@ pub(crate) fn execute<V: Vm, S: Storage>(
 ) -> Partitioned<V::Output> {
     let workers = pool.current_num_threads().max(1);
     let started = Instant::now();
-    let Some(plan) = plan(pool, vm, txns, storage, workers, max_share) else {
-        return Partitioned::NotApplicable;
+    let plan = match plan(pool, vm, txns, storage, workers, max_share) {
+        Ok(plan) => plan,
+        Err(NoPlan::Chain) => return Partitioned::Chain,
+        Err(NoPlan::Unknown) => return Partitioned::NotApplicable,
     };
     let planned = Instant::now();
     let stop = AtomicBool::new(false);

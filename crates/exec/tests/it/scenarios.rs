@@ -128,14 +128,32 @@ fn a_dependency_chain_falls_back_to_sequential() {
         .collect();
     let state: KeyMap<Value> = key_map_with_capacity(0);
     let pool = pool(2);
-    let (out, stats) =
-        ParallelExecutor::new(&pool).execute_block_with_stats(&ProgramVm, &txns, &state);
+    // On the general engine (no footprints), the chain is detected by its conflicts.
+    let general = ParallelExecutor::with_config(
+        &pool,
+        ExecConfig {
+            footprints: false,
+            ..ExecConfig::default()
+        },
+    );
+    let (out, stats) = general.execute_block_with_stats(&ProgramVm, &txns, &state);
     let from = stats.sequential_from.expect("a chain should fall back");
     assert!(from < 1000, "{stats:?}");
     assert!(
         stats.executions < 400,
         "fallback should stop early: {stats:?}"
     );
+    assert_eq!(out, execute_sequential(&ProgramVm, &txns, &state));
+    // With footprints, the grouping sees one group and nothing runs speculatively at all; the
+    // next block is then treated as a chain.
+    let executor = ParallelExecutor::new(&pool);
+    let (out, stats) = executor.execute_block_with_stats(&ProgramVm, &txns, &state);
+    assert_eq!(stats.sequential_from, Some(0), "{stats:?}");
+    assert_eq!(stats.validations + stats.aborts, 0, "{stats:?}");
+    assert_eq!(stats.footprint_groups, 0, "{stats:?}");
+    assert_eq!(out, execute_sequential(&ProgramVm, &txns, &state));
+    let (out, stats) = executor.execute_block_with_stats(&ProgramVm, &txns, &state);
+    assert!(stats.predicted_chain, "{stats:?}");
     assert_eq!(out, execute_sequential(&ProgramVm, &txns, &state));
 }
 

@@ -1288,12 +1288,27 @@ pub fn settle_batch<V: StateView>(
     orders: &[(Address, u64)],
     height: u64,
 ) -> Result<Option<Clearing>, DexError> {
-    let mut seen = parabit_exec::key_map_with_capacity::<()>(orders.len());
+    // Duplicates are found by the order keys' 64-bit hashes (a small table), with an exact
+    // check when two different orders share a hash.
+    let mut seen: std::collections::HashMap<
+        u64,
+        usize,
+        std::hash::BuildHasherDefault<parabit_exec::KeyHasher>,
+    > = std::collections::HashMap::with_capacity_and_hasher(orders.len(), Default::default());
+    let mut clashing = std::collections::HashSet::new();
     let mut found: Vec<(Address, BatchOrder, u64)> = Vec::with_capacity(orders.len());
-    for &(owner, nonce) in orders {
+    for (i, &(owner, nonce)) in orders.iter().enumerate() {
         let key = DexKey::Order(*pool, owner, nonce).key();
-        if seen.insert(key, ()).is_some() {
-            continue;
+        match seen.entry(key.hash64()) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(i);
+            }
+            std::collections::hash_map::Entry::Occupied(e) => {
+                if orders.get(*e.get()) == Some(&(owner, nonce)) || !clashing.insert((owner, nonce))
+                {
+                    continue;
+                }
+            }
         }
         if let Some(order) = read_order(view, pool, &key)? {
             found.push((owner, order, nonce));

@@ -551,22 +551,12 @@ fn lend_amount(
     Ok((asset, v, shown))
 }
 
-/// The status of a channel for messages (`open`, `closing`, `settled`, `closed`).
-fn status_name(status: &ChannelStatus) -> &'static str {
-    match status {
-        ChannelStatus::Open => "open",
-        ChannelStatus::Closing { .. } => "closing",
-        ChannelStatus::Settled { .. } => "settled",
-        ChannelStatus::Closed => "closed",
-    }
-}
-
 /// Refuses a call on a channel that is not open (the chain would fail it, fee paid).
 fn ensure_open(id: ChannelId, ch: &Channel) -> Result<()> {
     ensure!(
         ch.status == ChannelStatus::Open,
         "channel {id} is {}, not open",
-        status_name(&ch.status)
+        ch.status.name()
     );
     Ok(())
 }
@@ -1229,7 +1219,7 @@ pub fn build_call(kind: &TxKind, ctx: &BuildCtx<'_>) -> Result<Built> {
                 ),
                 "channel {} is {}: only an open or closing channel closes",
                 signed.state.channel,
-                status_name(&ch.status)
+                ch.status.name()
             );
             ensure!(
                 signed.state.htlcs.is_empty(),

@@ -214,8 +214,8 @@ impl<'p> ParallelExecutor<'p> {
         let head = sequential::execute_sequential(vm, &txns[..lead], storage);
         let mut top = key_map_with_capacity(head.writes.len());
         top.extend(head.writes.0.iter().cloned());
-        let layered = Layered {
-            top: &top,
+        let layered = Stacked {
+            maps: &[&top],
             base: storage,
         };
         let (tail, mut stats) = self.execute_body(vm, &txns[lead..], &layered);
@@ -281,7 +281,10 @@ impl<'p> ParallelExecutor<'p> {
         if rest < txns.len() {
             // Behind `dyn`: one instance of this function for every tail.
             let base: &dyn Storage = &below;
-            let layered = Layered { top: &later, base };
+            let layered = Stacked {
+                maps: &[&later],
+                base,
+            };
             let (tail, tail_stats) = self.execute_body(vm, &txns[rest..], &layered);
             stats.footprint_groups += tail_stats.footprint_groups;
             stats.footprint_violations += tail_stats.footprint_violations;
@@ -289,22 +292,22 @@ impl<'p> ParallelExecutor<'p> {
             stats.footprint_merging += tail_stats.footprint_merging;
             stats.aborts += tail_stats.aborts;
             outputs.extend(tail.outputs);
+            later.reserve(tail.writes.len());
             later.extend(tail.writes.0);
         }
         drop(maps);
         let merging = std::time::Instant::now();
-        // The body's writes that nothing after it overwrote, each lane's filtered on a worker.
-        let mut parts: Vec<Vec<(Key, Option<Value>)>> = self.pool.install(|| {
-            lanes
-                .into_par_iter()
-                .chain(rayon::iter::once(summed_map))
-                .map(|lane| {
-                    lane.into_iter()
-                        .filter(|(k, _)| !later.contains_key(k))
-                        .collect::<Vec<_>>()
-                })
-                .collect()
-        });
+        // The body's writes that nothing after it overwrote, each lane's filtered on a worker
+        // (this runs on the pool: `execute_body` moved there).
+        let mut parts: Vec<Vec<(Key, Option<Value>)>> = lanes
+            .into_par_iter()
+            .chain(rayon::iter::once(summed_map))
+            .map(|lane| {
+                lane.into_iter()
+                    .filter(|(k, _)| !later.contains_key(k))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         let total = parts.iter().map(Vec::len).sum::<usize>() + later.len();
         let mut writes = Vec::with_capacity(total);
         for part in parts.iter_mut() {
@@ -463,13 +466,14 @@ impl<'p> ParallelExecutor<'p> {
     }
 }
 
-/// Maps of writes over the base state, the first holding a key winning.
-struct Stacked<'a> {
+/// Maps of writes over the base state (a prologue's writes; a block body's lanes under its
+/// barriers), the first map holding a key winning.
+struct Stacked<'a, S: ?Sized> {
     maps: &'a [&'a KeyMap<Option<Value>>],
-    base: &'a dyn Storage,
+    base: &'a S,
 }
 
-impl Storage for Stacked<'_> {
+impl<S: Storage + ?Sized> Storage for Stacked<'_, S> {
     fn get(&self, key: &Key) -> Option<Value> {
         for map in self.maps {
             if let Some(v) = map.get(key) {
@@ -477,21 +481,6 @@ impl Storage for Stacked<'_> {
             }
         }
         self.base.get(key)
-    }
-}
-
-/// The base state under a prologue's writes.
-struct Layered<'a, S: ?Sized> {
-    top: &'a KeyMap<Option<Value>>,
-    base: &'a S,
-}
-
-impl<S: Storage + ?Sized> Storage for Layered<'_, S> {
-    fn get(&self, key: &Key) -> Option<Value> {
-        match self.top.get(key) {
-            Some(v) => v.clone(),
-            None => self.base.get(key),
-        }
     }
 }
 

@@ -189,6 +189,18 @@ pub enum ChannelStatus {
     Closed,
 }
 
+impl ChannelStatus {
+    /// Its name in messages and in RPC: `open`, `closing`, `settled` or `closed`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ChannelStatus::Open => "open",
+            ChannelStatus::Closing { .. } => "closing",
+            ChannelStatus::Settled { .. } => "settled",
+            ChannelStatus::Closed => "closed",
+        }
+    }
+}
+
 /// A channel's on-chain record.
 #[derive(
     Clone,
@@ -458,19 +470,10 @@ fn store<V: StateView>(view: &mut V, id: ChannelId, channel: &Channel) {
     view.write(channel_key(id), Some(Value::bytes(bytes)));
 }
 
-fn status_name(status: &ChannelStatus) -> &'static str {
-    match status {
-        ChannelStatus::Open => "open",
-        ChannelStatus::Closing { .. } => "closing",
-        ChannelStatus::Settled { .. } => "settled",
-        ChannelStatus::Closed => "closed",
-    }
-}
-
 fn wrong_status(id: ChannelId, status: &ChannelStatus, expected: &'static str) -> ChannelError {
     ChannelError::WrongStatus {
         channel: id,
-        status: status_name(status),
+        status: status.name(),
         expected,
     }
 }

@@ -312,16 +312,12 @@ fn channel_state_json(s: &ChannelState) -> Json {
 /// `pb_getChannel`'s object: parties in the `pb1…` form, amounts as decimal strings; `state`
 /// and `deadline` while closing, the pending HTLCs (with their indices) once settled.
 pub fn channel_json(id: u64, ch: &Channel) -> Json {
-    let (status, state, deadline, htlcs) = match &ch.status {
-        ChannelStatus::Open => ("open", Json::Null, Json::Null, Vec::new()),
-        ChannelStatus::Closing { state, deadline } => (
-            "closing",
-            channel_state_json(state),
-            json!(deadline),
-            Vec::new(),
-        ),
+    let (state, deadline, htlcs) = match &ch.status {
+        ChannelStatus::Open | ChannelStatus::Closed => (Json::Null, Json::Null, Vec::new()),
+        ChannelStatus::Closing { state, deadline } => {
+            (channel_state_json(state), json!(deadline), Vec::new())
+        }
         ChannelStatus::Settled { htlcs } => (
-            "settled",
             Json::Null,
             Json::Null,
             htlcs
@@ -334,7 +330,6 @@ pub fn channel_json(id: u64, ch: &Channel) -> Json {
                 })
                 .collect(),
         ),
-        ChannelStatus::Closed => ("closed", Json::Null, Json::Null, Vec::new()),
     };
     json!({
         "channel": id,
@@ -344,7 +339,7 @@ pub fn channel_json(id: u64, ch: &Channel) -> Json {
         "deposit_a": ch.deposit_a.to_string(),
         "deposit_b": ch.deposit_b.to_string(),
         "challenge_blocks": ch.challenge_blocks,
-        "status": status,
+        "status": ch.status.name(),
         "state": state,
         "deadline": deadline,
         "htlcs": htlcs,

@@ -44,12 +44,14 @@
 //!   caller runs the block through the general engine. Nothing of the attempt is kept.
 //! - No keys are shared between the workers' overlays, so merging them is a concatenation;
 //!   summed keys are in no overlay, only in the lanes' delta sums.
+//! - A lane keeps a summed key's sums in the key's slot (by identity); a slot that would hold
+//!   two different keys of one identity makes the attempt [`Partitioned::Violated`].
 //! - A summed key with subtractions ends at `base + adds - subs` only if `subs <= base` and
 //!   `base + adds` does not overflow, and every `try_sub` on it succeeded in its lane;
 //!   otherwise the attempt is [`Partitioned::Violated`].
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -225,9 +227,8 @@ impl Chunk {
     }
 }
 
-/// A `u64`-keyed map or set over key identities (already hashes: passed through).
+/// A `u64`-keyed map over key identities (already hashes: passed through).
 type IdentMap<V> = HashMap<u64, V, BuildHasherDefault<KeyHasher>>;
-type IdentSet = HashSet<u64, BuildHasherDefault<KeyHasher>>;
 
 /// Which of `workers` shards a key identity belongs to (bits the tables do not index by).
 fn shard_of(id: u64, workers: usize) -> usize {
@@ -320,12 +321,67 @@ fn scan_shard(chunks: &[Chunk], shard: usize, workers: usize, touches: usize) ->
     out
 }
 
+/// The keys summed apart, by identity, each with its index in the lanes' [`Slots`]. Looked up
+/// for every `add` and `try_sub` of a key not declared exclusive; most such keys are not
+/// summed (a recipient credited once), so a small bitmap answers them first, without
+/// hashing: a clear bit means "not summed", a set bit is settled by the map.
+struct Summed {
+    bits: Vec<u64>,
+    index: IdentMap<u32>,
+}
+
+/// Bits in [`Summed`]'s filter (2 KiB, so it stays in the first-level cache).
+const SUMMED_BITS: u64 = 1 << 14;
+
+impl Summed {
+    fn new(ids: Vec<u64>) -> Summed {
+        let mut bits = vec![0u64; (SUMMED_BITS / 64) as usize];
+        for &id in &ids {
+            let b = Self::bit(id);
+            if let Some(w) = bits.get_mut((b / 64) as usize) {
+                *w |= 1 << (b % 64);
+            }
+        }
+        Summed {
+            bits,
+            index: ids.into_iter().zip(0..).collect(),
+        }
+    }
+
+    /// The filter bit of an identity: bits the tables do not index by (see [`shard_of`]).
+    fn bit(id: u64) -> u64 {
+        (id >> 40) % SUMMED_BITS
+    }
+
+    /// The slot of a summed key's identity; `None` if it is not summed.
+    fn slot(&self, id: u64) -> Option<usize> {
+        let b = Self::bit(id);
+        let set = self
+            .bits
+            .get((b / 64) as usize)
+            .is_some_and(|w| w & (1 << (b % 64)) != 0);
+        if !set {
+            return None;
+        }
+        self.index.get(&id).map(|&i| i as usize)
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+}
+
+/// A lane's changes to the summed keys, one slot per key in [`Summed`]'s order: the key and
+/// its sums once the lane touched it (a key that was added 0 to is still written, as in
+/// sequential execution), `None` before.
+type Slots = Vec<Option<(Key, Sums)>>;
+
 /// The plan: compact footprints, which delta keys are summed apart, and each lane's
 /// transactions.
 struct Plan {
     chunks: Vec<Chunk>,
     /// Keys only ever added to, by more than one transaction.
-    summed: IdentSet,
+    summed: Summed,
     lanes: Vec<Vec<u32>>,
     /// The lane of each transaction.
     lane_of: Vec<u32>,
@@ -383,11 +439,12 @@ fn plan<V: Vm, S: Storage>(
     let touches: usize = chunks.iter().map(|c| c.touches.len()).sum();
     let shards = pool.broadcast(|ctx| scan_shard(&chunks, ctx.index(), workers, touches));
     let mut parent: Vec<u32> = (0..n as u32).collect();
-    let mut summed = IdentSet::default();
+    let mut summed = Vec::new();
     for s in &shards {
         for &(a, b) in &s.edges {
             union(&mut parent, a, b);
         }
+        // Each shard lists its own keys once: no duplicates across shards.
         summed.extend(s.summed.iter().copied());
     }
     // Group sizes, by root (a root is its group's smallest index).
@@ -446,7 +503,7 @@ fn plan<V: Vm, S: Storage>(
     }
     Ok(Plan {
         chunks,
-        summed,
+        summed: Summed::new(summed),
         lanes,
         lane_of,
         write_bound,
@@ -507,7 +564,7 @@ pub(crate) fn execute<V: Vm, S: Storage>(
     let mut outputs = Vec::with_capacity(txns.len());
     let mut writes = Vec::new();
     let mut kept = Vec::new();
-    let mut deltas: KeyMap<Sums> = key_map_with_capacity(plan.summed.len());
+    let mut totals: Slots = vec![None; plan.summed.len()];
     let mut lane_outputs = Vec::with_capacity(lanes.len());
     for lane in lanes {
         if keep_lanes {
@@ -517,13 +574,20 @@ pub(crate) fn execute<V: Vm, S: Storage>(
         } else {
             writes.extend(lane.writes);
         }
-        for (k, d) in lane.deltas {
-            let sum = deltas.entry(k).or_default();
-            sum.add = sum.add.wrapping_add(d.add);
-            sum.sub = match sum.sub.checked_add(d.sub) {
-                Some(s) => s,
-                None => return Partitioned::Violated,
-            };
+        for (total, slot) in totals.iter_mut().zip(lane.sums) {
+            let Some((k, d)) = slot else { continue };
+            match total {
+                None => *total = Some((k, d)),
+                // Two keys of one identity: not summed apart (astronomically rare).
+                Some((t, _)) if *t != k => return Partitioned::Violated,
+                Some((_, sum)) => {
+                    sum.add = sum.add.wrapping_add(d.add);
+                    sum.sub = match sum.sub.checked_add(d.sub) {
+                        Some(s) => s,
+                        None => return Partitioned::Violated,
+                    };
+                }
+            }
         }
         lane_outputs.push(lane.outputs.into_iter());
     }
@@ -533,7 +597,7 @@ pub(crate) fn execute<V: Vm, S: Storage>(
             None => return Partitioned::Violated,
         }
     }
-    for (k, d) in deltas {
+    for (k, d) in totals.into_iter().flatten() {
         let base = num_of(&storage.get(&k));
         let end = if d.sub == 0 {
             base.wrapping_add(d.add)
@@ -574,7 +638,7 @@ struct LaneResult<O> {
     writes: Vec<(Key, Option<Value>)>,
     /// With `keep_lanes`, the lane's writes as a map (and `writes` empty).
     overlay: KeyMap<Option<Value>>,
-    deltas: KeyMap<Sums>,
+    sums: Slots,
     violated: bool,
 }
 
@@ -592,7 +656,7 @@ fn run_lane<V: Vm, S: Storage>(
     keep: bool,
 ) -> LaneResult<V::Output> {
     let mut overlay = key_map_with_capacity(lane.len() * 3);
-    let mut deltas = key_map_with_capacity(plan.summed.len());
+    let mut sums: Slots = vec![None; plan.summed.len()];
     let mut undo = Vec::with_capacity(16);
     let mut outputs = Vec::with_capacity(lane.len());
     let mut violated = false;
@@ -605,7 +669,7 @@ fn run_lane<V: Vm, S: Storage>(
         let mut view = FootprintView {
             base: storage,
             overlay: &mut overlay,
-            deltas: &mut deltas,
+            sums: &mut sums,
             undo: &mut undo,
             touches: plan.touches_of(i),
             summed: &plan.summed,
@@ -627,14 +691,15 @@ fn run_lane<V: Vm, S: Storage>(
         outputs,
         writes,
         overlay,
-        deltas,
+        sums,
         violated,
     }
 }
 
 enum Undo {
     Overlay(Key, Option<Option<Value>>),
-    Delta(Key, Option<Sums>),
+    /// A summed key's slot and its sums before (`None`: untouched).
+    Sum(usize, Option<Sums>),
 }
 
 /// A sequential view restricted to a footprint: exclusive keys in the lane's overlay,
@@ -642,12 +707,12 @@ enum Undo {
 struct FootprintView<'a, S> {
     base: &'a S,
     overlay: &'a mut KeyMap<Option<Value>>,
-    deltas: &'a mut KeyMap<Sums>,
+    sums: &'a mut Slots,
     undo: &'a mut Vec<Undo>,
     /// The transaction's compact footprint.
     touches: &'a [u64],
     /// Keys only ever added to, by more than one transaction of the block.
-    summed: &'a IdentSet,
+    summed: &'a Summed,
     violated: bool,
 }
 
@@ -655,20 +720,24 @@ impl<S: Storage> FootprintView<'_, S> {
     /// How the transaction declared `key`: a mask of kind bits (0: not at all).
     fn declared(&self, key: &Key) -> u8 {
         let id = ident(key);
+        if self.touches.len() <= LINEAR_CHECK {
+            // Without branches: this runs for every state operation of every transaction
+            // (`1 << kind` is the kind's bit, see `kind_bit`).
+            // `t ^ id < 4`: the same identity (an identity's two low bits are clear).
+            let mut mask = 0u8;
+            for &t in self.touches {
+                mask |= u8::from(t ^ id < 4) << (t & 3);
+            }
+            return mask;
+        }
+        // Sorted by `Chunk::of`: from the first word of this identity, while it lasts.
+        let from = self.touches.partition_point(|&t| t & !3 < id);
         let mut mask = 0;
-        let from = if self.touches.len() > LINEAR_CHECK {
-            // Sorted by `Chunk::of`: start at the first word of this identity.
-            self.touches.partition_point(|&t| t & !3 < id)
-        } else {
-            0
-        };
         for &t in self.touches.get(from..).unwrap_or(&[]) {
-            if t & !3 == id {
-                mask |= kind_bit(t);
-            } else if self.touches.len() > LINEAR_CHECK {
-                // Sorted: every later word is of a greater identity.
+            if t & !3 != id {
                 break;
             }
+            mask |= kind_bit(t);
         }
         mask
     }
@@ -694,6 +763,26 @@ impl<S: Storage> FootprintView<'_, S> {
     fn set(&mut self, key: Key, value: Option<Value>) {
         let prev = self.overlay.insert(key, value);
         self.undo.push(Undo::Overlay(key, prev));
+    }
+
+    /// The lane's sums of summed key `key` in slot `i` so far (`Some(None)`: untouched), or
+    /// `None`, noting a violation, if the slot holds another key of the same identity.
+    fn sums_of(&mut self, i: usize, key: &Key) -> Option<Option<Sums>> {
+        match self.sums.get(i) {
+            Some(None) => Some(None),
+            Some(Some((k, sums))) if k == key => Some(Some(*sums)),
+            _ => {
+                self.violated = true;
+                None
+            }
+        }
+    }
+
+    fn set_sums(&mut self, i: usize, key: Key, sums: Sums, prev: Option<Sums>) {
+        if let Some(slot) = self.sums.get_mut(i) {
+            *slot = Some((key, sums));
+            self.undo.push(Undo::Sum(i, prev));
+        }
     }
 
     fn stop() -> Halt {
@@ -722,14 +811,20 @@ impl<S: Storage> StateView for FootprintView<'_, S> {
             self.violated = true;
             return;
         }
-        if declared & WRITE_BIT == 0 && self.summed.contains(&ident(&key)) {
+        let slot = if declared & WRITE_BIT == 0 {
+            self.summed.slot(ident(&key))
+        } else {
+            None
+        };
+        if let Some(i) = slot {
             // Only ever added to (or subtracted from) in this block, by several
             // transactions: summed apart, in any order.
-            let prev = self.deltas.get(&key).copied();
+            let Some(prev) = self.sums_of(i, &key) else {
+                return;
+            };
             let mut sums = prev.unwrap_or_default();
             sums.add = sums.add.wrapping_add(delta);
-            self.deltas.insert(key, sums);
-            self.undo.push(Undo::Delta(key, prev));
+            self.set_sums(i, key, sums, prev);
         } else {
             // Its other touchers, if any, are in this lane's group: in block order.
             let now = num_of(&self.current(&key));
@@ -744,10 +839,12 @@ impl<S: Storage> StateView for FootprintView<'_, S> {
                 self.violated = true;
                 return Err(Self::stop());
             }
-            if self.summed.contains(&ident(&key)) {
+            if let Some(i) = self.summed.slot(ident(&key)) {
                 // Against the base value and this lane's own changes. A failure could be a
                 // success in block order (another lane may add first): undecidable here.
-                let prev = self.deltas.get(&key).copied();
+                let Some(prev) = self.sums_of(i, &key) else {
+                    return Err(Self::stop());
+                };
                 let mut sums = prev.unwrap_or_default();
                 let base = num_of(&self.base.get(&key));
                 let fits = base
@@ -759,8 +856,7 @@ impl<S: Storage> StateView for FootprintView<'_, S> {
                     return Err(Self::stop());
                 }
                 sums.sub += amount;
-                self.deltas.insert(key, sums);
-                self.undo.push(Undo::Delta(key, prev));
+                self.set_sums(i, key, sums, prev);
                 return Ok(true);
             }
         }
@@ -786,11 +882,13 @@ impl<S: Storage> StateView for FootprintView<'_, S> {
                 Some(Undo::Overlay(key, None)) => {
                     self.overlay.remove(&key);
                 }
-                Some(Undo::Delta(key, Some(d))) => {
-                    self.deltas.insert(key, d);
-                }
-                Some(Undo::Delta(key, None)) => {
-                    self.deltas.remove(&key);
+                Some(Undo::Sum(i, before)) => {
+                    if let Some(slot) = self.sums.get_mut(i) {
+                        match (slot.as_mut(), before) {
+                            (Some((_, sums)), Some(b)) => *sums = b,
+                            _ => *slot = None,
+                        }
+                    }
                 }
                 None => break,
             }
@@ -816,16 +914,12 @@ mod tests {
         let mut base: KeyMap<Value> = key_map_with_capacity(4);
         base.insert(w, Value::Num(10));
         base.insert(a, Value::Num(1));
-        let summed = IdentSet::default();
-        let (mut overlay, mut deltas, mut undo) = (
-            key_map_with_capacity(4),
-            key_map_with_capacity(4),
-            Vec::new(),
-        );
+        let summed = Summed::new(Vec::new());
+        let (mut overlay, mut sums, mut undo) = (key_map_with_capacity(4), Vec::new(), Vec::new());
         let mut view = FootprintView {
             base: &base,
             overlay: &mut overlay,
-            deltas: &mut deltas,
+            sums: &mut sums,
             undo: &mut undo,
             touches: &touches,
             summed: &summed,

@@ -14,8 +14,10 @@
 //! 4. For each block: verify its signatures with `verify_batch` inside the pool (timed apart:
 //!    not part of execution); run `execute_sequential` on the sequential state and
 //!    `execute_block_with_stats` on the parallel state, each timed alone (the order alternates
-//!    from block to block so neither always runs with warm caches); compare outputs and write
-//!    sets; apply each write set to its own state.
+//!    from block to block so neither always runs with warm caches), and the ceiling run; with
+//!    `repeat` above 1, each of them that many times, keeping the fastest of each (every
+//!    parallel run must give the same result); compare outputs and write sets; apply each
+//!    write set to its own state.
 //! 5. Compute both [`state_root`]s. `roots_match` means every block's outputs and write set
 //!    were equal *and* the final roots are equal.
 //!
@@ -45,6 +47,10 @@ pub struct RunOptions {
     pub threads: Vec<usize>,
     /// Show progress bars on stderr (for phases over a second).
     pub progress: bool,
+    /// Runs of each block each way (sequential, parallel, ceiling), at least 1; the fastest
+    /// of each counts. More than 1 filters out interference from other processes on a shared
+    /// machine, which hurts a run that needs every core more than one that needs one.
+    pub repeat: usize,
 }
 
 /// One thread count's execution figures: one JSON line of `parabit bench --json`.
@@ -62,6 +68,8 @@ pub struct EngineReport {
     pub blocks: usize,
     /// Threads in the parallel executor's pool.
     pub threads: usize,
+    /// Runs of each block each way; the times are each block's fastest ([`RunOptions::repeat`]).
+    pub repeat: usize,
     /// Wall time of the parallel executor over all blocks.
     pub seconds: f64,
     /// Transactions per second of the parallel executor.
@@ -196,7 +204,8 @@ pub fn run(
     let mut reports = Vec::new();
     let mut verify_times = Vec::new();
     for &threads in &options.threads {
-        let (report, verify) = run_threads(workload, threads, options.progress)?;
+        let (report, verify) =
+            run_threads(workload, threads, options.repeat.max(1), options.progress)?;
         let report = Report::Engine(Box::new(report));
         on_report(&report);
         reports.push(report);
@@ -319,6 +328,7 @@ fn split_run(
 fn run_threads(
     workload: &Workload,
     threads: usize,
+    repeat: usize,
     progress: bool,
 ) -> Result<(EngineReport, Duration), BenchError> {
     let pool = build_pool(threads)?;
@@ -370,16 +380,44 @@ fn run_threads(
             };
             (out, stats, wall, cpu)
         };
-        let ((seq_out, seq_wall), (par_out, stats, par_wall, cpu)) = if b % 2 == 0 {
-            let s = run_seq(&seq_state);
-            (s, run_par(&par_state))
-        } else {
-            let p = run_par(&par_state);
-            (run_seq(&seq_state), p)
+        // Each way `repeat` times on the same state, the order alternating; the fastest run
+        // of each counts, with the statistics of the fastest parallel run. Every parallel run
+        // must give the first one's result.
+        let mut seq_out = None;
+        let mut par_out = None;
+        let (mut seq_wall, mut par_wall, mut ceiling) =
+            (Duration::MAX, Duration::MAX, Duration::MAX);
+        let (mut stats, mut cpu) = (Default::default(), None);
+        let mut repeats_agree = true;
+        for r in 0..repeat {
+            let ((s_out, s_wall), (p_out, p_stats, p_wall, p_cpu)) = if (b + r) % 2 == 0 {
+                let s = run_seq(&seq_state);
+                (s, run_par(&par_state))
+            } else {
+                let p = run_par(&par_state);
+                (run_seq(&seq_state), p)
+            };
+            seq_wall = seq_wall.min(s_wall);
+            if p_wall < par_wall {
+                par_wall = p_wall;
+                stats = p_stats;
+                cpu = p_cpu;
+            }
+            ceiling = ceiling.min(split_run(vm, block, &seq_state, threads, &pool));
+            match &par_out {
+                None => {
+                    seq_out = Some(s_out);
+                    par_out = Some(p_out);
+                }
+                Some(first) => repeats_agree &= *first == p_out,
+            }
+        }
+        let (Some(seq_out), Some(par_out)) = (seq_out, par_out) else {
+            continue;
         };
         seq_time += seq_wall;
         par_time += par_wall;
-        ceiling_time += split_run(vm, block, &seq_state, threads, &pool);
+        ceiling_time += ceiling;
         match cpu {
             Some(c) => par_cpu += c,
             None => cpu_known = false,
@@ -403,7 +441,7 @@ fn run_threads(
             .iter()
             .filter(|r| !r.status.is_success())
             .count();
-        if first_divergent_block.is_none() && seq_out != par_out {
+        if first_divergent_block.is_none() && (seq_out != par_out || !repeats_agree) {
             tracing::error!(
                 block = b,
                 threads,
@@ -427,6 +465,7 @@ fn run_threads(
         block_size: workload.spec.block_size,
         blocks: workload.blocks.len(),
         threads,
+        repeat,
         seconds,
         tps: rate(txs, par_time),
         sequential_seconds,

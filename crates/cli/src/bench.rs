@@ -42,6 +42,11 @@ pub struct BenchArgs {
     #[arg(long)]
     json: bool,
 
+    /// Runs of each block each way (sequential, parallel, ceiling); the fastest of each
+    /// counts. Above 1, interference from other processes on a shared machine is filtered out.
+    #[arg(long, default_value_t = 1, value_parser = RangedU64ValueParser::<usize>::new().range(1..=100))]
+    repeat: usize,
+
     /// Seed of the accounts and transactions.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -79,6 +84,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let options = RunOptions {
         threads: threads.clone(),
         progress: true,
+        repeat: args.repeat,
     };
     tracing::info!(?threads, accounts = args.accounts, txs = args.txs, "bench");
 
@@ -246,6 +252,7 @@ mod tests {
             block_size: 5,
             blocks: 2,
             threads: 2,
+            repeat: 1,
             seconds: 1.0,
             tps: 10.0,
             sequential_seconds: 1.0,

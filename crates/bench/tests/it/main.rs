@@ -155,6 +155,7 @@ fn runner_reports_matching_roots_on_every_workload() {
             &RunOptions {
                 threads: vec![1, 2, 3],
                 progress: false,
+                repeat: 1,
             },
             |_| streamed += 1,
         )
@@ -220,6 +221,31 @@ fn runner_reports_matching_roots_on_every_workload() {
 }
 
 #[test]
+fn repeated_runs_keep_the_fastest_and_still_compare_every_block() {
+    for kind in [WorkloadKind::TransferHot, WorkloadKind::DefiMix] {
+        let w = generate(&spec(kind));
+        let reports = run(
+            &w,
+            &RunOptions {
+                threads: vec![2],
+                progress: false,
+                repeat: 3,
+            },
+            |_| {},
+        )
+        .expect("run");
+        let Some(Report::Engine(e)) = reports.first() else {
+            panic!("no engine report");
+        };
+        assert_eq!(e.repeat, 3);
+        assert!(e.roots_match, "{kind}: {e:?}");
+        assert_eq!(e.first_divergent_block, None);
+        assert_eq!((e.txs, e.blocks), (500, 4));
+        assert!(e.seconds > 0.0 && e.sequential_seconds > 0.0 && e.ceiling_speedup > 0.0);
+    }
+}
+
+#[test]
 fn single_thread_rate_is_measured_when_one_is_not_in_the_list() {
     let w = generate(&WorkloadSpec {
         txs: 100,
@@ -230,6 +256,7 @@ fn single_thread_rate_is_measured_when_one_is_not_in_the_list() {
         &RunOptions {
             threads: vec![2],
             progress: false,
+            repeat: 1,
         },
         |_| {},
     )
@@ -252,6 +279,7 @@ fn bad_parameters_are_refused() {
         &RunOptions {
             threads: vec![1, 0],
             progress: false,
+            repeat: 1,
         },
         |_| {},
     );
@@ -261,6 +289,7 @@ fn bad_parameters_are_refused() {
         &RunOptions {
             threads: vec![],
             progress: false,
+            repeat: 1,
         },
         |_| {},
     );

@@ -765,24 +765,29 @@ impl<S: Storage> FootprintView<'_, S> {
         self.undo.push(Undo::Overlay(key, prev));
     }
 
-    /// The lane's sums of summed key `key` in slot `i` so far (`Some(None)`: untouched), or
-    /// `None`, noting a violation, if the slot holds another key of the same identity.
-    fn sums_of(&mut self, i: usize, key: &Key) -> Option<Option<Sums>> {
-        match self.sums.get(i) {
-            Some(None) => Some(None),
-            Some(Some((k, sums))) if k == key => Some(Some(*sums)),
-            _ => {
+    /// Replaces the lane's sums of summed key `key`, in slot `i`, by `f` of them (zeros if
+    /// the lane has not touched it), with an undo entry. False, noting a violation, if the
+    /// slot holds another key of the same identity or `f` refuses (`None`).
+    fn update_sums(&mut self, i: usize, key: Key, f: impl FnOnce(Sums) -> Option<Sums>) -> bool {
+        let Some(slot) = self.sums.get_mut(i) else {
+            self.violated = true;
+            return false;
+        };
+        let prev = match slot {
+            None => None,
+            Some((k, sums)) if *k == key => Some(*sums),
+            Some(_) => {
                 self.violated = true;
-                None
+                return false;
             }
-        }
-    }
-
-    fn set_sums(&mut self, i: usize, key: Key, sums: Sums, prev: Option<Sums>) {
-        if let Some(slot) = self.sums.get_mut(i) {
-            *slot = Some((key, sums));
-            self.undo.push(Undo::Sum(i, prev));
-        }
+        };
+        let Some(next) = f(prev.unwrap_or_default()) else {
+            self.violated = true;
+            return false;
+        };
+        *slot = Some((key, next));
+        self.undo.push(Undo::Sum(i, prev));
+        true
     }
 
     fn stop() -> Halt {
@@ -819,12 +824,10 @@ impl<S: Storage> StateView for FootprintView<'_, S> {
         if let Some(i) = slot {
             // Only ever added to (or subtracted from) in this block, by several
             // transactions: summed apart, in any order.
-            let Some(prev) = self.sums_of(i, &key) else {
-                return;
-            };
-            let mut sums = prev.unwrap_or_default();
-            sums.add = sums.add.wrapping_add(delta);
-            self.set_sums(i, key, sums, prev);
+            self.update_sums(i, key, |mut sums| {
+                sums.add = sums.add.wrapping_add(delta);
+                Some(sums)
+            });
         } else {
             // Its other touchers, if any, are in this lane's group: in block order.
             let now = num_of(&self.current(&key));
@@ -842,22 +845,13 @@ impl<S: Storage> StateView for FootprintView<'_, S> {
             if let Some(i) = self.summed.slot(ident(&key)) {
                 // Against the base value and this lane's own changes. A failure could be a
                 // success in block order (another lane may add first): undecidable here.
-                let Some(prev) = self.sums_of(i, &key) else {
-                    return Err(Self::stop());
-                };
-                let mut sums = prev.unwrap_or_default();
                 let base = num_of(&self.base.get(&key));
-                let fits = base
-                    .checked_add(sums.add)
-                    .and_then(|top| top.checked_sub(sums.sub))
-                    .is_some_and(|now| now >= amount);
-                if !fits {
-                    self.violated = true;
-                    return Err(Self::stop());
-                }
-                sums.sub += amount;
-                self.set_sums(i, key, sums, prev);
-                return Ok(true);
+                let taken = self.update_sums(i, key, |mut sums| {
+                    let now = base.checked_add(sums.add)?.checked_sub(sums.sub)?;
+                    sums.sub = sums.sub.checked_add(amount).filter(|_| now >= amount)?;
+                    Some(sums)
+                });
+                return if taken { Ok(true) } else { Err(Self::stop()) };
             }
         }
         let now = num_of(&self.current(&key));

@@ -145,21 +145,21 @@ fn hot_and_serial_workloads_have_their_shape() {
     }
 }
 
+/// Run options without progress bars.
+fn options(threads: Vec<usize>, repeat: usize) -> RunOptions {
+    RunOptions {
+        threads,
+        progress: false,
+        repeat,
+    }
+}
+
 #[test]
 fn runner_reports_matching_roots_on_every_workload() {
     for kind in WorkloadKind::ALL {
         let w = generate(&spec(kind));
         let mut streamed = 0;
-        let reports = run(
-            &w,
-            &RunOptions {
-                threads: vec![1, 2, 3],
-                progress: false,
-                repeat: 1,
-            },
-            |_| streamed += 1,
-        )
-        .expect("run");
+        let reports = run(&w, &options(vec![1, 2, 3], 1), |_| streamed += 1).expect("run");
         assert_eq!(streamed, reports.len());
         let engines: Vec<_> = reports
             .iter()
@@ -224,16 +224,7 @@ fn runner_reports_matching_roots_on_every_workload() {
 fn repeated_runs_keep_the_fastest_and_still_compare_every_block() {
     for kind in [WorkloadKind::TransferHot, WorkloadKind::DefiMix] {
         let w = generate(&spec(kind));
-        let reports = run(
-            &w,
-            &RunOptions {
-                threads: vec![2],
-                progress: false,
-                repeat: 3,
-            },
-            |_| {},
-        )
-        .expect("run");
+        let reports = run(&w, &options(vec![2], 3), |_| {}).expect("run");
         let Some(Report::Engine(e)) = reports.first() else {
             panic!("no engine report");
         };
@@ -251,16 +242,7 @@ fn single_thread_rate_is_measured_when_one_is_not_in_the_list() {
         txs: 100,
         ..spec(WorkloadKind::TransferUniform)
     });
-    let reports = run(
-        &w,
-        &RunOptions {
-            threads: vec![2],
-            progress: false,
-            repeat: 1,
-        },
-        |_| {},
-    )
-    .expect("run");
+    let reports = run(&w, &options(vec![2], 1), |_| {}).expect("run");
     let Some(Report::Sig(sig)) = reports.last() else {
         panic!("no sigverify report");
     };
@@ -274,25 +256,9 @@ fn bad_parameters_are_refused() {
         txs: 10,
         ..spec(WorkloadKind::TransferUniform)
     });
-    let zero = run(
-        &w,
-        &RunOptions {
-            threads: vec![1, 0],
-            progress: false,
-            repeat: 1,
-        },
-        |_| {},
-    );
+    let zero = run(&w, &options(vec![1, 0], 1), |_| {});
     assert!(matches!(zero, Err(BenchError::ZeroThreads)));
-    let none = run(
-        &w,
-        &RunOptions {
-            threads: vec![],
-            progress: false,
-            repeat: 1,
-        },
-        |_| {},
-    );
+    let none = run(&w, &options(vec![], 1), |_| {});
     assert!(matches!(none, Err(BenchError::NoThreads)));
 
     for bad in [

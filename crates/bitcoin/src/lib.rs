@@ -1,5 +1,8 @@
 //! Parabit's Bitcoin side.
 //!
+//! - [`bridge`]: the BTC bridge's Bitcoin side: the bridge output (the sequencer key tweaked
+//!   with a fixed merkle root), deposits into it (`OP_RETURN "pbd" ‖ recipient`) and payouts of
+//!   withdrawals out of it (`OP_RETURN "pbw" ‖ cursor`).
 //! - [`client`]: the [`BitcoinClient`] trait every backend implements, and its errors.
 //! - [`bitcoind`]: the Bitcoin Core JSON-RPC backend ([`BitcoindClient`]).
 //! - [`verify`]: transaction checks; scripts are verified by Bitcoin Core's own interpreter
@@ -21,6 +24,7 @@
 //! enforced beyond the 400,000 WU weight limit, the 1 sat/vB relay fee and full-RBF rules.
 
 pub mod bitcoind;
+pub mod bridge;
 pub mod client;
 pub mod envelope;
 pub mod regtest;
@@ -29,10 +33,15 @@ pub mod wallet;
 
 pub use bitcoin;
 pub use bitcoind::{Auth, BitcoindClient, BitcoindConfig};
+pub use bridge::{
+    bridge_address, bridge_merkle_root, bridge_script, bridge_wallet, build_deposit, build_payout,
+    parse_payout, scan_deposits, BitcoinDeposit, BridgeError, Payout, PayoutRequest,
+    SkippedDeposit,
+};
 pub use client::{BitcoinClient, ClientError, Utxo};
 pub use envelope::{
     build_commit_reveal, build_commit_reveals, verified_envelopes, verified_envelopes_in_block,
     CommitReveal, CommitReveals, Envelope, EnvelopeError,
 };
 pub use regtest::{RegtestChain, RegtestClient, RegtestConfig, RegtestError};
-pub use wallet::{TaprootWallet, WalletError};
+pub use wallet::{Funded, TaprootWallet, WalletError};

@@ -3,7 +3,10 @@
 //!
 //! Invariants:
 //! - The output key is the internal key tweaked with an empty merkle root (BIP 341), so the
-//!   address is the one `tr(<xonly>)` descriptors give.
+//!   address is the one `tr(<xonly>)` descriptors give. A wallet made by
+//!   [`TaprootWallet::with_merkle_root`] with `Some(root)` tweaks both its output key and its
+//!   signing key with that root instead (the bridge's output, `crate::bridge`); it still only
+//!   spends by key path, so every method below works the same for it.
 //! - A funded transaction's fee is exactly `fee_rate × vsize` (rounded up) of the signed
 //!   transaction, or more by at most the dust limit when change would be dust. Fees are computed
 //!   from the real weight of the transaction with placeholder 64-byte signatures, which have
@@ -19,8 +22,8 @@ use bitcoin::secp256k1::{Message, SecretKey, SECP256K1};
 use bitcoin::sighash::{Prevouts, SighashCache, TapSighashType};
 use bitcoin::transaction::Version;
 use bitcoin::{
-    Address, Amount, FeeRate, Network, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Weight,
-    Witness, XOnlyPublicKey,
+    Address, Amount, FeeRate, Network, ScriptBuf, Sequence, TapNodeHash, Transaction, TxIn, TxOut,
+    Weight, Witness, XOnlyPublicKey,
 };
 
 use crate::client::Utxo;
@@ -83,6 +86,7 @@ pub struct Funded {
 #[derive(Clone)]
 pub struct TaprootWallet {
     keypair: Keypair,
+    merkle_root: Option<TapNodeHash>,
     tweaked: Keypair,
     output_key: TweakedPublicKey,
     script_pubkey: ScriptBuf,
@@ -92,6 +96,7 @@ impl std::fmt::Debug for TaprootWallet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TaprootWallet")
             .field("internal_key", &self.internal_key())
+            .field("merkle_root", &self.merkle_root)
             .finish()
     }
 }
@@ -102,18 +107,30 @@ impl TaprootWallet {
         Self::from_keypair(Keypair::from_secret_key(SECP256K1, &secret))
     }
 
-    /// The wallet of `keypair`.
+    /// The wallet of `keypair` (BIP-86 style: no script tree).
     pub fn from_keypair(keypair: Keypair) -> Self {
+        Self::with_merkle_root(keypair, None)
+    }
+
+    /// The key-path wallet of `keypair` whose output key (and so signing key) is tweaked with
+    /// `merkle_root` (BIP 341: `Q = P + H_TapTweak(P ‖ root)·G`); `None` is [`Self::from_keypair`].
+    pub fn with_merkle_root(keypair: Keypair, merkle_root: Option<TapNodeHash>) -> Self {
         let (internal, _) = keypair.x_only_public_key();
-        let (output_key, _) = internal.tap_tweak(SECP256K1, None);
-        let tweaked = keypair.tap_tweak(SECP256K1, None).to_keypair();
+        let (output_key, _) = internal.tap_tweak(SECP256K1, merkle_root);
+        let tweaked = keypair.tap_tweak(SECP256K1, merkle_root).to_keypair();
         let script_pubkey = ScriptBuf::new_p2tr_tweaked(output_key);
         TaprootWallet {
             keypair,
+            merkle_root,
             tweaked,
             output_key,
             script_pubkey,
         }
+    }
+
+    /// The merkle root the output key commits to (`None` for a BIP-86 wallet).
+    pub fn merkle_root(&self) -> Option<TapNodeHash> {
+        self.merkle_root
     }
 
     /// The untweaked (internal) x-only key.
@@ -250,7 +267,7 @@ impl TaprootWallet {
     }
 
     /// An unsigned transaction with placeholder 64-byte witnesses (the signed size).
-    fn unsigned(&self, inputs: &[Utxo], outputs: Vec<TxOut>) -> Transaction {
+    pub(crate) fn unsigned(&self, inputs: &[Utxo], outputs: Vec<TxOut>) -> Transaction {
         Transaction {
             version: Version::TWO,
             lock_time: LockTime::ZERO,
@@ -444,6 +461,46 @@ mod tests {
             .is_err());
         immature.confirmations = 100;
         assert!(w.build_payment(&[immature], vec![pay], rate).is_ok());
+    }
+
+    #[test]
+    fn merkle_root_tweaks_output_and_signing_key() {
+        let kp = Keypair::from_secret_key(SECP256K1, &SecretKey::from_slice(&[4; 32]).unwrap());
+        let root = TapNodeHash::from_byte_array([0x5a; 32]);
+        let plain = TaprootWallet::from_keypair(kp);
+        let rooted = TaprootWallet::with_merkle_root(kp, Some(root));
+        assert_eq!(
+            plain.script_pubkey(),
+            TaprootWallet::with_merkle_root(kp, None).script_pubkey()
+        );
+        assert_eq!(plain.merkle_root(), None);
+        assert_eq!(rooted.merkle_root(), Some(root));
+        assert_eq!(rooted.internal_key(), plain.internal_key());
+        assert_ne!(rooted.script_pubkey(), plain.script_pubkey());
+        assert_eq!(
+            rooted.script_pubkey(),
+            &ScriptBuf::new_p2tr(SECP256K1, rooted.internal_key(), Some(root))
+        );
+        // Its key-path signatures pass Bitcoin Core's interpreter; the plain wallet's do not.
+        let coin = utxo(&rooted, 1, 10_000, 1);
+        let f = rooted
+            .build_payment(
+                std::slice::from_ref(&coin),
+                vec![TxOut {
+                    value: Amount::from_sat(5_000),
+                    script_pubkey: plain.script_pubkey().clone(),
+                }],
+                FeeRate::from_sat_per_vb_u32(1),
+            )
+            .unwrap();
+        assert!(crate::verify::verify_scripts(&f.tx, std::slice::from_ref(&coin.txout)).is_ok());
+        let mut forged = f.tx.clone();
+        let mut as_plain = TaprootWallet::from_keypair(kp);
+        as_plain.script_pubkey = rooted.script_pubkey().clone();
+        as_plain
+            .sign_key_spends(&mut forged, std::slice::from_ref(&coin.txout))
+            .unwrap();
+        assert!(crate::verify::verify_scripts(&forged, &[coin.txout]).is_err());
     }
 
     #[test]

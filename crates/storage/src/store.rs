@@ -15,6 +15,7 @@
 //! | `tx_index` | tx id | (height, index) of its first inclusion |
 //! | `account_txs` | `address ‖ height ‖ index` | tx id |
 //! | `batches` | batch index | the batcher's record of that batch (opaque bytes; created on first use) |
+//! | `bridge_payouts` | payout index | the bridge payer's record of that payout (opaque bytes; created on first use) |
 //!
 //! Layout (tag `parabit-storage/2`): the tree's leaves hold the state entries they commit to,
 //! so the tree is the latest state and its history at once, and every key a block writes
@@ -75,6 +76,7 @@ const RECEIPTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("recei
 const TX_INDEX: TableDefinition<&[u8; 32], (u64, u32)> = TableDefinition::new("tx_index");
 const ACCOUNT_TXS: TableDefinition<&[u8; 44], &[u8; 32]> = TableDefinition::new("account_txs");
 const BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("batches");
+const PAYOUTS: TableDefinition<u64, &[u8]> = TableDefinition::new("bridge_payouts");
 
 /// The layout tag stored under `meta["format"]`.
 const FORMAT: &[u8] = b"parabit-storage/2";
@@ -741,18 +743,62 @@ impl Store {
     /// Writes (or replaces) the record of batch `index`, durably. The store does not interpret
     /// the bytes: the batcher owns their format.
     pub fn put_batch(&self, index: u64, record: &[u8]) -> Result<(), StoreError> {
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate);
-        txn.set_quick_repair(self.config.quick_repair);
-        txn.open_table(BATCHES)?.insert(index, record)?;
-        txn.commit()?;
-        Ok(())
+        self.put_record(BATCHES, index, record)
     }
 
     /// The record of batch `index`.
     pub fn batch_record(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.record(BATCHES, index)
+    }
+
+    /// The highest batch index with a record (`None` when no batch was recorded).
+    pub fn latest_batch_index(&self) -> Result<Option<u64>, StoreError> {
+        self.last_record_index(BATCHES)
+    }
+
+    /// Writes (or replaces) the record of bridge payout `index`, durably. The store does not
+    /// interpret the bytes: the bridge's payer owns their format.
+    pub fn put_payout(&self, index: u64, record: &[u8]) -> Result<(), StoreError> {
+        self.put_record(PAYOUTS, index, record)
+    }
+
+    /// Every bridge payout record, by index.
+    pub fn payout_records(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let read = self.db.begin_read()?;
-        let table = match read.open_table(BATCHES) {
+        let table = match read.open_table(PAYOUTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            out.push((k.value(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn put_record(
+        &self,
+        table: TableDefinition<u64, &[u8]>,
+        index: u64,
+        record: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate);
+        txn.set_quick_repair(self.config.quick_repair);
+        txn.open_table(table)?.insert(index, record)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn record(
+        &self,
+        table: TableDefinition<u64, &[u8]>,
+        index: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let read = self.db.begin_read()?;
+        let table = match read.open_table(table) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
@@ -760,10 +806,12 @@ impl Store {
         Ok(table.get(index)?.map(|g| g.value().to_vec()))
     }
 
-    /// The highest batch index with a record (`None` when no batch was recorded).
-    pub fn latest_batch_index(&self) -> Result<Option<u64>, StoreError> {
+    fn last_record_index(
+        &self,
+        table: TableDefinition<u64, &[u8]>,
+    ) -> Result<Option<u64>, StoreError> {
         let read = self.db.begin_read()?;
-        let table = match read.open_table(BATCHES) {
+        let table = match read.open_table(table) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
@@ -981,6 +1029,29 @@ mod tests {
         assert_eq!(
             store.batch_record(2).expect("get").as_deref(),
             Some(&b"two"[..])
+        );
+    }
+
+    #[test]
+    fn payout_records_are_apart_from_batch_records_and_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.redb");
+        {
+            let store = Store::open(&path, StoreConfig::default()).expect("open");
+            assert!(store.payout_records().expect("list").is_empty());
+            store.put_payout(1, b"one").expect("put");
+            store.put_payout(0, b"zero").expect("put");
+            store.put_payout(1, b"one again").expect("replace");
+            store.put_batch(0, b"batch").expect("put");
+        }
+        let store = Store::open(&path, StoreConfig::default()).expect("reopen");
+        assert_eq!(
+            store.payout_records().expect("list"),
+            vec![(0, b"zero".to_vec()), (1, b"one again".to_vec())]
+        );
+        assert_eq!(
+            store.batch_record(0).expect("get").as_deref(),
+            Some(&b"batch"[..])
         );
     }
 

@@ -1,7 +1,9 @@
 //! Integration tests of `parabit-bitcoin`: the embedded regtest chain (mining, spends, mempool
-//! rules, reorgs, persistence), taproot envelopes on it, and the `BitcoinClient` backends.
+//! rules, reorgs, persistence), taproot envelopes on it, the bridge's deposits and payouts, and
+//! the `BitcoinClient` backends.
 
 mod bitcoind;
+mod bridge;
 mod chain;
 mod client;
 mod envelope;

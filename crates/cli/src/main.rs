@@ -7,6 +7,7 @@
 //! line).
 
 mod bench;
+mod bridge_cmd;
 mod channel_cmd;
 mod client;
 mod follow_cmd;
@@ -58,6 +59,9 @@ enum Command {
     /// Load-test a running node over JSON-RPC: fund and pre-sign, send at a target rate,
     /// follow commits, report rates and submit-to-commit latency.
     Load(load_cmd::LoadArgs),
+    /// BTC in and out: deposit from a key's Bitcoin coins, follow withdrawals, the bridge's
+    /// address and totals (`parabit tx withdraw-btc` sends a withdrawal).
+    Bridge(bridge_cmd::BridgeArgs),
     /// Run a Bitcoin regtest chain as its own process, serving Bitcoin Core's JSON-RPC
     /// subset (cookie or user/password auth), for devnets and full nodes to share.
     Regtest(regtest_cmd::RegtestArgs),
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         Command::Channel(args) => channel_cmd::run(&args),
         Command::Load(args) => load_cmd::run(&args),
         Command::Regtest(args) => regtest_cmd::run(&args),
+        Command::Bridge(args) => bridge_cmd::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,9 +26,10 @@ use parabit_bitcoin::regtest::{MinerHandle, RpcServer, ServerAuth};
 use parabit_bitcoin::{
     Auth, BitcoinClient, BitcoindClient, BitcoindConfig, RegtestChain, TaprootWallet,
 };
-use parabit_modules::genesis::SettlementSpec;
+use parabit_modules::genesis::{SettlementSpec, DEFAULT_MIN_DEPOSIT, DEFAULT_MIN_WITHDRAWAL};
 use parabit_modules::GenesisSpec;
 use parabit_node::batcher::{Batcher, BatcherConfig, StoreAccess};
+use parabit_node::bridge::{BridgeParams, DepositWatcher, Payer, PayerConfig};
 use parabit_node::node::Node;
 use parabit_node::settlement::SettlementStatus;
 use sha2::{Digest, Sha256};
@@ -160,6 +161,11 @@ impl DevnetBitcoin {
         Ok(SettlementSpec {
             sequencer_key: hex::encode(self.keypair.x_only_public_key().0.serialize()),
             start_height: u64::from(height) + 1,
+            // A devnet credits a deposit once one block holds it (regtest has no miners to
+            // reorganise it); a real chain keeps the default depth.
+            deposit_confirmations: 1,
+            min_deposit: DEFAULT_MIN_DEPOSIT,
+            min_withdrawal: DEFAULT_MIN_WITHDRAWAL,
         })
     }
 
@@ -192,6 +198,13 @@ impl DevnetBitcoin {
             "  sequencer  bitcoin address {}, envelope key {}\n",
             wallet.address(BtcNetwork::Regtest),
             hex::encode(self.keypair.x_only_public_key().0.serialize())
+        ));
+        out.push_str(&format!(
+            "  bridge     deposit BTC to {} with `parabit bridge deposit`; withdraw with `parabit tx withdraw-btc`\n",
+            parabit_bitcoin::bridge::bridge_address(
+                self.keypair.x_only_public_key().0,
+                BtcNetwork::Regtest
+            )
         ));
         out
     }
@@ -247,12 +260,16 @@ impl DevnetBitcoin {
                 .name("parabit-batcher".into())
                 .spawn(move || batcher.run(flag))
                 .context("starting the batcher thread")?;
+            let bridge = start_bridge(node, &self.client, self.keypair, &stop)?;
             let embedded = self.embedded;
             Ok(Attached {
                 banner,
                 stop: Box::new(move || {
                     stop.store(true, Ordering::SeqCst);
                     let _ = thread.join();
+                    for t in bridge {
+                        let _ = t.join();
+                    }
                     if let Some(e) = embedded {
                         e.miner.stop();
                         e.server.stop();
@@ -262,6 +279,45 @@ impl DevnetBitcoin {
         });
         Ok(Some(attach))
     }
+}
+
+/// Starts the bridge beside the node: the deposit watcher (its deposits go into every block
+/// from now on) and the withdrawal payer, each on its own thread until `stop`.
+fn start_bridge(
+    node: &Arc<Node>,
+    client: &Arc<dyn BitcoinClient>,
+    keypair: Keypair,
+    stop: &Arc<AtomicBool>,
+) -> Result<Vec<std::thread::JoinHandle<()>>> {
+    let Some(params) = BridgeParams::of(node.chain().spec()).map_err(|e| anyhow::anyhow!(e))?
+    else {
+        return Ok(Vec::new());
+    };
+    let watcher = Arc::new(
+        DepositWatcher::new(params, &keypair, Arc::clone(client))
+            .map_err(|e| anyhow::anyhow!(e))
+            .context("starting the deposit watcher")?,
+    );
+    node.attach_deposits(Arc::clone(&watcher));
+    let payer = Payer::new(
+        Arc::clone(node),
+        Arc::clone(client),
+        keypair,
+        PayerConfig::default(),
+    )
+    .context("starting the withdrawal payer")?;
+    node.attach_bridge_status(payer.status());
+    let flag = Arc::clone(stop);
+    let watch = std::thread::Builder::new()
+        .name("parabit-deposits".into())
+        .spawn(move || watcher.run(&flag, Duration::from_millis(500)))
+        .context("starting the deposit watcher thread")?;
+    let flag = Arc::clone(stop);
+    let pay = std::thread::Builder::new()
+        .name("parabit-payer".into())
+        .spawn(move || payer.run(&flag))
+        .context("starting the withdrawal payer thread")?;
+    Ok(vec![watch, pay])
 }
 
 /// The URL without credentials, for the banner.

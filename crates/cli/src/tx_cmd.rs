@@ -26,8 +26,8 @@ use clap::{Args, Subcommand};
 use parabit_modules::channels::{self, Channel, ChannelId, ChannelStatus, SignedState};
 use parabit_modules::insurance::InsurancePool;
 use parabit_modules::{
-    bank, insurance, staking, BankMsg, Call, ChannelMsg, DexMsg, InsuranceMsg, LendingMsg,
-    StakingMsg,
+    bank, insurance, staking, BankMsg, BridgeMsg, Call, ChannelMsg, DexMsg, InsuranceMsg,
+    LendingMsg, StakingMsg,
 };
 use parabit_primitives::{Address, AssetId, Network, Transaction};
 use serde_json::{json, Value as Json};
@@ -414,6 +414,17 @@ pub enum TxKind {
         #[arg(long)]
         preimage: Option<String>,
     },
+    /// Withdraws BTC to a Bitcoin address: burns it on L2 now; the sequencer pays it on
+    /// Bitcoin less an equal share of the payout's network fee (`parabit bridge withdrawal
+    /// ID` follows it).
+    WithdrawBtc {
+        /// The Bitcoin address to pay (of the chain's network: `bcrt1…` on a devnet).
+        #[arg(long)]
+        to: String,
+        /// How much: "0.001 BTC", or satoshis with their unit ("100000 sat").
+        #[arg(long)]
+        amount: String,
+    },
     /// Sends any call given as its JSON form, e.g.
     /// '{"Bank":{"Transfer":{"to":"pbrt1…","asset":0,"amount":5}}}'.
     Raw {
@@ -487,6 +498,23 @@ pub struct Built {
 
 fn built(call: Call, summary: String) -> Result<Built> {
     Ok(Built { call, summary })
+}
+
+/// The output script of a Bitcoin address of the chain's network.
+pub fn bitcoin_script(text: &str, network: Network) -> Result<parabit_bitcoin::bitcoin::ScriptBuf> {
+    use parabit_bitcoin::bitcoin;
+    let net = match network {
+        Network::Mainnet => bitcoin::Network::Bitcoin,
+        Network::Regtest => bitcoin::Network::Regtest,
+    };
+    let addr: bitcoin::Address<bitcoin::address::NetworkUnchecked> = text
+        .trim()
+        .parse()
+        .with_context(|| format!("{text:?} is not a Bitcoin address"))?;
+    let addr = addr
+        .require_network(net)
+        .with_context(|| format!("{text:?} is not an address of Bitcoin {net}"))?;
+    Ok(addr.script_pubkey())
 }
 
 /// The asset named by an amount's unit, if it has one.
@@ -600,6 +628,19 @@ pub fn build_call(kind: &TxKind, ctx: &BuildCtx<'_>) -> Result<Built> {
                     amount: v,
                 }),
                 format!("transfer {} to {}", asset.show(v), show_addr(&to_addr)),
+            )
+        }
+        TxKind::WithdrawBtc { to, amount } => {
+            let script = bitcoin_script(to, ctx.network).context("--to")?;
+            let btc = lk.asset(AssetId::BTC)?;
+            let (asset, v) = human::positive_amount("--amount", amount, Some(&btc), lk)?;
+            let amount = u64::try_from(v).map_err(|_| anyhow!("--amount {v} is too large"))?;
+            built(
+                Call::Bridge(BridgeMsg::Withdraw {
+                    amount,
+                    script_pubkey: script.to_bytes(),
+                }),
+                format!("withdraw {} to Bitcoin address {to}", asset.show(v)),
             )
         }
         TxKind::CreateAsset {

@@ -13,6 +13,7 @@ use parabit_exec::{key_map_with_capacity, KeyMap, Value};
 use parabit_primitives::{Address, Amount, AssetId};
 
 use crate::bank::{encode_asset_info, AssetInfo, BankKey};
+use crate::bridge::BridgeConfig;
 
 /// Why a genesis allocation is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -226,15 +227,80 @@ pub struct GenesisSpec {
     pub settlement: Option<SettlementSpec>,
 }
 
-/// How a chain settles on Bitcoin: whose envelopes count, and from which Bitcoin block.
-/// Not part of the state: it tells full nodes what to read.
+/// How a chain settles on Bitcoin: whose envelopes count, from which Bitcoin block, and its
+/// BTC bridge (whose authority is the sequencer's key). Not part of the state: it tells full
+/// nodes what to read, and configures the runtime ([`GenesisSpec::runtime`]).
+///
+/// The bridge's fields have defaults, so genesis files written before the bridge still parse.
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SettlementSpec {
-    /// The sequencer's x-only public key (64 hex digits): only envelopes signed by it count.
+    /// The sequencer's x-only public key (64 hex digits): only envelopes signed by it count,
+    /// and only transactions signed by it credit bridge deposits.
     pub sequencer_key: String,
     /// The first Bitcoin block that can hold the chain's batches.
     pub start_height: u64,
+    /// How many confirmations a Bitcoin deposit needs before the sequencer includes it
+    /// (1: in a block; default [`DEFAULT_DEPOSIT_CONFIRMATIONS`]).
+    #[serde(default = "default_deposit_confirmations")]
+    pub deposit_confirmations: u32,
+    /// Smallest deposit credited, in satoshis (default [`DEFAULT_MIN_DEPOSIT`]).
+    #[serde(default = "default_min_deposit")]
+    pub min_deposit: u64,
+    /// Smallest withdrawal accepted, in satoshis (default [`DEFAULT_MIN_WITHDRAWAL`]).
+    #[serde(default = "default_min_withdrawal")]
+    pub min_withdrawal: u64,
+}
+
+/// Default of [`SettlementSpec::deposit_confirmations`].
+pub const DEFAULT_DEPOSIT_CONFIRMATIONS: u32 = 6;
+/// Default of [`SettlementSpec::min_deposit`], in satoshis.
+pub const DEFAULT_MIN_DEPOSIT: u64 = 10_000;
+/// Default of [`SettlementSpec::min_withdrawal`], in satoshis.
+pub const DEFAULT_MIN_WITHDRAWAL: u64 = 10_000;
+
+fn default_deposit_confirmations() -> u32 {
+    DEFAULT_DEPOSIT_CONFIRMATIONS
+}
+
+fn default_min_deposit() -> u64 {
+    DEFAULT_MIN_DEPOSIT
+}
+
+fn default_min_withdrawal() -> u64 {
+    DEFAULT_MIN_WITHDRAWAL
+}
+
+impl SettlementSpec {
+    /// Settlement by `sequencer_key` (64 hex digits) from Bitcoin block `start_height`, with
+    /// the bridge's default deposit depth and minimums.
+    pub fn new(sequencer_key: String, start_height: u64) -> SettlementSpec {
+        SettlementSpec {
+            sequencer_key,
+            start_height,
+            deposit_confirmations: DEFAULT_DEPOSIT_CONFIRMATIONS,
+            min_deposit: DEFAULT_MIN_DEPOSIT,
+            min_withdrawal: DEFAULT_MIN_WITHDRAWAL,
+        }
+    }
+
+    /// The sequencer's address: [`Self::sequencer_key`] as 64 hex digits (surrounding
+    /// whitespace ignored) of a valid x-only public key; `None` otherwise.
+    pub fn sequencer_address(&self) -> Option<Address> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(self.sequencer_key.trim(), &mut bytes).ok()?;
+        let address = Address(bytes);
+        address.is_valid_key().then_some(address)
+    }
+
+    /// The bridge this settlement configures; `None` if the sequencer key does not parse.
+    pub fn bridge_config(&self) -> Option<BridgeConfig> {
+        Some(BridgeConfig {
+            authority: self.sequencer_address()?,
+            min_deposit: self.min_deposit,
+            min_withdrawal: self.min_withdrawal,
+        })
+    }
 }
 
 /// An initial balance.
@@ -298,9 +364,20 @@ pub enum GenesisSpecError {
 }
 
 impl GenesisSpec {
-    /// The runtime of this chain.
+    /// The runtime of this chain: with the BTC bridge when it settles on Bitcoin with a
+    /// sequencer key that parses ([`Self::bridge_config`]), without one otherwise.
     pub fn runtime(&self) -> crate::runtime::Runtime {
-        crate::runtime::Runtime::new(self.chain_id, self.fee_account)
+        let runtime = crate::runtime::Runtime::new(self.chain_id, self.fee_account);
+        match self.bridge_config() {
+            Some(config) => runtime.with_bridge(config),
+            None => runtime,
+        }
+    }
+
+    /// The chain's BTC bridge: its authority is the settlement's sequencer key; `None` without
+    /// a settlement or when that key is not 64 hex digits of an x-only public key.
+    pub fn bridge_config(&self) -> Option<BridgeConfig> {
+        self.settlement.as_ref()?.bridge_config()
     }
 
     /// Builds the genesis state: balances, asset descriptions, lending authorities, then the

@@ -8,13 +8,14 @@
 //! | [`staking`] | staking pools, unbonding, reward-per-share rewards, slashing |
 //! | [`insurance`] | cover pools, underwriter shares, utilisation-priced cover, assessor-voted claims |
 //! | [`channels`] | two-party payment channels: deposits, signed off-chain states, cooperative and challenged closes, HTLCs |
+//! | [`bridge`] | the L2 side of the BTC bridge: Bitcoin deposits credited by the sequencer, withdrawals burnt and recorded |
 //! | [`runtime`] | the [`Vm`](parabit_exec::Vm): chain id, nonce and fee checks, dispatch |
 //! | [`genesis`] | genesis state and conservation checks for tests, benches and the devnet |
 //!
 //! Invariants (each module's doc details its own):
 //! - Every module's state keys start with a prefix byte that no other module uses
 //!   (bank: `0x01`–`0x05`, dex: `0x10`–`0x14`, lending: `0x20`–`0x2a`, staking: `0x30`–`0x38`,
-//!   insurance: `0x40`–`0x4d`, channels: `0x50`).
+//!   insurance: `0x40`–`0x4d`, channels: `0x50`, bridge: `0x60`–`0x63`).
 //! - Value is conserved in every module; no balance goes below zero; every asset's supply
 //!   equals the sum of its balances.
 //! - Execution is deterministic and credits use commutative deltas, so the parallel engine
@@ -140,6 +141,7 @@ pub(crate) fn declare(fp: &mut parabit_exec::Footprint, key: parabit_exec::Key, 
 }
 
 pub mod bank;
+pub mod bridge;
 pub mod channels;
 pub mod dex;
 pub mod genesis;
@@ -149,6 +151,7 @@ pub mod runtime;
 pub mod staking;
 
 pub use bank::{AssetInfo, BankError, BankKey, BankMsg};
+pub use bridge::{BridgeConfig, BridgeError, BridgeKey, BridgeMsg, Withdrawal};
 pub use channels::{ChannelError, ChannelId, ChannelMsg, ChannelState, SignedState};
 pub use dex::{DexError, DexKey, DexMsg, PoolId};
 pub use genesis::{

@@ -10,6 +10,11 @@
 //! 4. Write nonce + 1, `add` the fee to the fee account, take a checkpoint, run the call.
 //! 5. The call fails → roll back to the checkpoint: `Failed(reason)`, fee and nonce kept.
 //!
+//! A bridge deposit ([`BridgeMsg::Deposit`]) is the exception: a system transaction of the
+//! bridge's authority with fee 0 and nonce 0. After the chain id check it skips steps 2–4 (no
+//! nonce is read or advanced, no fee charged) and runs at once; it is `Success` with
+//! `fee_paid == 0`, or `Invalid(reason)` with everything it did rolled back ([`bridge`]).
+//!
 //! # Blocks and hooks
 //! The engine runs [`BlockTx`]s: a block is its begin-block hooks, its user transactions,
 //! then its end-block hooks ([`block_txs`]). A hook is a system transaction: no fee, no
@@ -23,19 +28,22 @@
 //! # Invariants
 //! - `Invalid` and `Panicked` receipts come with no state change and `fee_paid == 0`;
 //!   `Success` and `Failed` receipts with `fee_paid == tx.fee`, moved from the sender to the
-//!   fee account, and the nonce advanced by one.
+//!   fee account, and the nonce advanced by one; except a successful bridge deposit, whose fee
+//!   is 0 and whose sender's nonce stays as it was.
 //! - The fee credit is an `add` and the fee debit a `try_sub`: a block of transactions that
 //!   all pay the same fee account does not conflict on it.
 //! - A `Halt` from the state view is returned as `Err(halt)` at once, never turned into a
 //!   receipt; apart from it, `execute` is a pure function of the transaction and the values
 //!   its state operations return.
-//! - Value is conserved: the runtime itself only moves the fee.
+//! - Value is conserved: the runtime itself only moves the fee. (The bridge mints BTC for a
+//!   deposit and burns it for a withdrawal, through the bank: supply equals balances.)
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use parabit_exec::{num_of, Footprint, Halt, Key, StateResult, StateView, Storage, Value, Vm};
 use parabit_primitives::{Address, AssetId, Receipt, SignedTransaction, Transaction, TxStatus};
 
 use crate::bank::{self, balance_key, nonce_key, BankError, BankMsg};
+use crate::bridge::{self, BridgeConfig, BridgeError, BridgeMsg};
 use crate::channels::{self, ChannelError, ChannelMsg};
 use crate::dex::{self, DexError, DexKey, DexMsg, PoolId};
 use crate::insurance::{self, InsuranceError, InsuranceMsg};
@@ -66,6 +74,9 @@ pub enum Call {
     Insurance(InsuranceMsg),
     /// A payment-channel message.
     Channel(ChannelMsg),
+    /// A BTC bridge message (last, so that the other variants keep their encodings). A
+    /// deposit is a system transaction of the bridge's authority: see [`bridge`].
+    Bridge(BridgeMsg),
 }
 
 /// A Parabit transaction.
@@ -73,7 +84,7 @@ pub type Tx = Transaction<Call>;
 /// A signed Parabit transaction.
 pub type SignedTx = SignedTransaction<Call>;
 
-/// The runtime of a chain: its id and where fees go.
+/// The runtime of a chain: its id, where fees go, and its bridge.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Runtime {
     /// Transactions for another chain are invalid.
@@ -84,6 +95,9 @@ pub struct Runtime {
     fee_key: Key,
     /// The height of the block being executed (deadlines are checked against it).
     pub height: u64,
+    /// The BTC bridge: who credits deposits, and the minimum amounts. `None`: deposits are
+    /// invalid and withdrawals fail.
+    bridge: Option<BridgeConfig>,
 }
 
 impl Runtime {
@@ -94,7 +108,21 @@ impl Runtime {
             fee_account,
             fee_key: balance_key(&fee_account, AssetId::BTC),
             height: 0,
+            bridge: None,
         }
+    }
+
+    /// The same runtime with the BTC bridge `config`.
+    pub fn with_bridge(self, config: BridgeConfig) -> Runtime {
+        Runtime {
+            bridge: Some(config),
+            ..self
+        }
+    }
+
+    /// The chain's BTC bridge, if it has one.
+    pub fn bridge(&self) -> Option<BridgeConfig> {
+        self.bridge
     }
 
     /// The sequencer's account, credited with every fee.
@@ -271,6 +299,15 @@ impl ModuleError for InsuranceError {
     }
 }
 
+impl ModuleError for BridgeError {
+    fn halt(&self) -> Option<Halt> {
+        match self {
+            BridgeError::Halt(h) => Some(*h),
+            _ => None,
+        }
+    }
+}
+
 impl ModuleError for DexError {
     fn halt(&self) -> Option<Halt> {
         match self {
@@ -325,9 +362,11 @@ impl Vm for Runtime {
     /// account, batch totals) are only added to. Every lending, staking and insurance message
     /// declares one too ([`lending::footprint`], [`staking::footprint`],
     /// [`insurance::footprint`]; they read `state` for a pool's assets or an account's
-    /// markets). Other calls declare nothing, and their blocks run on the general engine. A
-    /// footprint must cover every key the call can touch, on every path including failures:
-    /// the engine checks it, and a miss costs a re-run.
+    /// markets), and so do channel and bridge messages ([`channels::footprint`],
+    /// [`bridge::footprint`]; a deposit declares no nonce, balance or fee key of its sender,
+    /// since it touches none). Other calls declare nothing, and their blocks run on the
+    /// general engine. A footprint must cover every key the call can touch, on every path
+    /// including failures: the engine checks it, and a miss costs a re-run.
     /// Of the hooks, batch payouts declare theirs ([`dex::pay_footprint`]).
     fn footprint(&self, txn: &BlockTx, state: &dyn Storage) -> Option<Footprint> {
         let mut fp = Footprint::default();
@@ -343,6 +382,14 @@ impl Vm for Runtime {
             }
             BlockTx::Hook(_) => return false,
         };
+        if let Call::Bridge(msg) = &tx.call {
+            if bridge::is_deposit(msg) {
+                // No nonce, balance or fee: see `execute_deposit`.
+                let config = self.bridge.as_ref();
+                bridge::footprint(msg, config, &tx.sender, tx.fee, tx.nonce, fp);
+                return true;
+            }
+        }
         fp.exclusive.push(nonce_key(&tx.sender));
         fp.exclusive.push(balance_key(&tx.sender, AssetId::BTC));
         fp.deltas.push(self.fee_key);
@@ -398,6 +445,10 @@ impl Vm for Runtime {
             Call::Staking(msg) => staking::footprint(msg, &tx.sender, tx.nonce, state, fp),
             Call::Insurance(msg) => insurance::footprint(msg, &tx.sender, tx.nonce, state, fp),
             Call::Channel(msg) => channels::footprint(msg, &tx.sender, tx.nonce, state, fp),
+            Call::Bridge(msg) => {
+                let config = self.bridge.as_ref();
+                bridge::footprint(msg, config, &tx.sender, tx.fee, tx.nonce, fp)
+            }
             _ => return false,
         }
         true
@@ -439,6 +490,11 @@ impl Runtime {
                 "wrong chain id: expected {}, got {}",
                 self.chain_id, tx.chain_id
             )));
+        }
+        if let Call::Bridge(msg) = &tx.call {
+            if bridge::is_deposit(msg) {
+                return self.execute_deposit(tx, msg, view);
+            }
         }
         let nonce_key = nonce_key(&tx.sender);
         let expected = num_of(&view.read(&nonce_key)?);
@@ -493,6 +549,15 @@ impl Runtime {
                 self.height,
                 msg,
             ))?,
+            Call::Bridge(msg) => call_status(bridge::execute(
+                view,
+                self.bridge.as_ref(),
+                &tx.sender,
+                tx.fee,
+                tx.nonce,
+                self.height,
+                msg,
+            ))?,
         };
         let status = match result {
             Ok(()) => TxStatus::Success,
@@ -505,5 +570,29 @@ impl Runtime {
             status,
             fee_paid: tx.fee,
         })
+    }
+
+    /// Runs a bridge deposit (after the chain id check): a system transaction of the bridge's
+    /// authority, so no nonce is checked or advanced and no fee charged. `Success` with
+    /// `fee_paid == 0`, or `Invalid` with every change rolled back.
+    fn execute_deposit<V: StateView>(
+        &self,
+        tx: &Tx,
+        msg: &BridgeMsg,
+        view: &mut V,
+    ) -> StateResult<Receipt> {
+        let checkpoint = view.checkpoint();
+        let config = self.bridge.as_ref();
+        let result = bridge::execute(view, config, &tx.sender, tx.fee, tx.nonce, self.height, msg);
+        match call_status(result)? {
+            Ok(()) => Ok(Receipt {
+                status: TxStatus::Success,
+                fee_paid: 0,
+            }),
+            Err(reason) => {
+                view.rollback(checkpoint);
+                Ok(Receipt::invalid(reason))
+            }
+        }
     }
 }

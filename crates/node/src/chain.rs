@@ -198,6 +198,18 @@ impl Chain {
     /// Executes `txs` (already verified) as the next block with this timestamp, commits it,
     /// and returns it. Transactions that fail or are invalid still get a receipt.
     pub fn produce(&self, txs: Vec<SignedTx>, timestamp_ms: u64) -> Result<Committed, ChainError> {
+        let bitcoin_height = self.head().bitcoin_height;
+        self.produce_at(txs, timestamp_ms, bitcoin_height)
+    }
+
+    /// [`Self::produce`] with the header saying that the block includes the deposits of
+    /// Bitcoin blocks up to `bitcoin_height` (never below the parent's).
+    pub fn produce_at(
+        &self,
+        txs: Vec<SignedTx>,
+        timestamp_ms: u64,
+        bitcoin_height: u64,
+    ) -> Result<Committed, ChainError> {
         let parent = self.head();
         let height = parent.height + 1;
         let (receipts, writes) = {
@@ -214,7 +226,7 @@ impl Chain {
             timestamp_ms: timestamp_ms.max(parent.timestamp_ms),
             tx_root: tx_root(&tx_ids),
             state_root: prepared.state_root(),
-            bitcoin_height: parent.bitcoin_height,
+            bitcoin_height: bitcoin_height.max(parent.bitcoin_height),
             fees,
             tx_count: txs.len() as u32,
         };
@@ -403,9 +415,15 @@ pub fn replay(
 
 /// The accounts a transaction concerns: its sender, and whoever it names as a recipient.
 pub fn concerned(tx: &parabit_modules::Tx) -> Vec<Address> {
+    use parabit_modules::bridge::BridgeMsg;
     use parabit_modules::{BankMsg, Call};
     let mut out = vec![tx.sender];
-    if let Call::Bank(BankMsg::Transfer { to, .. }) = &tx.call {
+    let to = match &tx.call {
+        Call::Bank(BankMsg::Transfer { to, .. }) => Some(to),
+        Call::Bridge(BridgeMsg::Deposit { recipient, .. }) => Some(recipient),
+        _ => None,
+    };
+    if let Some(to) = to {
         if *to != tx.sender {
             out.push(*to);
         }

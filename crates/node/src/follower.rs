@@ -61,6 +61,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
 use crate::batch::{Batch, BatchCodec, Chunk};
+use crate::bridge::{check_deposits, BridgeParams, DepositLog};
 use crate::chain::{Chain, ChainConfig, ChainError};
 use crate::node::{Node, NodeConfig};
 use crate::settlement::{BatchRecord, BatchStatus, SettlementError, SettlementStatus};
@@ -156,10 +157,20 @@ pub struct Mismatch {
     pub computed: String,
     /// The root the sequencer's header claims (hex).
     pub claimed: String,
+    /// When the block was refused before execution (its deposits are not Bitcoin's): why.
+    /// `computed` is then empty.
+    pub reason: Option<String>,
 }
 
 impl std::fmt::Display for Mismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(reason) = &self.reason {
+            return write!(
+                f,
+                "batch {} (reveal {} in Bitcoin block {}): block {}: {reason}",
+                self.batch_index, self.reveal_txid, self.bitcoin_height, self.height
+            );
+        }
         write!(
             f,
             "batch {} (reveal {} in Bitcoin block {}): block {} has state root {} but re-execution gives {}",
@@ -249,6 +260,10 @@ struct Cursor {
     /// Blocks up to this height are being read a second time: chunks of batches already
     /// derived are ignored there without a report.
     quiet_until: Option<u32>,
+    /// The bridge deposits of the Bitcoin blocks read.
+    deposits: DepositLog,
+    /// The next Bitcoin height whose deposits are to be logged.
+    deposit_next: u32,
 }
 
 /// The chunks of one batch read so far.
@@ -263,6 +278,7 @@ pub struct Follower {
     spec: GenesisSpec,
     key: XOnlyPublicKey,
     start_height: u32,
+    bridge: Option<BridgeParams>,
     codec: BatchCodec,
     client: Arc<dyn BitcoinClient>,
     config: FollowerConfig,
@@ -325,6 +341,7 @@ impl Follower {
         config: FollowerConfig,
     ) -> Result<Follower, FollowerError> {
         let (key, start_height) = settlement_of(&spec)?;
+        let bridge = BridgeParams::of(&spec).map_err(FollowerError::BadSettlement)?;
         let chain = Chain::open(db, spec.clone(), &config.chain)?;
         let records = SettlementStatus::load(chain.store())?.all();
         // Records must be contiguous from 0 and chained; keep the longest good prefix.
@@ -368,6 +385,10 @@ impl Follower {
         }
         // Read the last batch's block again: it may hold chunks of the next batch.
         let last_seen = kept.last().and_then(|r| r.bitcoin_height);
+        // Deposits the next blocks may include lie after the head's Bitcoin height.
+        let deposit_next = u32::try_from(node.chain().head().bitcoin_height.saturating_add(1))
+            .unwrap_or(u32::MAX)
+            .max(start_height);
         let cursor = Cursor {
             next: last_seen.map_or(start_height, |h| h.max(start_height)),
             scanned,
@@ -376,6 +397,8 @@ impl Follower {
             last_hash: kept.last().map_or([0; 32], |r| r.hash),
             pending: BTreeMap::new(),
             quiet_until: last_seen,
+            deposits: DepositLog::default(),
+            deposit_next,
         };
         let (node_tx, _) = watch::channel(node);
         Ok(Follower {
@@ -384,6 +407,7 @@ impl Follower {
             spec,
             key,
             start_height,
+            bridge,
             client,
             config,
             node: node_tx,
@@ -598,6 +622,8 @@ impl Follower {
         }
         cur.scanned.retain(|h, _| *h <= fork);
         cur.outputs.retain(|_, (h, _)| *h <= fork);
+        cur.deposits.forget_above(fork);
+        cur.deposit_next = cur.deposit_next.min(fork.saturating_add(1));
         for p in cur.pending.values_mut() {
             p.chunks.retain(|_, (_, f)| f.height <= fork);
         }
@@ -637,6 +663,7 @@ impl Follower {
         block: &BtcBlock,
         report: &mut SyncReport,
     ) -> Result<(), FollowerError> {
+        self.log_deposits(cur, height, block)?;
         let envelopes = {
             let outputs = &cur.outputs;
             let client = &self.client;
@@ -726,6 +753,31 @@ impl Follower {
         let out_floor = height.saturating_sub(OUTPUT_WINDOW);
         cur.outputs.retain(|_, (h, _)| *h > out_floor);
         cur.next = height.saturating_add(1);
+        Ok(())
+    }
+
+    /// Logs the bridge deposits of the Bitcoin blocks up to `height` (the block just read),
+    /// fetching the ones between the last logged and it (after a restart, the follower reads
+    /// on from its last batch's block while the next L2 block's deposits may lie lower).
+    fn log_deposits(
+        &self,
+        cur: &mut Cursor,
+        height: u32,
+        block: &BtcBlock,
+    ) -> Result<(), FollowerError> {
+        let Some(params) = &self.bridge else {
+            return Ok(());
+        };
+        while cur.deposit_next < height {
+            let h = cur.deposit_next;
+            let earlier = self.client.block(&self.client.block_hash(h)?)?;
+            cur.deposits.record(h, &earlier, params);
+            cur.deposit_next = h + 1;
+        }
+        if cur.deposit_next == height {
+            cur.deposits.record(height, block, params);
+            cur.deposit_next = height.saturating_add(1);
+        }
         Ok(())
     }
 
@@ -893,6 +945,24 @@ impl Follower {
         for block in batch.blocks {
             let height = block.header.height;
             let ntx = block.txs.len() as u64;
+            if let Some(params) = &self.bridge {
+                let parent = node.chain().head().bitcoin_height;
+                if let Err(reason) = check_deposits(&block, parent, &cur.deposits, params) {
+                    let m = Mismatch {
+                        batch_index: batch.index,
+                        height,
+                        bitcoin_height: found.height,
+                        reveal_txid: found.txid,
+                        computed: String::new(),
+                        claimed: hex::encode(block.header.state_root),
+                        reason: Some(format!("deposits: {reason}")),
+                    };
+                    tracing::error!("a block's deposits are not Bitcoin's, following stopped: {m}");
+                    *self.mismatch.write() = Some(m.clone());
+                    report.mismatch = Some(m);
+                    return Ok(Ok(()));
+                }
+            }
             match node.apply_block(block) {
                 Ok(_) => {
                     report.blocks += 1;
@@ -911,6 +981,7 @@ impl Follower {
                         reveal_txid: found.txid,
                         computed,
                         claimed,
+                        reason: None,
                     };
                     tracing::error!("state root mismatch, following stopped: {m}");
                     *self.mismatch.write() = Some(m.clone());
@@ -1077,27 +1148,21 @@ mod tests {
             settlement_of(&spec(None)),
             Err(FollowerError::NoSettlement)
         ));
-        let bad_key = spec(Some(SettlementSpec {
-            sequencer_key: "zz".into(),
-            start_height: 1,
-        }));
+        let bad_key = spec(Some(SettlementSpec::new("zz".into(), 1)));
         assert!(matches!(
             settlement_of(&bad_key),
             Err(FollowerError::BadSettlement(m)) if m.contains("sequencer_key")
         ));
         let key = "0e42bc1e17dba22941ca26243b913768a8049842ce9825eab009f7a2c312a39e";
-        let too_high = spec(Some(SettlementSpec {
-            sequencer_key: key.into(),
-            start_height: u64::from(u32::MAX) + 1,
-        }));
+        let too_high = spec(Some(SettlementSpec::new(
+            key.into(),
+            u64::from(u32::MAX) + 1,
+        )));
         assert!(matches!(
             settlement_of(&too_high),
             Err(FollowerError::BadSettlement(m)) if m.contains("start_height")
         ));
-        let good = spec(Some(SettlementSpec {
-            sequencer_key: key.into(),
-            start_height: 7,
-        }));
+        let good = spec(Some(SettlementSpec::new(key.into(), 7)));
         let (k, h) = settlement_of(&good).expect("good");
         assert_eq!(k.to_string(), key);
         assert_eq!(h, 7);
@@ -1120,10 +1185,20 @@ mod tests {
             reveal_txid: Txid::all_zeros(),
             computed: "aa".into(),
             claimed: "bb".into(),
+            reason: None,
         };
         let text = m.to_string();
         assert!(text.starts_with("batch 4 "), "{text}");
         assert!(text.contains("block 17 has state root bb but re-execution gives aa"));
         assert!(text.contains("Bitcoin block 120"));
+        let refused = Mismatch {
+            reason: Some("deposits: the block leaves out a deposit".into()),
+            ..m
+        };
+        let text = refused.to_string();
+        assert!(
+            text.ends_with("block 17: deposits: the block leaves out a deposit"),
+            "{text}"
+        );
     }
 }

@@ -8,6 +8,7 @@
 //! | [`mempool`] | admission (parallel signature checks), nonce order, fee priority, bounds, replacement |
 //! | [`node`] | the chain and mempool together: submission, block production on a timer, new-block events |
 //! | [`settlement`] | batch records and settlement status shared by the batcher, the follower and the RPC |
+//! | [`bridge`] | the BTC bridge: deposits read on Bitcoin and included in blocks, checked by full nodes; withdrawals paid on Bitcoin |
 //! | [`batcher`] | the sequencer's batcher: batches to Bitcoin as commit/reveal envelopes, confirmation, RBF, re-posts |
 //! | [`follower`] | derivation: a full node that rebuilds and checks the L2 from Bitcoin alone |
 //! | [`rpc`] | the JSON-RPC server (`docs/RPC.md`), HTTP and WebSocket |
@@ -21,6 +22,7 @@
 
 pub mod batch;
 pub mod batcher;
+pub mod bridge;
 pub mod chain;
 pub mod devnet;
 pub mod follower;

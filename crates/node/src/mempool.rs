@@ -8,7 +8,8 @@
 //! [`VerifiedTx`]s (the only way to make one); [`Mempool::insert`] then applies, in this
 //! order, each failing with its own [`MempoolError`] and changing nothing:
 //! 1. chain id equal to the configured one;
-//! 2. encoded size ≤ [`MempoolConfig::max_tx_bytes`];
+//! 2. encoded size ≤ [`MempoolConfig::max_tx_bytes`], and not a bridge deposit (the block
+//!    builder includes those from Bitcoin; [`crate::bridge`]);
 //! 3. fee ≥ [`MempoolConfig::min_fee`];
 //! 4. not already pooled (same id);
 //! 5. nonce ≥ the sender's committed nonce (a lower one is a replay) and below committed +
@@ -63,7 +64,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
-use parabit_modules::SignedTx;
+use parabit_modules::{Call, SignedTx};
 use parabit_primitives::{
     verify_one, Address, Amount, DecodeError, SignatureError, TxId, MAX_TX_SIZE,
 };
@@ -213,6 +214,9 @@ pub enum MempoolError {
         /// The sender's BTC balance.
         have: Amount,
     },
+    /// A bridge deposit: only the block builder includes those, from Bitcoin.
+    #[error("bridge deposits are not submitted: the sequencer includes them from Bitcoin")]
+    DepositSubmitted,
     /// No room, and nothing of lower priority to evict.
     #[error("mempool full: no room for {size} bytes at fee {fee}")]
     Full {
@@ -429,6 +433,12 @@ impl Mempool {
                 size,
                 max: cfg.max_tx_bytes,
             });
+        }
+        if matches!(
+            tx.tx.call,
+            Call::Bridge(parabit_modules::bridge::BridgeMsg::Deposit { .. })
+        ) {
+            return Err(MempoolError::DepositSubmitted);
         }
         if fee < cfg.min_fee {
             return Err(MempoolError::FeeBelowMinimum {

@@ -76,6 +76,8 @@ pub struct Node {
     wake: Notify,
     producing: Mutex<()>,
     settlement: std::sync::OnceLock<Arc<crate::settlement::SettlementStatus>>,
+    deposits: std::sync::OnceLock<Arc<crate::bridge::DepositWatcher>>,
+    bridge: std::sync::OnceLock<Arc<crate::bridge::BridgeStatus>>,
     metrics: crate::metrics::Metrics,
 }
 
@@ -91,6 +93,8 @@ impl Node {
             wake: Notify::new(),
             producing: Mutex::new(()),
             settlement: std::sync::OnceLock::new(),
+            deposits: std::sync::OnceLock::new(),
+            bridge: std::sync::OnceLock::new(),
             metrics: crate::metrics::Metrics::new(),
         })
     }
@@ -118,6 +122,27 @@ impl Node {
     /// The attached settlement status, if any.
     pub fn settlement(&self) -> Option<&Arc<crate::settlement::SettlementStatus>> {
         self.settlement.get()
+    }
+
+    /// Attaches the sequencer's deposit watcher: from then on every block includes the
+    /// deposits it has read. Only the first call counts (`false` after).
+    pub fn attach_deposits(&self, watcher: Arc<crate::bridge::DepositWatcher>) -> bool {
+        self.deposits.set(watcher).is_ok()
+    }
+
+    /// The attached deposit watcher, if any.
+    pub fn deposit_watcher(&self) -> Option<&Arc<crate::bridge::DepositWatcher>> {
+        self.deposits.get()
+    }
+
+    /// Attaches the withdrawal payer's status that the RPC shows (first call only).
+    pub fn attach_bridge_status(&self, status: Arc<crate::bridge::BridgeStatus>) -> bool {
+        self.bridge.set(status).is_ok()
+    }
+
+    /// The attached payer status, if any.
+    pub fn bridge_status(&self) -> Option<&Arc<crate::bridge::BridgeStatus>> {
+        self.bridge.get()
     }
 
     /// The chain.
@@ -186,24 +211,30 @@ impl Node {
         self.events.subscribe()
     }
 
-    /// Builds, commits and publishes a block of the best ready transactions, if any are
-    /// ready (`force`: even an empty one).
+    /// Builds, commits and publishes a block of the deposits read on Bitcoin (with a deposit
+    /// watcher attached) and the best ready transactions, if there are any (`force`: even an
+    /// empty block).
     pub fn produce_block(
         &self,
         timestamp_ms: u64,
         force: bool,
     ) -> Result<Option<Arc<Committed>>, ChainError> {
         let _one_at_a_time = self.producing.lock();
-        let txs = self.chain.with_state(|state| {
-            self.mempool
-                .lock()
-                .select(self.config.max_block_txs, &StateAccounts(state))
-        });
+        let parent_bitcoin_height = self.chain.head().bitcoin_height;
+        let (mut txs, bitcoin_height) = match self.deposits.get() {
+            Some(w) => w.take(parent_bitcoin_height),
+            None => (Vec::new(), parent_bitcoin_height),
+        };
+        let room = self.config.max_block_txs.saturating_sub(txs.len()).max(1);
+        let user = self
+            .chain
+            .with_state(|state| self.mempool.lock().select(room, &StateAccounts(state)));
+        txs.extend(user);
         if txs.is_empty() && !force {
             return Ok(None);
         }
         let started = std::time::Instant::now();
-        let committed = Arc::new(self.chain.produce(txs, timestamp_ms)?);
+        let committed = Arc::new(self.chain.produce_at(txs, timestamp_ms, bitcoin_height)?);
         self.metrics.block(
             "produced",
             started.elapsed().as_secs_f64(),

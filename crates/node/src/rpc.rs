@@ -223,6 +223,114 @@ impl RpcContext {
         }
     }
 
+    /// The Bitcoin network of this chain's addresses.
+    fn bitcoin_network(&self) -> parabit_bitcoin::bitcoin::Network {
+        match self.network {
+            Network::Mainnet => parabit_bitcoin::bitcoin::Network::Bitcoin,
+            Network::Regtest => parabit_bitcoin::bitcoin::Network::Regtest,
+        }
+    }
+
+    /// `pb_bridgeInfo`: null for a chain without a bridge.
+    fn bridge_info(&self) -> RpcResult<Json> {
+        let chain = self.node.chain();
+        let params = match crate::bridge::BridgeParams::of(chain.spec()) {
+            Ok(Some(p)) => p,
+            Ok(None) => return Ok(Json::Null),
+            Err(e) => return Err(internal(e)),
+        };
+        let (deposited, withdrawn) = chain.with_state(parabit_modules::bridge::query_totals);
+        let settlement = chain.spec().settlement.as_ref();
+        let mut info = json!({
+            "bridge_address": params.address(self.bitcoin_network()),
+            "sequencer_key": hex::encode(params.sequencer.serialize()),
+            "start_height": params.start_height,
+            "deposit_confirmations": params.confirmations,
+            "min_deposit": params.min_deposit,
+            "min_withdrawal": settlement.map_or(0, |s| s.min_withdrawal),
+            "bitcoin_height": chain.head().bitcoin_height,
+            "deposited": deposited.to_string(),
+            "withdrawn": withdrawn.to_string(),
+            "locked": deposited.saturating_sub(withdrawn).to_string(),
+        });
+        if let Some(w) = self.node.deposit_watcher() {
+            let (read, seen, halted) = w.progress();
+            info["watcher"] =
+                json!({"read_through": read, "deposits_seen": seen, "halted": halted});
+        }
+        if let Some(b) = self.node.bridge_status() {
+            let p = b.info();
+            info["payer"] = json!({"payouts": p.payouts, "waiting": p.waiting,
+                "holdings": p.holdings, "last_error": p.last_error});
+        }
+        Ok(info)
+    }
+
+    /// `pb_getWithdrawal`: the withdrawal made by transaction `id`, and its payout.
+    fn withdrawal_json(&self, id: &TxId) -> RpcResult<Json> {
+        use parabit_bitcoin::bitcoin::hashes::Hash;
+        use parabit_modules::bridge::BridgeMsg;
+        let store = self.node.chain().store();
+        let Some((height, index)) = store.tx_location(id).map_err(internal)? else {
+            return Ok(Json::Null);
+        };
+        let block = store.block::<Call>(height).map_err(internal)?;
+        let Some(tx) = block.as_ref().and_then(|b| b.txs.get(index as usize)) else {
+            return Ok(Json::Null);
+        };
+        let Call::Bridge(BridgeMsg::Withdraw {
+            amount,
+            script_pubkey,
+        }) = &tx.tx.call
+        else {
+            return Err(invalid("id", "not a withdrawal transaction"));
+        };
+        let script = parabit_bitcoin::bitcoin::ScriptBuf::from_bytes(script_pubkey.clone());
+        let address =
+            parabit_bitcoin::bitcoin::Address::from_script(&script, self.bitcoin_network())
+                .map(|a| a.to_string())
+                .ok();
+        let receipt = store.receipt(id).map_err(internal)?;
+        let mut out = json!({
+            "id": id.to_string(),
+            "sender": tx.tx.sender.to_bech32(self.network),
+            "amount": amount,
+            "script_pubkey": hex::encode(script_pubkey),
+            "address": address,
+            "height": height,
+            "index": index,
+        });
+        match receipt.map(|r| r.status) {
+            Some(TxStatus::Success) => {}
+            Some(other) => {
+                out["status"] = json!("failed");
+                out["error"] = json!(other.to_string());
+                return Ok(out);
+            }
+            None => {
+                out["status"] = json!("unknown");
+                return Ok(out);
+            }
+        }
+        match self.node.bridge_status() {
+            None => out["status"] = json!("unknown"),
+            Some(b) => match b.payout_of(&id.0) {
+                None => out["status"] = json!("pending"),
+                Some((payout, txid, w)) => {
+                    out["status"] = json!("paid");
+                    out["payout"] = json!({
+                        "index": payout,
+                        "txid": parabit_bitcoin::bitcoin::Txid::from_byte_array(txid).to_string(),
+                        "vout": w.vout,
+                        "fee_share": w.fee_share,
+                        "paid": w.amount.saturating_sub(w.fee_share),
+                    });
+                }
+            },
+        }
+        Ok(out)
+    }
+
     fn receipt_json(&self, id: &TxId) -> RpcResult<Json> {
         let store = self.node.chain().store();
         let Some((height, index)) = store.tx_location(id).map_err(internal)? else {
@@ -485,6 +593,30 @@ pub fn module(
             .and_then(|s| s.get(index))
             .map(|r| r.to_json())
             .unwrap_or(Json::Null))
+    })?;
+
+    m.register_method("pb_bridgeInfo", |_, c, _| -> RpcResult<Json> {
+        c.bridge_info()
+    })?;
+
+    m.register_method("pb_getDeposit", |p, c, _| -> RpcResult<Json> {
+        use parabit_bitcoin::bitcoin::hashes::Hash;
+        let mut a = Args::new(&p);
+        let txid_text: String = a.req("txid")?;
+        let vout: u32 = a.req("vout")?;
+        let txid = parabit_bitcoin::bitcoin::Txid::from_str(txid_text.trim())
+            .map_err(|_| invalid("txid", "expected a Bitcoin txid (64 hex digits)"))?;
+        let amount = c
+            .node
+            .chain()
+            .with_state(|s| parabit_modules::bridge::query_deposit(s, &txid.to_byte_array(), vout));
+        Ok(json!({"txid": txid.to_string(), "vout": vout,
+            "credited": amount.is_some(), "amount": amount}))
+    })?;
+
+    m.register_method("pb_getWithdrawal", |p, c, _| -> RpcResult<Json> {
+        let id = Args::new(&p).tx_id("id")?;
+        c.withdrawal_json(&id)
     })?;
 
     m.register_method("pb_getBlockByHeight", |p, c, _| -> RpcResult<Json> {

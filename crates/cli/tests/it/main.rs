@@ -1,5 +1,6 @@
 //! Runs the built `parabit` binary: a tiny `bench --json` run, and bad flags.
 
+mod bridge;
 mod channels;
 mod crash;
 mod devnet;

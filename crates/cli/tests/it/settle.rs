@@ -18,7 +18,7 @@ use parabit_modules::GenesisSpec;
 use parabit_node::batch::{Batch, BatchCodec, Chunk};
 use serde_json::Value as Json;
 
-struct Devnet {
+pub(crate) struct Devnet {
     child: Child,
 }
 
@@ -29,7 +29,7 @@ impl Drop for Devnet {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     match TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
         Ok(a) => a.port(),
         Err(e) => panic!("no free port: {e}"),
@@ -48,7 +48,7 @@ fn run(args: &[&str]) -> Output {
     }
 }
 
-fn start(dir: &Path, port: u16, btc_port: u16) -> Devnet {
+pub(crate) fn start(dir: &Path, port: u16, btc_port: u16) -> Devnet {
     let child = Command::new(env!("CARGO_BIN_EXE_parabit"))
         .args(["devnet", "--data-dir"])
         .arg(dir)
@@ -122,7 +122,7 @@ fn batch_on_bitcoin(btc: &BitcoindClient, record: &Json, genesis: &Path) -> (Vec
     (envelopes, batch)
 }
 
-fn stop(mut d: Devnet) {
+pub(crate) fn stop(mut d: Devnet) {
     // SIGTERM: the devnet stops cleanly (the batcher thread is joined).
     let _ = Command::new("kill").arg(d.child.id().to_string()).status();
     let t = Instant::now();

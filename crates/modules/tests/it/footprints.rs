@@ -1,21 +1,21 @@
 //! The runtime's footprints are exact enough for the engine's partitioned path: random blocks
 //! of transfers, instant swaps over routes, and batch swaps (including failing ones), and
-//! random blocks of every lending, staking and insurance call (failing ones included, after
-//! the markets' accrual hooks) split into groups, never stray outside their footprints, and
+//! random blocks of every lending, staking, insurance and bridge call (failing ones included,
+//! after the markets' accrual hooks) split into groups, never stray outside their footprints, and
 //! equal sequential execution; calls of distinct accounts that share only totals, cash and
 //! vaults run in groups of their own.
 
 use parabit_exec::{execute_sequential, ExecConfig, ParallelExecutor};
 use parabit_modules::lending::{LendingConfig, WAD};
 use parabit_modules::{
-    begin_block_hooks, block_txs, insurance, staking, BankMsg, Call, DexMsg, GenesisAsset,
-    GenesisBalance, GenesisCall, GenesisSpec, InsuranceMsg, InsurancePool, LendingMsg,
-    MarketParams, StakingMsg, Tx,
+    begin_block_hooks, block_txs, insurance, staking, BankMsg, BridgeMsg, Call, DexMsg,
+    GenesisAsset, GenesisBalance, GenesisCall, GenesisSpec, InsuranceMsg, InsurancePool,
+    LendingMsg, MarketParams, StakingMsg, Tx,
 };
 use parabit_primitives::{AssetId, SigningKey};
 use proptest::prelude::*;
 
-use crate::{account, fee_account, runtime, CHAIN};
+use crate::{account, authority, bridged_runtime, deposit_tx, fee_account, p2wpkh, runtime, CHAIN};
 
 const TOKENS: u64 = 4;
 const ACCOUNTS: u32 = 200;
@@ -686,6 +686,19 @@ enum Op {
         to: u32,
         amount: u128,
     },
+    /// A bridge deposit (sent by the authority, fee 0, nonce 0) of outpoint
+    /// `([outpoint; 32], outpoint % 3)`: few outpoints, so some repeat; amounts below the
+    /// minimum too.
+    Deposit {
+        outpoint: u8,
+        to: u32,
+        amount: u64,
+    },
+    /// A bridge withdrawal; `standard: false` names a script the bridge does not pay.
+    BridgeWithdraw {
+        amount: u64,
+        standard: bool,
+    },
 }
 
 impl Op {
@@ -752,7 +765,11 @@ fn op() -> impl Strategy<Value = Op> {
         12 => (0..2usize, claimant.clone(), any::<bool>())
             .prop_map(|(p, c, approve)| Op::Vote { p, c, approve }),
         8 => (0..2usize, claimant).prop_map(|(p, c)| Op::Resolve { p, c }),
-        24 => (acct, 0u128..2_000).prop_map(|(to, amount)| Op::Transfer { to, amount }),
+        24 => (acct.clone(), 0u128..2_000).prop_map(|(to, amount)| Op::Transfer { to, amount }),
+        8 => (0u8..40, acct, 0u64..60_000)
+            .prop_map(|(outpoint, to, amount)| Op::Deposit { outpoint, to, amount }),
+        8 => (0u64..600_000, prop::bool::weighted(0.9))
+            .prop_map(|(amount, standard)| Op::BridgeWithdraw { amount, standard }),
     ]
 }
 
@@ -867,16 +884,35 @@ fn defi_call(d: &Defi, from: u32, op: &Op) -> Call {
             asset: AssetId::BTC,
             amount,
         }),
+        Op::Deposit {
+            outpoint,
+            to,
+            amount,
+        } => deposit_tx([outpoint; 32], u32::from(outpoint % 3), account(to), amount).call,
+        Op::BridgeWithdraw { amount, standard } => Call::Bridge(BridgeMsg::Withdraw {
+            amount,
+            script_pubkey: if standard { p2wpkh(7) } else { vec![0x6a] },
+        }),
     }
 }
 
 /// A block at [`HEIGHT`]: the markets' accrual hooks, then `txs` (`(sender, op)`; admin ops
-/// are the maker's), nonces in order per sender.
+/// are the maker's, deposits the bridge authority's with nonce 0 and no fee), nonces in order
+/// per sender.
 fn defi_block(d: &Defi, txs: &[(u32, Op)]) -> Vec<parabit_modules::BlockTx> {
     let mut nonces = d.nonces.clone();
     let user: Vec<Tx> = txs
         .iter()
         .map(|(from, op)| {
+            if let Op::Deposit { .. } = op {
+                return Tx {
+                    chain_id: CHAIN,
+                    sender: authority(),
+                    nonce: 0,
+                    fee: 0,
+                    call: defi_call(d, *from, op),
+                };
+            }
             let i = if op.admin() { D_ACCOUNTS } else { *from } as usize;
             let sender = if op.admin() { maker() } else { account(*from) };
             let nonce = nonces[i];
@@ -905,7 +941,7 @@ fn lending_staking_insurance_blocks_split_never_stray_and_equal_sequential() {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
     let d = defi();
-    let rt = runtime().at_height(HEIGHT);
+    let rt = bridged_runtime().at_height(HEIGHT);
     let pool = two_threads();
     let exec = ParallelExecutor::with_config(
         &pool,
@@ -956,10 +992,11 @@ fn lending_staking_insurance_blocks_split_never_stray_and_equal_sequential() {
 #[test]
 fn module_calls_of_distinct_accounts_share_totals_and_vaults_without_joining() {
     let d = defi();
-    let rt = runtime().at_height(HEIGHT);
+    let rt = bridged_runtime().at_height(HEIGHT);
     // One call per account, all succeeding; they share market totals, cash, vaults, stake
-    // totals and a claim's tally, which are only added to and `try_sub`ed from.
-    let ops = |i: u32| match i % 12 {
+    // totals, a claim's tally and the BTC supply, mint headroom and bridge totals, which are
+    // only added to and `try_sub`ed from.
+    let ops = |i: u32| match i % 14 {
         0 => Op::Supply {
             x: 0,
             amount: 5_000,
@@ -996,6 +1033,15 @@ fn module_calls_of_distinct_accounts_share_totals_and_vaults_without_joining() {
             approve: i.is_multiple_of(2),
         },
         10 => Op::RequestWithdrawal { p: 1, shares: 10 },
+        11 => Op::Deposit {
+            outpoint: i as u8,
+            to: i,
+            amount: 20_000,
+        },
+        12 => Op::BridgeWithdraw {
+            amount: 20_000,
+            standard: true,
+        },
         _ => Op::Transfer { to: 0, amount: 7 },
     };
     let txs: Vec<(u32, Op)> = (1..D_ACCOUNTS - UNDERWATER).map(|i| (i, ops(i))).collect();
@@ -1023,7 +1069,7 @@ fn module_calls_of_distinct_accounts_share_totals_and_vaults_without_joining() {
 #[test]
 fn a_price_update_joins_the_health_checks_it_affects() {
     let d = defi();
-    let rt = runtime().at_height(HEIGHT);
+    let rt = bridged_runtime().at_height(HEIGHT);
     let mut txs: Vec<(u32, Op)> = (0..40)
         .map(|i| {
             (

@@ -1,22 +1,26 @@
-//! Property: random blocks of bank transactions (transfers among a few accounts with a hot
-//! recipient, overdrafts, wrong nonces, wrong chain ids, fees that cannot be paid, asset
-//! creation) give identical receipts and write sets sequentially and in parallel on 1, 2 and
-//! 4 threads, and conserve value: every asset's balances sum to its supply, no supply of an
-//! existing asset changes, fees only move BTC to the fee account.
+//! Property: random blocks of bank and bridge transactions (transfers among a few accounts with
+//! a hot recipient, overdrafts, wrong nonces, wrong chain ids, fees that cannot be paid, asset
+//! creation, bridge deposits (valid, repeated, from another sender, with a fee, too small) and
+//! withdrawals (overdrawn, to a bad script)) give identical receipts and write sets
+//! sequentially and in parallel on 1, 2 and 4 threads, with and without footprints, and
+//! conserve value: every asset's balances sum to its supply, no supply of an existing asset
+//! changes but BTC's, which moves by exactly the deposits minus the withdrawals, fees only move
+//! BTC to the fee account, and deposits charge no fee and no nonce.
 
 use std::collections::BTreeMap;
 
 use parabit_exec::{execute_sequential, ExecConfig, KeyMap, ParallelExecutor, Value};
 use parabit_modules::bank::{derive_asset_id, BankKey};
+use parabit_modules::bridge::query_totals;
 use parabit_modules::{
-    balance_of, check_conservation, genesis_state, supplies, total_supply, BankMsg, BlockTx, Call,
-    Tx,
+    balance_of, check_conservation, genesis_state, supplies, total_supply, BankMsg, BlockTx,
+    BridgeMsg, Call, Tx,
 };
 use parabit_primitives::{Address, AssetId, TxStatus};
 use proptest::prelude::*;
 
 use crate::harness::pools;
-use crate::{account, fee_account, runtime, CHAIN};
+use crate::{account, authority, bridged_runtime, deposit_tx, fee_account, p2wpkh, runtime, CHAIN};
 
 const ACCOUNTS: u32 = 6;
 const TOKEN: AssetId = AssetId(7);
@@ -27,15 +31,29 @@ type Op = (u8, u8, u8, u16, u8, u8);
 fn build(ops: &[Op]) -> Vec<Tx> {
     let mut nonces = [0u64; ACCOUNTS as usize];
     ops.iter()
-        .map(|&(kind, from, to, amount, fee, nonce_mode)| {
+        .map(|&(kind, from, to_byte, amount, fee, nonce_mode)| {
             let from_i = (from as u32) % ACCOUNTS;
             let sender = account(from_i);
             // Half of all transfers credit account 0: a hot recipient.
-            let to = if to < 128 {
+            let to = if to_byte < 128 {
                 account(0)
             } else {
-                account((to as u32) % ACCOUNTS)
+                account((to_byte as u32) % ACCOUNTS)
             };
+            if kind % 20 == 5 {
+                // A bridge deposit of one of 8 outpoints (so some repeat), from the authority
+                // with no fee or nonce, except one in ten from the sender and one in eight with
+                // a fee. Its amount is often below the minimum.
+                let (txid, vout) = ([to_byte % 4; 32], u32::from(to_byte % 8 / 4));
+                let mut tx = deposit_tx(txid, vout, to, u64::from(amount));
+                if nonce_mode % 10 == 0 {
+                    tx.sender = sender;
+                }
+                if fee % 8 == 7 {
+                    tx.fee = 1;
+                }
+                return tx;
+            }
             let expected = nonces[from_i as usize];
             let nonce = match nonce_mode % 10 {
                 0 => expected + 1,
@@ -45,6 +63,15 @@ fn build(ops: &[Op]) -> Vec<Tx> {
                     expected
                 }
             };
+            let withdrawal = Call::Bridge(BridgeMsg::Withdraw {
+                amount: u64::from(amount),
+                // One in five to a script the bridge does not pay.
+                script_pubkey: if nonce_mode % 5 == 4 {
+                    vec![0x6a]
+                } else {
+                    p2wpkh(from)
+                },
+            });
             let amount = u128::from(amount);
             let (chain_id, call) = match kind % 20 {
                 0 => (
@@ -63,6 +90,7 @@ fn build(ops: &[Op]) -> Vec<Tx> {
                         amount,
                     }),
                 ),
+                6 | 7 => (CHAIN, withdrawal),
                 4 => (
                     CHAIN + 1,
                     Call::Bank(BankMsg::Transfer {
@@ -118,12 +146,13 @@ proptest! {
         let base = genesis(&btc, &token);
         let txs = build(&ops);
         let block: Vec<BlockTx> = txs.iter().cloned().map(BlockTx::User).collect();
-        let vm = runtime();
+        let vm = bridged_runtime();
         let seq = execute_sequential(&vm, &block, &base);
 
         for pool in pools() {
             for config in [
                 ExecConfig { min_parallel_txns: 0, ..ExecConfig::default() },
+                ExecConfig { min_parallel_txns: 0, footprints: false, ..ExecConfig::default() },
                 ExecConfig { min_parallel_txns: 0, fallback: false, ..ExecConfig::default() },
                 ExecConfig::default(),
             ] {
@@ -144,15 +173,29 @@ proptest! {
         let mut created: BTreeMap<AssetId, u128> = BTreeMap::new();
         let mut fees = 0u128;
         let mut charged: BTreeMap<Address, u128> = BTreeMap::new();
+        let (mut deposited, mut withdrawn) = (0u128, 0u128);
         for (tx, r) in txs.iter().zip(&seq.outputs) {
-            match &r.status {
-                TxStatus::Success | TxStatus::Failed(_) => {
+            match (&r.status, &tx.call) {
+                (TxStatus::Success, Call::Bridge(BridgeMsg::Deposit { amount, .. })) => {
+                    prop_assert_eq!(tx.sender, authority());
+                    prop_assert_eq!((r.fee_paid, tx.fee, tx.nonce), (0, 0, 0));
+                    deposited += u128::from(*amount);
+                }
+                (TxStatus::Failed(_), Call::Bridge(BridgeMsg::Deposit { .. })) => {
+                    prop_assert!(false, "a deposit fails only as invalid: {:?}", r);
+                }
+                (TxStatus::Success | TxStatus::Failed(_), _) => {
                     prop_assert_eq!(r.fee_paid, tx.fee);
                     fees += r.fee_paid;
                     *charged.entry(tx.sender).or_default() += 1;
+                    if let (TxStatus::Success, Call::Bridge(BridgeMsg::Withdraw { amount, .. })) =
+                        (&r.status, &tx.call)
+                    {
+                        withdrawn += u128::from(*amount);
+                    }
                 }
-                TxStatus::Invalid(_) => prop_assert_eq!(r.fee_paid, 0),
-                TxStatus::Panicked(m) => prop_assert!(false, "panicked: {}", m),
+                (TxStatus::Invalid(_), _) => prop_assert_eq!(r.fee_paid, 0),
+                (TxStatus::Panicked(m), _) => prop_assert!(false, "panicked: {}", m),
             }
             if let (TxStatus::Success, Call::Bank(BankMsg::CreateAsset { initial_supply, .. })) =
                 (&r.status, &tx.call)
@@ -162,12 +205,20 @@ proptest! {
             }
         }
         for (asset, supply) in supplies(&after) {
+            if asset == AssetId::BTC {
+                continue;
+            }
             match before.get(&asset) {
                 Some(b) => prop_assert_eq!(supply, *b, "supply of {} changed", asset),
                 None => prop_assert_eq!(Some(&supply), created.get(&asset)),
             }
         }
-        prop_assert_eq!(total_supply(&after, AssetId::BTC), total_supply(&base, AssetId::BTC));
+        prop_assert_eq!(query_totals(&after), (deposited, withdrawn));
+        prop_assert_eq!(
+            total_supply(&after, AssetId::BTC),
+            total_supply(&base, AssetId::BTC) + deposited - withdrawn
+        );
+        prop_assert_eq!(nonce_of(&after, &authority()), 0);
         prop_assert_eq!(balance_of(&after, &fee_account(), AssetId::BTC), fees);
         for i in 0..ACCOUNTS {
             let a = account(i);

@@ -33,20 +33,20 @@ fn keypair(seed: u8) -> Keypair {
 }
 
 /// A sequencer chain, the regtest chain it posts to, and the batches it built.
-struct Harness {
-    dir: tempfile::TempDir,
-    btc: Arc<RegtestChain>,
-    seq: Arc<Node>,
-    g: DevnetGenesis,
-    spec: GenesisSpec,
-    key: Keypair,
-    wallet: TaprootWallet,
-    batches: Vec<Batch>,
-    nonce: u64,
+pub(crate) struct Harness {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) btc: Arc<RegtestChain>,
+    pub(crate) seq: Arc<Node>,
+    pub(crate) g: DevnetGenesis,
+    pub(crate) spec: GenesisSpec,
+    pub(crate) key: Keypair,
+    pub(crate) wallet: TaprootWallet,
+    pub(crate) batches: Vec<Batch>,
+    pub(crate) nonce: u64,
 }
 
 impl Harness {
-    fn new() -> Harness {
+    pub(crate) fn new() -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         let btc = Arc::new(RegtestChain::in_memory());
         let wallet = TaprootWallet::new(SecretKey::from_slice(&[5; 32]).expect("key"));
@@ -54,10 +54,13 @@ impl Harness {
         let key = keypair(42);
         let g = devnet_genesis(1_700_000_000_000);
         let mut spec = g.spec.clone();
-        spec.settlement = Some(SettlementSpec {
-            sequencer_key: hex::encode(key.x_only_public_key().0.serialize()),
-            start_height: u64::from(btc.height() + 1),
-        });
+        let mut settlement = SettlementSpec::new(
+            hex::encode(key.x_only_public_key().0.serialize()),
+            u64::from(btc.height() + 1),
+        );
+        // Bridge deposits count once one block holds them (the bridge tests).
+        settlement.deposit_confirmations = 1;
+        spec.settlement = Some(settlement);
         let chain = Chain::open(&dir.path().join("seq.redb"), spec.clone(), &config())
             .expect("sequencer chain");
         let seq = Node::new(chain, NodeConfig::new(spec.chain_id));
@@ -75,7 +78,7 @@ impl Harness {
     }
 
     /// `blocks` sequencer blocks of `txs` transfers each.
-    fn produce(&mut self, blocks: usize, txs: u64) {
+    pub(crate) fn produce(&mut self, blocks: usize, txs: u64) {
         let chain_id = self.spec.chain_id;
         let alice = self.g.accounts[0].key.clone();
         let bob = self.g.accounts[1].key.address();
@@ -93,7 +96,7 @@ impl Harness {
     }
 
     /// The next batch: the blocks produced since the last one.
-    fn next_batch(&mut self) -> Batch {
+    pub(crate) fn next_batch(&mut self) -> Batch {
         let first = self.batches.last().map_or(1, |b| b.last_height() + 1);
         let head = self.seq.chain().head().height;
         let blocks: Vec<_> = (first..=head)
@@ -170,18 +173,18 @@ impl Harness {
     }
 
     /// Posts `batch` (one chunk) and returns its reveal's txid.
-    fn post(&self, batch: &Batch) -> Txid {
+    pub(crate) fn post(&self, batch: &Batch) -> Txid {
         let reveals = self.commit_envelopes(&self.chunks(batch, MAX_CHUNK_BYTES));
         assert_eq!(reveals.len(), 1);
         self.send(&reveals);
         reveals[0].compute_txid()
     }
 
-    fn mine(&self, n: u32) {
+    pub(crate) fn mine(&self, n: u32) {
         self.btc.mine(n, self.wallet.script_pubkey()).expect("mine");
     }
 
-    fn follower(&self, confirmations: u32) -> Follower {
+    pub(crate) fn follower(&self, confirmations: u32) -> Follower {
         Follower::open(
             &self.dir.path().join("follower.redb"),
             self.spec.clone(),
@@ -196,7 +199,7 @@ impl Harness {
     }
 
     /// The sequencer's root at `height`.
-    fn root_at(&self, height: u64) -> [u8; 32] {
+    pub(crate) fn root_at(&self, height: u64) -> [u8; 32] {
         self.seq
             .chain()
             .store()
@@ -207,7 +210,7 @@ impl Harness {
     }
 }
 
-fn config() -> ChainConfig {
+pub(crate) fn config() -> ChainConfig {
     ChainConfig {
         threads: 2,
         keep_versions: Some(100),

@@ -1,5 +1,6 @@
 //! Integration tests of the node: mempool, chain (produce, commit, reopen), JSON-RPC.
 
+mod bridge;
 mod chain;
 mod follower;
 mod mempool;

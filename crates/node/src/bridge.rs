@@ -1,0 +1,836 @@
+//! The BTC bridge around the node: deposits in from Bitcoin, withdrawals out to it.
+//!
+//! **Deposits.** A Bitcoin transaction paying the bridge address (the sequencer key, tweaked
+//! with the bridge's fixed script-tree root: [`parabit_bitcoin::bridge`]) with a `pbd`
+//! marker naming an L2 address is a deposit. The sequencer's [`DepositWatcher`] reads Bitcoin
+//! blocks from the genesis' settlement start height up to `tip − deposit_confirmations + 1`
+//! and logs their deposits ([`DepositLog`]). Every L2 block's header says through which
+//! Bitcoin height its deposits go (`bitcoin_height`); the block builder puts one deposit
+//! transaction (a [`BridgeMsg::Deposit`] signed by the sequencer key, nonce 0, fee 0) per
+//! deposit of the Bitcoin blocks in `(parent.bitcoin_height, bitcoin_height]`, in Bitcoin
+//! order, at the front of the block. A full node checks exactly that ([`check_deposits`]):
+//! a block with a deposit that Bitcoin does not have, or without one that Bitcoin has, is
+//! refused like a wrong state root, so the sequencer can neither mint from nothing nor
+//! ignore a deposit.
+//!
+//! **Withdrawals.** A [`BridgeMsg::Withdraw`] burns BTC on L2 and records the request. The
+//! sequencer's [`Payer`] reads committed blocks in order, keeps the bridge's Bitcoin outputs
+//! (credited deposits and its own change) and the withdrawals not yet paid, and pays them in
+//! one Bitcoin transaction at a time ([`parabit_bitcoin::bridge::build_payout`]): an output
+//! per withdrawal (its amount less an equal share of the network fee), change back to the
+//! bridge, and a `pbw` marker naming the last withdrawal paid. The payout's record goes to
+//! the store (`bridge_payouts`) before the transaction goes to Bitcoin, so a restart
+//! re-sends it instead of paying twice.
+//!
+//! Invariants:
+//! - A deposit is credited at most once (the bridge module refuses an outpoint twice, and the
+//!   builder takes each Bitcoin height's deposits once, by range).
+//! - `bitcoin_height` never decreases along the chain, and never passes what the watcher has
+//!   read.
+//! - Every withdrawal is paid exactly once, in L2 order: payouts cover consecutive runs of
+//!   withdrawals, each after the previous payout's last.
+//! - The payer spends only outputs it knows to be the bridge's (credited deposits and its
+//!   change); it never spends a deposit that was not credited.
+//! - No Bitcoin data can panic these; Bitcoin errors are logged and retried.
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use parabit_bitcoin::bitcoin::hashes::Hash;
+use parabit_bitcoin::bitcoin::key::Keypair;
+use parabit_bitcoin::bitcoin::secp256k1::XOnlyPublicKey;
+use parabit_bitcoin::bitcoin::{
+    self, Amount as BtcAmount, Block as BtcBlock, BlockHash, OutPoint, ScriptBuf, Transaction,
+    TxOut, Txid,
+};
+use parabit_bitcoin::bridge::{
+    bridge_script, bridge_wallet, build_payout, scan_deposits, BitcoinDeposit, PayoutRequest,
+};
+use parabit_bitcoin::{BitcoinClient, ClientError, TaprootWallet, Utxo};
+use parabit_modules::bridge::BridgeMsg;
+use parabit_modules::{Call, GenesisSpec, SignedTx, Tx};
+use parabit_primitives::{Address, Block, SigningKey};
+use parabit_storage::StoreError;
+use parking_lot::{Mutex, RwLock};
+
+use crate::node::Node;
+
+/// What the bridge of a chain is, from its genesis.
+#[derive(Clone, Debug)]
+pub struct BridgeParams {
+    /// The sequencer's x-only key: it signs deposits and holds the bridge's coins.
+    pub sequencer: XOnlyPublicKey,
+    /// The same key as an L2 address: the only sender of deposit transactions.
+    pub authority: Address,
+    /// The bridge's Bitcoin output script.
+    pub script: ScriptBuf,
+    /// The first Bitcoin block whose deposits count.
+    pub start_height: u32,
+    /// How deep a deposit must be before the sequencer includes it.
+    pub confirmations: u32,
+    /// Smaller deposits are not credited.
+    pub min_deposit: u64,
+    /// The chain id deposit transactions carry.
+    pub chain_id: u64,
+}
+
+impl BridgeParams {
+    /// The bridge of `spec`; `Ok(None)` for a chain that does not settle on Bitcoin.
+    pub fn of(spec: &GenesisSpec) -> Result<Option<BridgeParams>, String> {
+        let Some(s) = &spec.settlement else {
+            return Ok(None);
+        };
+        let sequencer = XOnlyPublicKey::from_str(s.sequencer_key.trim()).map_err(|e| {
+            format!(
+                "sequencer_key {:?} is not an x-only public key: {e}",
+                s.sequencer_key
+            )
+        })?;
+        let start_height = u32::try_from(s.start_height)
+            .map_err(|_| format!("start_height {} is past any Bitcoin height", s.start_height))?;
+        Ok(Some(BridgeParams {
+            sequencer,
+            authority: Address(sequencer.serialize()),
+            script: bridge_script(sequencer),
+            start_height,
+            confirmations: s.deposit_confirmations.max(1),
+            min_deposit: s.min_deposit,
+            chain_id: spec.chain_id,
+        }))
+    }
+
+    /// The bridge's Bitcoin address on `network`.
+    pub fn address(&self, network: bitcoin::Network) -> String {
+        parabit_bitcoin::bridge::bridge_address(self.sequencer, network).to_string()
+    }
+}
+
+/// The deposits of the Bitcoin blocks read so far, by height.
+#[derive(Debug, Default, Clone)]
+pub struct DepositLog {
+    by_height: BTreeMap<u32, Vec<BitcoinDeposit>>,
+    through: Option<u32>,
+}
+
+impl DepositLog {
+    /// Logs the deposits of the block at `height` (the next one after [`Self::through`]).
+    /// Outputs paying the bridge that are not deposits are logged as warnings.
+    pub fn record(&mut self, height: u32, block: &BtcBlock, params: &BridgeParams) {
+        let (found, skipped) = scan_deposits(
+            block,
+            &params.script,
+            BtcAmount::from_sat(params.min_deposit),
+        );
+        for s in skipped {
+            tracing::warn!(
+                bitcoin_height = height,
+                outpoint = %s.outpoint,
+                amount = s.amount.to_sat(),
+                "payment to the bridge not credited: {}",
+                s.reason
+            );
+        }
+        if !found.is_empty() {
+            tracing::info!(
+                bitcoin_height = height,
+                deposits = found.len(),
+                "deposits seen"
+            );
+            self.by_height.insert(height, found);
+        }
+        self.through = Some(self.through.map_or(height, |t| t.max(height)));
+    }
+
+    /// The last Bitcoin height read.
+    pub fn through(&self) -> Option<u32> {
+        self.through
+    }
+
+    /// Forgets the blocks above `height` (a reorg).
+    pub fn forget_above(&mut self, height: u32) {
+        self.by_height.retain(|h, _| *h <= height);
+        self.through = self.through.map(|t| t.min(height));
+    }
+
+    /// The deposits of the blocks in `(after, through]`, in Bitcoin order, with their heights.
+    pub fn between(&self, after: u64, through: u64) -> Vec<(u32, BitcoinDeposit)> {
+        let lo = u32::try_from(after.saturating_add(1)).unwrap_or(u32::MAX);
+        let hi = u32::try_from(through).unwrap_or(u32::MAX);
+        if lo > hi {
+            return Vec::new();
+        }
+        self.by_height
+            .range(lo..=hi)
+            .flat_map(|(h, ds)| ds.iter().map(move |d| (*h, d.clone())))
+            .collect()
+    }
+
+    /// Deposits logged in all.
+    pub fn count(&self) -> usize {
+        self.by_height.values().map(Vec::len).sum()
+    }
+}
+
+/// The L2 call crediting `deposit`, seen in Bitcoin block `height`.
+pub fn deposit_call(height: u32, deposit: &BitcoinDeposit) -> Call {
+    Call::Bridge(BridgeMsg::Deposit {
+        txid: deposit.outpoint.txid.to_byte_array(),
+        vout: deposit.outpoint.vout,
+        recipient: Address(deposit.recipient),
+        amount: deposit.amount.to_sat(),
+        bitcoin_height: height,
+    })
+}
+
+/// The deposit transaction the block builder includes for `deposit`: signed by the
+/// sequencer, nonce 0, fee 0 (so each deposit has one transaction id).
+pub fn deposit_tx(
+    signer: &SigningKey,
+    chain_id: u64,
+    height: u32,
+    deposit: &BitcoinDeposit,
+) -> SignedTx {
+    signer.sign(Tx {
+        chain_id,
+        sender: signer.address(),
+        nonce: 0,
+        fee: 0,
+        call: deposit_call(height, deposit),
+    })
+}
+
+/// Checks a block's deposit transactions against Bitcoin's deposits: the header's
+/// `bitcoin_height` does not go back from `parent_bitcoin_height` nor past what `log` has
+/// read, and the block's deposits are exactly those of `(parent, bitcoin_height]`, in order,
+/// signed by the authority. `Err(reason)` names the first difference.
+pub fn check_deposits(
+    block: &Block<Call>,
+    parent_bitcoin_height: u64,
+    log: &DepositLog,
+    params: &BridgeParams,
+) -> Result<(), String> {
+    let h = block.header.bitcoin_height;
+    if h < parent_bitcoin_height {
+        return Err(format!(
+            "bitcoin_height {h} goes back from its parent's {parent_bitcoin_height}"
+        ));
+    }
+    let read = log.through().map_or(0, u64::from);
+    if h > parent_bitcoin_height && h > read {
+        return Err(format!(
+            "bitcoin_height {h} is past the last Bitcoin block read ({read})"
+        ));
+    }
+    let expected: Vec<Call> = log
+        .between(parent_bitcoin_height, h)
+        .iter()
+        .map(|(height, d)| deposit_call(*height, d))
+        .collect();
+    let found: Vec<&SignedTx> = block
+        .txs
+        .iter()
+        .filter(|t| matches!(t.tx.call, Call::Bridge(BridgeMsg::Deposit { .. })))
+        .collect();
+    for (i, t) in found.iter().enumerate() {
+        if t.tx.sender != params.authority {
+            return Err(format!(
+                "deposit transaction {} is not the sequencer's",
+                t.id()
+            ));
+        }
+        match expected.get(i) {
+            Some(e) if *e == t.tx.call => {}
+            Some(e) => {
+                return Err(format!(
+                    "deposit {i} of the block is {:?}; Bitcoin has {e:?}",
+                    t.tx.call
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "deposit {i} of the block ({:?}) is not on Bitcoin in blocks {}..={h}",
+                    t.tx.call,
+                    parent_bitcoin_height + 1
+                ))
+            }
+        }
+    }
+    if let Some(missing) = expected.get(found.len()) {
+        return Err(format!(
+            "the block leaves out a deposit of Bitcoin blocks {}..={h}: {missing:?}",
+            parent_bitcoin_height + 1
+        ));
+    }
+    Ok(())
+}
+
+/// What the watcher has read.
+struct Watched {
+    log: DepositLog,
+    /// Hashes of the blocks read (to notice a reorg below the deposit depth).
+    hashes: BTreeMap<u32, BlockHash>,
+    next: u32,
+    /// Set when Bitcoin reorganised below the deposit depth: no more deposits are taken.
+    halted: Option<String>,
+}
+
+/// The sequencer's deposit watcher: reads confirmed Bitcoin blocks for deposits and hands
+/// the block builder the deposit transactions to include.
+pub struct DepositWatcher {
+    params: BridgeParams,
+    signer: SigningKey,
+    client: Arc<dyn BitcoinClient>,
+    watched: Mutex<Watched>,
+}
+
+impl DepositWatcher {
+    /// A watcher signing with `keypair` (the sequencer key the genesis names).
+    pub fn new(
+        params: BridgeParams,
+        keypair: &Keypair,
+        client: Arc<dyn BitcoinClient>,
+    ) -> Result<DepositWatcher, String> {
+        let signer = SigningKey::from_secret_bytes(keypair.secret_bytes())
+            .map_err(|e| format!("sequencer key: {e}"))?;
+        if signer.address() != params.authority {
+            return Err(format!(
+                "the sequencer key {} is not the genesis' {}",
+                hex::encode(signer.address().0),
+                hex::encode(params.authority.0)
+            ));
+        }
+        Ok(DepositWatcher {
+            watched: Mutex::new(Watched {
+                log: DepositLog::default(),
+                hashes: BTreeMap::new(),
+                next: params.start_height,
+                halted: None,
+            }),
+            params,
+            signer,
+            client,
+        })
+    }
+
+    /// The bridge's parameters.
+    pub fn params(&self) -> &BridgeParams {
+        &self.params
+    }
+
+    /// Reads the Bitcoin blocks that reached the deposit depth since the last poll.
+    pub fn poll(&self) -> Result<(), ClientError> {
+        let (tip, _) = self.client.tip()?;
+        let target = tip
+            .saturating_add(1)
+            .saturating_sub(self.params.confirmations);
+        loop {
+            let (next, prev) = {
+                let w = self.watched.lock();
+                if w.halted.is_some() || w.next > target {
+                    return Ok(());
+                }
+                (w.next, w.hashes.get(&w.next.wrapping_sub(1)).copied())
+            };
+            let hash = self.client.block_hash(next)?;
+            let block = self.client.block(&hash)?;
+            let mut w = self.watched.lock();
+            if let Some(prev) = prev {
+                if block.header.prev_blockhash != prev {
+                    let why = format!(
+                        "Bitcoin reorganised below the deposit depth at height {}: no more deposits are taken (restart the sequencer with more confirmations)",
+                        next - 1
+                    );
+                    tracing::error!("{why}");
+                    w.halted = Some(why);
+                    return Ok(());
+                }
+            }
+            w.log.record(next, &block, &self.params);
+            w.hashes.insert(next, hash);
+            // Only the last hash is needed to notice a reorg.
+            let floor = next.saturating_sub(16);
+            w.hashes.retain(|h, _| *h >= floor);
+            w.next = next.saturating_add(1);
+            if next == u32::MAX {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The deposit transactions of the next block and its `bitcoin_height`, given its
+    /// parent's: every deposit read in `(parent, read]`.
+    pub fn take(&self, parent_bitcoin_height: u64) -> (Vec<SignedTx>, u64) {
+        let w = self.watched.lock();
+        let read = w.log.through().map_or(0, u64::from);
+        if w.halted.is_some() || read <= parent_bitcoin_height {
+            return (Vec::new(), parent_bitcoin_height);
+        }
+        let txs = w
+            .log
+            .between(parent_bitcoin_height, read)
+            .iter()
+            .map(|(h, d)| deposit_tx(&self.signer, self.params.chain_id, *h, d))
+            .collect();
+        (txs, read)
+    }
+
+    /// The last Bitcoin height read, deposits logged, and why deposits stopped (if they did).
+    pub fn progress(&self) -> (Option<u32>, usize, Option<String>) {
+        let w = self.watched.lock();
+        (w.log.through(), w.log.count(), w.halted.clone())
+    }
+
+    /// Polls every `interval` until `stop`; Bitcoin errors are logged and retried.
+    pub fn run(&self, stop: &AtomicBool, interval: Duration) {
+        while !stop.load(Ordering::SeqCst) {
+            if let Err(e) = self.poll() {
+                tracing::warn!("deposit watcher: {e}; retrying");
+            }
+            sleep_unless_stopped(stop, interval);
+        }
+    }
+}
+
+/// Sleeps `total` in short steps, returning early once `stop` is set.
+fn sleep_unless_stopped(stop: &AtomicBool, total: Duration) {
+    let step = Duration::from_millis(50);
+    let mut left = total;
+    while !left.is_zero() && !stop.load(Ordering::SeqCst) {
+        let d = left.min(step);
+        std::thread::sleep(d);
+        left = left.saturating_sub(d);
+    }
+}
+
+/// A withdrawal a payout paid.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct PaidWithdrawal {
+    /// The L2 transaction that made it.
+    pub l2_txid: [u8; 32],
+    /// Its L2 block height and position.
+    pub height: u64,
+    /// Its position in the block.
+    pub index: u32,
+    /// What it burned on L2 (satoshis).
+    pub amount: u64,
+    /// Its share of the payout's fee (satoshis).
+    pub fee_share: u64,
+    /// The payout output that pays it.
+    pub vout: u32,
+}
+
+/// The payer's durable record of one payout (borsh in the store's `bridge_payouts`).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct PayoutRecord {
+    /// Position in the chain of payouts, from 0.
+    pub index: u64,
+    /// The last withdrawal it pays: (L2 height, position in the block).
+    pub through: (u64, u32),
+    /// Its Bitcoin txid (internal byte order).
+    pub txid: [u8; 32],
+    /// The transaction (consensus encoding).
+    pub tx: Vec<u8>,
+    /// The bridge outputs it spends.
+    pub spent: Vec<([u8; 32], u32)>,
+    /// Its change back to the bridge: (vout, value).
+    pub change: Option<(u32, u64)>,
+    /// The network fee it pays.
+    pub fee: u64,
+    /// The withdrawals it pays, in order.
+    pub withdrawals: Vec<PaidWithdrawal>,
+}
+
+impl PayoutRecord {
+    fn txid(&self) -> Txid {
+        Txid::from_byte_array(self.txid)
+    }
+}
+
+/// Why the payer stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PayerError {
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A payout record does not decode (a damaged store).
+    #[error("payout record {0} does not decode")]
+    BadRecord(u64),
+    /// The store lacks a committed block.
+    #[error("the store lacks block {0}")]
+    MissingBlock(u64),
+}
+
+/// A withdrawal waiting for its payout.
+#[derive(Clone, Debug)]
+struct Waiting {
+    l2_txid: [u8; 32],
+    height: u64,
+    index: u32,
+    amount: u64,
+    script: ScriptBuf,
+}
+
+/// The payer's view of the bridge.
+#[derive(Default)]
+struct Ledger {
+    /// Next L2 height to read.
+    next_height: u64,
+    /// Bridge outputs not spent by a payout: value in satoshis.
+    utxos: BTreeMap<OutPoint, u64>,
+    waiting: Vec<Waiting>,
+    records: Vec<PayoutRecord>,
+}
+
+/// Where a withdrawal was paid: (payout index, payout txid, the withdrawal's entry).
+pub type PaidAt = (u64, [u8; 32], PaidWithdrawal);
+
+/// What the RPC shows of the bridge.
+#[derive(Default)]
+pub struct BridgeStatus {
+    /// By the L2 txid of the withdrawal.
+    paid: RwLock<HashMap<[u8; 32], PaidAt>>,
+    info: RwLock<PayerInfo>,
+}
+
+/// The payer's counters.
+#[derive(Clone, Debug, Default)]
+pub struct PayerInfo {
+    /// Payouts made.
+    pub payouts: u64,
+    /// Withdrawals waiting for a payout.
+    pub waiting: u64,
+    /// The bridge's unspent value as the payer counts it (satoshis).
+    pub holdings: u64,
+    /// The last payout problem, if the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+impl BridgeStatus {
+    /// The payout of an L2 withdrawal transaction: (payout index, Bitcoin txid, details).
+    pub fn payout_of(&self, l2_txid: &[u8; 32]) -> Option<PaidAt> {
+        self.paid.read().get(l2_txid).cloned()
+    }
+
+    /// The payer's counters.
+    pub fn info(&self) -> PayerInfo {
+        self.info.read().clone()
+    }
+}
+
+/// How the payer runs.
+#[derive(Clone, Debug)]
+pub struct PayerConfig {
+    /// How often it looks for withdrawals.
+    pub interval: Duration,
+    /// Withdrawals per payout at most.
+    pub max_per_payout: usize,
+    /// Bridge outputs spent per payout at most.
+    pub max_inputs: usize,
+}
+
+impl Default for PayerConfig {
+    fn default() -> Self {
+        PayerConfig {
+            interval: Duration::from_secs(2),
+            max_per_payout: 100,
+            max_inputs: 200,
+        }
+    }
+}
+
+/// The sequencer's withdrawal payer.
+pub struct Payer {
+    node: Arc<Node>,
+    client: Arc<dyn BitcoinClient>,
+    wallet: TaprootWallet,
+    config: PayerConfig,
+    status: Arc<BridgeStatus>,
+    ledger: Mutex<Ledger>,
+}
+
+impl Payer {
+    /// A payer for `node`'s chain with the sequencer's `keypair`, loading its records.
+    pub fn new(
+        node: Arc<Node>,
+        client: Arc<dyn BitcoinClient>,
+        keypair: Keypair,
+        config: PayerConfig,
+    ) -> Result<Payer, PayerError> {
+        let mut ledger = Ledger {
+            next_height: 1,
+            ..Ledger::default()
+        };
+        let status = Arc::new(BridgeStatus::default());
+        for (index, bytes) in node.chain().store().payout_records()? {
+            let record =
+                PayoutRecord::try_from_slice(&bytes).map_err(|_| PayerError::BadRecord(index))?;
+            if record.index != index || index != ledger.records.len() as u64 {
+                return Err(PayerError::BadRecord(index));
+            }
+            note_paid(&status, &record);
+            ledger.records.push(record);
+        }
+        let payer = Payer {
+            node,
+            client,
+            wallet: bridge_wallet(keypair),
+            config,
+            status,
+            ledger: Mutex::new(ledger),
+        };
+        payer.catch_up()?;
+        Ok(payer)
+    }
+
+    /// What the RPC shows.
+    pub fn status(&self) -> Arc<BridgeStatus> {
+        Arc::clone(&self.status)
+    }
+
+    /// Reads the committed blocks not read yet: credited deposits become bridge outputs,
+    /// successful withdrawals wait for a payout (unless a payout record covers them).
+    fn catch_up(&self) -> Result<(), PayerError> {
+        let store = self.node.chain().store();
+        let head = self.node.chain().head().height;
+        let mut ledger = self.ledger.lock();
+        while ledger.next_height <= head {
+            let h = ledger.next_height;
+            let block = store.block::<Call>(h)?.ok_or(PayerError::MissingBlock(h))?;
+            for (i, t) in block.txs.iter().enumerate() {
+                let Call::Bridge(msg) = &t.tx.call else {
+                    continue;
+                };
+                let id = t.id();
+                let ok = store.receipt(&id)?.is_some_and(|r| r.status.is_success());
+                if !ok {
+                    continue;
+                }
+                match msg {
+                    BridgeMsg::Deposit {
+                        txid, vout, amount, ..
+                    } => {
+                        let op = OutPoint {
+                            txid: Txid::from_byte_array(*txid),
+                            vout: *vout,
+                        };
+                        ledger.utxos.insert(op, *amount);
+                    }
+                    BridgeMsg::Withdraw {
+                        amount,
+                        script_pubkey,
+                    } => ledger.waiting.push(Waiting {
+                        l2_txid: id.0,
+                        height: h,
+                        index: i as u32,
+                        amount: *amount,
+                        script: ScriptBuf::from_bytes(script_pubkey.clone()),
+                    }),
+                }
+            }
+            ledger.next_height = h + 1;
+        }
+        // What the payout records already did.
+        let through = ledger.records.last().map(|r| r.through);
+        if let Some(through) = through {
+            ledger.waiting.retain(|w| (w.height, w.index) > through);
+        }
+        let spent: Vec<OutPoint> = ledger
+            .records
+            .iter()
+            .flat_map(|r| {
+                r.spent.iter().map(|(t, v)| OutPoint {
+                    txid: Txid::from_byte_array(*t),
+                    vout: *v,
+                })
+            })
+            .collect();
+        let change: Vec<(OutPoint, u64)> = ledger
+            .records
+            .iter()
+            .filter_map(|r| {
+                r.change.map(|(vout, value)| {
+                    (
+                        OutPoint {
+                            txid: r.txid(),
+                            vout,
+                        },
+                        value,
+                    )
+                })
+            })
+            .collect();
+        for (op, v) in change {
+            ledger.utxos.insert(op, v);
+        }
+        for op in spent {
+            ledger.utxos.remove(&op);
+        }
+        let mut info = self.status.info.write();
+        info.payouts = ledger.records.len() as u64;
+        info.waiting = ledger.waiting.len() as u64;
+        info.holdings = ledger.utxos.values().sum();
+        Ok(())
+    }
+
+    /// One round: read new blocks, make sure the last payout is known to Bitcoin, and pay
+    /// what waits. Bitcoin problems are recorded in the status and retried next round.
+    pub fn step(&self) -> Result<(), PayerError> {
+        self.catch_up()?;
+        if let Err(e) = self.resend_last() {
+            tracing::warn!("bridge payer: {e}");
+        }
+        match self.pay() {
+            Ok(()) => self.status.info.write().last_error = None,
+            Err(e) => {
+                tracing::warn!("bridge payer: {e}");
+                self.status.info.write().last_error = Some(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the last payout again if Bitcoin does not know it (a restart, a reorg).
+    fn resend_last(&self) -> Result<(), String> {
+        let last = self.ledger.lock().records.last().cloned();
+        let Some(record) = last else {
+            return Ok(());
+        };
+        match self.client.get_raw_transaction(&record.txid()) {
+            Ok(_) => Ok(()),
+            Err(ClientError::NotFound(_)) => {
+                let tx: Transaction = bitcoin::consensus::deserialize(&record.tx)
+                    .map_err(|e| format!("payout {} does not decode: {e}", record.index))?;
+                self.client
+                    .send_raw_transaction(&tx)
+                    .map(|_| tracing::info!(index = record.index, "payout sent again"))
+                    .map_err(|e| format!("re-sending payout {}: {e}", record.index))
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Builds, records and sends a payout of the waiting withdrawals, if any.
+    fn pay(&self) -> Result<(), String> {
+        let (inputs, batch, index) = {
+            let ledger = self.ledger.lock();
+            if ledger.waiting.is_empty() {
+                return Ok(());
+            }
+            let batch: Vec<Waiting> = ledger
+                .waiting
+                .iter()
+                .take(self.config.max_per_payout.max(1))
+                .cloned()
+                .collect();
+            let inputs: Vec<Utxo> = ledger
+                .utxos
+                .iter()
+                .take(self.config.max_inputs.max(1))
+                .map(|(op, v)| Utxo {
+                    outpoint: *op,
+                    txout: TxOut {
+                        value: BtcAmount::from_sat(*v),
+                        script_pubkey: self.wallet.script_pubkey().clone(),
+                    },
+                    confirmations: 1,
+                    coinbase: false,
+                })
+                .collect();
+            (inputs, batch, ledger.records.len() as u64)
+        };
+        let fee_rate = self.client.estimate_fee_rate().map_err(|e| e.to_string())?;
+        let requests: Vec<PayoutRequest> = batch
+            .iter()
+            .map(|w| PayoutRequest {
+                script_pubkey: w.script.clone(),
+                amount: BtcAmount::from_sat(w.amount),
+            })
+            .collect();
+        let last = batch.last().map_or((0, 0), |w| (w.height, w.index));
+        let payout = build_payout(&self.wallet, &inputs, &requests, last, fee_rate)
+            .map_err(|e| format!("cannot pay {} withdrawals yet: {e}", batch.len()))?;
+        let txid = payout.tx.compute_txid();
+        let record = PayoutRecord {
+            index,
+            through: last,
+            txid: txid.to_byte_array(),
+            tx: bitcoin::consensus::serialize(&payout.tx),
+            spent: payout
+                .spent
+                .iter()
+                .map(|u| (u.outpoint.txid.to_byte_array(), u.outpoint.vout))
+                .collect(),
+            change: payout.change.map(|(vout, v)| (vout, v.to_sat())),
+            fee: payout.fee.to_sat(),
+            withdrawals: batch
+                .iter()
+                .zip(&payout.shares)
+                .enumerate()
+                .map(|(vout, (w, share))| PaidWithdrawal {
+                    l2_txid: w.l2_txid,
+                    height: w.height,
+                    index: w.index,
+                    amount: w.amount,
+                    fee_share: share.to_sat(),
+                    vout: vout as u32,
+                })
+                .collect(),
+        };
+        // Durable before Bitcoin sees it: a crash after the send re-sends, never re-pays.
+        let bytes = borsh::to_vec(&record).map_err(|e| e.to_string())?;
+        self.node
+            .chain()
+            .store()
+            .put_payout(index, &bytes)
+            .map_err(|e| format!("recording payout {index}: {e}"))?;
+        {
+            let mut ledger = self.ledger.lock();
+            for u in &payout.spent {
+                ledger.utxos.remove(&u.outpoint);
+            }
+            if let Some((vout, v)) = record.change {
+                ledger.utxos.insert(OutPoint { txid, vout }, v);
+            }
+            ledger.waiting.retain(|w| (w.height, w.index) > last);
+            note_paid(&self.status, &record);
+            let mut info = self.status.info.write();
+            info.payouts = index + 1;
+            info.waiting = ledger.waiting.len() as u64;
+            info.holdings = ledger.utxos.values().sum();
+            ledger.records.push(record);
+        }
+        tracing::info!(
+            index,
+            %txid,
+            withdrawals = batch.len(),
+            fee = payout.fee.to_sat(),
+            "withdrawals paid on Bitcoin"
+        );
+        self.client
+            .send_raw_transaction(&payout.tx)
+            .map(|_| ())
+            .map_err(|e| format!("sending payout {index} ({txid}): {e}; it will be sent again"))
+    }
+
+    /// Runs [`Self::step`] every interval until `stop`. A store failure stops it (logged).
+    pub fn run(&self, stop: &AtomicBool) {
+        while !stop.load(Ordering::SeqCst) {
+            if let Err(e) = self.step() {
+                tracing::error!("bridge payer stopped: {e}");
+                return;
+            }
+            sleep_unless_stopped(stop, self.config.interval);
+        }
+    }
+}
+
+fn note_paid(status: &BridgeStatus, record: &PayoutRecord) {
+    let mut paid = status.paid.write();
+    for w in &record.withdrawals {
+        paid.insert(w.l2_txid, (record.index, record.txid, w.clone()));
+    }
+}

@@ -209,7 +209,7 @@ fn txid_of(bytes: [u8; 32]) -> Txid {
 }
 
 /// Bitcoin Core's "already known / already in the chain" answers to `sendrawtransaction`.
-fn already_known(e: &ClientError) -> bool {
+pub(crate) fn already_known(e: &ClientError) -> bool {
     match e {
         ClientError::Rejected { code, reason } => {
             *code == Some(-27) || reason.contains("already") || reason.contains("txn-already")

@@ -48,7 +48,8 @@ use parabit_bitcoin::bitcoin::{
     TxOut, Txid,
 };
 use parabit_bitcoin::bridge::{
-    bridge_script, bridge_wallet, build_payout, scan_deposits, BitcoinDeposit, PayoutRequest,
+    bridge_script, bridge_wallet, build_payout, scan_deposits, BitcoinDeposit, BridgeError,
+    PayoutRequest,
 };
 use parabit_bitcoin::{BitcoinClient, ClientError, TaprootWallet, Utxo};
 use parabit_modules::bridge::BridgeMsg;
@@ -57,6 +58,7 @@ use parabit_primitives::{Address, Block, SigningKey};
 use parabit_storage::StoreError;
 use parking_lot::{Mutex, RwLock};
 
+use crate::batcher::already_known;
 use crate::node::Node;
 
 /// What the bridge of a chain is, from its genesis.
@@ -683,11 +685,15 @@ impl Payer {
         if let Err(e) = self.resend_last() {
             tracing::warn!("bridge payer: {e}");
         }
-        match self.pay() {
+        match self.pay().and_then(|()| self.why_waiting()) {
             Ok(()) => self.status.info.write().last_error = None,
             Err(e) => {
-                tracing::warn!("bridge payer: {e}");
-                self.status.info.write().last_error = Some(e);
+                let mut info = self.status.info.write();
+                // Once per new problem, not every round while it lasts.
+                if info.last_error.as_ref() != Some(&e) {
+                    tracing::warn!("bridge payer: {e}");
+                }
+                info.last_error = Some(e);
             }
         }
         Ok(())
@@ -704,18 +710,37 @@ impl Payer {
             Err(ClientError::NotFound(_)) => {
                 let tx: Transaction = bitcoin::consensus::deserialize(&record.tx)
                     .map_err(|e| format!("payout {} does not decode: {e}", record.index))?;
-                self.client
-                    .send_raw_transaction(&tx)
-                    .map(|_| tracing::info!(index = record.index, "payout sent again"))
-                    .map_err(|e| format!("re-sending payout {}: {e}", record.index))
+                match self.client.send_raw_transaction(&tx) {
+                    Ok(_) => {
+                        tracing::info!(index = record.index, "payout sent again");
+                        Ok(())
+                    }
+                    // A node without a transaction index does not find confirmed ones.
+                    Err(e) if already_known(&e) => Ok(()),
+                    Err(e) => Err(format!("re-sending payout {}: {e}", record.index)),
+                }
             }
             Err(e) => Err(e.to_string()),
         }
     }
 
+    /// `Err(why)` when withdrawals still wait after this round's payout (the bridge holds too
+    /// little for the next one).
+    fn why_waiting(&self) -> Result<(), String> {
+        let ledger = self.ledger.lock();
+        match ledger.waiting.first() {
+            None => Ok(()),
+            Some(w) => Err(format!(
+                "cannot pay the next withdrawal ({} sat) yet: the bridge holds {} sat",
+                w.amount,
+                ledger.utxos.values().sum::<u64>()
+            )),
+        }
+    }
+
     /// Builds, records and sends a payout of the waiting withdrawals, if any.
     fn pay(&self) -> Result<(), String> {
-        let (inputs, batch, index) = {
+        let (inputs, mut batch, index) = {
             let ledger = self.ledger.lock();
             if ledger.waiting.is_empty() {
                 return Ok(());
@@ -743,16 +768,31 @@ impl Payer {
             (inputs, batch, ledger.records.len() as u64)
         };
         let fee_rate = self.client.estimate_fee_rate().map_err(|e| e.to_string())?;
-        let requests: Vec<PayoutRequest> = batch
-            .iter()
-            .map(|w| PayoutRequest {
-                script_pubkey: w.script.clone(),
-                amount: BtcAmount::from_sat(w.amount),
-            })
-            .collect();
+        // The longest run of the waiting withdrawals (in order) the bridge can pay now: when
+        // it holds too little for all of them, fewer (halving), down to the first alone.
+        let payout = loop {
+            let requests: Vec<PayoutRequest> = batch
+                .iter()
+                .map(|w| PayoutRequest {
+                    script_pubkey: w.script.clone(),
+                    amount: BtcAmount::from_sat(w.amount),
+                })
+                .collect();
+            let last = batch.last().map_or((0, 0), |w| (w.height, w.index));
+            match build_payout(&self.wallet, &inputs, &requests, last, fee_rate) {
+                Ok(p) => break p,
+                Err(BridgeError::Insufficient { .. }) if batch.len() > 1 => {
+                    batch.truncate(batch.len() / 2);
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "cannot pay the next withdrawal ({} sat) yet: {e}",
+                        batch.first().map_or(0, |w| w.amount)
+                    ))
+                }
+            }
+        };
         let last = batch.last().map_or((0, 0), |w| (w.height, w.index));
-        let payout = build_payout(&self.wallet, &inputs, &requests, last, fee_rate)
-            .map_err(|e| format!("cannot pay {} withdrawals yet: {e}", batch.len()))?;
         let txid = payout.tx.compute_txid();
         let record = PayoutRecord {
             index,

@@ -455,3 +455,57 @@ fn fee_of(b: &Bridged, tx: &Transaction) -> u64 {
     let outputs: u64 = tx.output.iter().map(|o| o.value.to_sat()).sum();
     inputs - outputs
 }
+
+#[test]
+fn a_withdrawal_the_bridge_cannot_cover_waits_and_the_ones_before_it_are_paid() {
+    let b = Bridged::new();
+    let carol = b.h.g.accounts[2].key.address();
+    b.deposit(carol, 100_000);
+    b.confirm_and_produce().expect("deposit block");
+    let chain_id = b.h.spec.chain_id;
+    let alice = b.h.g.accounts[0].key.clone();
+    let bob = b.h.g.accounts[1].key.clone();
+    let dest = ScriptBuf::new_p2wpkh(&parabit_bitcoin::bitcoin::WPubkeyHash::from_byte_array(
+        [5; 20],
+    ));
+    // Genesis BTC is not backed by the bridge: alice's 1 BTC cannot be paid yet.
+    let small = withdraw(&bob, 0, 30_000, &dest, chain_id);
+    let big = withdraw(&alice, 0, 100_000_000, &dest, chain_id);
+    let after = withdraw(&bob, 1, 20_000, &dest, chain_id);
+    let ids: Vec<_> = [&small, &big, &after].iter().map(|t| t.id()).collect();
+    for r in b.h.seq.submit(vec![small, big, after]) {
+        r.expect("admitted");
+    }
+    b.h.seq
+        .produce_block(1_700_000_200_000, false)
+        .expect("ok")
+        .expect("block");
+    let payer = Payer::new(
+        Arc::clone(&b.h.seq),
+        Arc::new(b.h.btc.client(Vec::new())),
+        b.h.key,
+        PayerConfig::default(),
+    )
+    .expect("payer");
+    payer.step().expect("step");
+    let status = payer.status();
+    assert!(status.payout_of(&ids[0].0).is_some(), "the first is paid");
+    assert!(status.payout_of(&ids[1].0).is_none());
+    assert!(
+        status.payout_of(&ids[2].0).is_none(),
+        "paid in order: it waits"
+    );
+    let info = status.info();
+    assert_eq!((info.payouts, info.waiting), (1, 2));
+    let err = info.last_error.expect("why it waits");
+    assert!(err.contains("next withdrawal (100000000 sat)"), "{err}");
+    // Once the bridge holds enough, both are paid, in one payout.
+    b.deposit(carol, 150_000_000);
+    b.confirm_and_produce().expect("deposit block");
+    payer.step().expect("step");
+    let (i1, t1, _) = status.payout_of(&ids[1].0).expect("paid");
+    let (i2, t2, _) = status.payout_of(&ids[2].0).expect("paid");
+    assert_eq!((i1, i2), (1, 1));
+    assert_eq!(t1, t2);
+    assert_eq!(status.info().last_error, None);
+}

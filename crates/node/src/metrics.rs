@@ -54,6 +54,10 @@ pub struct Metrics {
     mempool_bytes: Gauge,
     batches_posted: Gauge,
     verified_height: Gauge,
+    bridge_deposited: Gauge,
+    bridge_withdrawn: Gauge,
+    bridge_waiting: Gauge,
+    bridge_payouts: Gauge,
 }
 
 impl Default for Metrics {
@@ -120,6 +124,32 @@ impl Metrics {
             "Encoded bytes of the transactions in the mempool",
             mempool_bytes.clone(),
         );
+        let (bridge_deposited, bridge_withdrawn, bridge_waiting, bridge_payouts) = (
+            Gauge::default(),
+            Gauge::default(),
+            Gauge::default(),
+            Gauge::default(),
+        );
+        registry.register(
+            "bridge_deposited_sats",
+            "BTC credited on L2 by bridge deposits, in satoshis",
+            bridge_deposited.clone(),
+        );
+        registry.register(
+            "bridge_withdrawn_sats",
+            "BTC burned on L2 by bridge withdrawals, in satoshis",
+            bridge_withdrawn.clone(),
+        );
+        registry.register(
+            "bridge_withdrawals_waiting",
+            "Withdrawals the sequencer has not paid on Bitcoin yet",
+            bridge_waiting.clone(),
+        );
+        registry.register(
+            "bridge_payouts",
+            "Payout transactions the sequencer made on Bitcoin",
+            bridge_payouts.clone(),
+        );
         registry.register(
             "batches_posted",
             "Batches whose Bitcoin transactions were accepted (posted or confirmed)",
@@ -142,6 +172,10 @@ impl Metrics {
             mempool_bytes,
             batches_posted,
             verified_height,
+            bridge_deposited,
+            bridge_withdrawn,
+            bridge_waiting,
+            bridge_payouts,
         }
     }
 
@@ -194,6 +228,14 @@ impl Metrics {
         self.mempool_bytes.set(gauge(now.mempool_bytes));
         self.batches_posted.set(gauge(now.batches_posted));
         self.verified_height.set(gauge(now.verified_height));
+        self.bridge_deposited.set(gauge(
+            u64::try_from(now.bridge_deposited).unwrap_or(u64::MAX),
+        ));
+        self.bridge_withdrawn.set(gauge(
+            u64::try_from(now.bridge_withdrawn).unwrap_or(u64::MAX),
+        ));
+        self.bridge_waiting.set(gauge(now.bridge_waiting));
+        self.bridge_payouts.set(gauge(now.bridge_payouts));
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!("metrics encoding failed: {e}");
@@ -215,6 +257,14 @@ pub struct Snapshot {
     pub batches_posted: u64,
     /// A follower's verified height (0 otherwise).
     pub verified_height: u64,
+    /// BTC credited by bridge deposits (satoshis).
+    pub bridge_deposited: u128,
+    /// BTC burned by bridge withdrawals (satoshis).
+    pub bridge_withdrawn: u128,
+    /// Withdrawals waiting for a payout (on the sequencer).
+    pub bridge_waiting: u64,
+    /// Payouts made (on the sequencer).
+    pub bridge_payouts: u64,
 }
 
 #[cfg(test)]
@@ -247,6 +297,10 @@ mod tests {
             mempool_bytes: 900,
             batches_posted: 3,
             verified_height: 40,
+            bridge_deposited: 1_000_000,
+            bridge_withdrawn: 50_000,
+            bridge_waiting: 2,
+            bridge_payouts: 1,
         });
         for line in [
             "parabit_blocks_total{source=\"produced\"} 1",
@@ -263,6 +317,10 @@ mod tests {
             "parabit_mempool_bytes 900",
             "parabit_batches_posted 3",
             "parabit_verified_height 40",
+            "parabit_bridge_deposited_sats 1000000",
+            "parabit_bridge_withdrawn_sats 50000",
+            "parabit_bridge_withdrawals_waiting 2",
+            "parabit_bridge_payouts 1",
         ] {
             assert!(page.contains(line), "missing {line:?} in:\n{page}");
         }

@@ -104,12 +104,19 @@ impl Node {
         let head = self.chain.head();
         let (txs, bytes) = self.mempool_size();
         let settlement = self.settlement();
+        let (bridge_deposited, bridge_withdrawn) =
+            self.chain.with_state(parabit_modules::bridge::query_totals);
+        let payer = self.bridge_status().map(|b| b.info()).unwrap_or_default();
         self.metrics.render(&crate::metrics::Snapshot {
             height: head.height,
             mempool_txs: txs as u64,
             mempool_bytes: bytes as u64,
             batches_posted: settlement.map_or(0, |s| s.batches_posted()),
             verified_height: settlement.and_then(|s| s.verified_height()).unwrap_or(0),
+            bridge_deposited,
+            bridge_withdrawn,
+            bridge_waiting: payer.waiting,
+            bridge_payouts: payer.payouts,
         })
     }
 

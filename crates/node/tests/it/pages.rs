@@ -106,12 +106,21 @@ async fn the_explorer_and_the_metrics_are_served_beside_json_rpc() {
         Some(0.0),
         "{page}"
     );
+    assert_eq!(
+        metric(&page, "parabit_bridge_deposited_sats"),
+        Some(0.0),
+        "{page}"
+    );
 
     for path in ["/explorer", "/"] {
         let (status, head, page) = get(addr, path).await;
         assert!(status.contains("200"), "{path}: {status}");
         assert!(head.contains("content-type: text/html"), "{path}: {head}");
         assert!(page.contains("<title>Parabit explorer</title>"), "{path}");
+        assert!(
+            page.contains("pb_bridgeInfo"),
+            "{path}: the bridge's figures"
+        );
     }
     let (status, _, _) = get(addr, "/nothing-here").await;
     assert!(!status.contains("200"), "{status}");

@@ -294,9 +294,14 @@ fn start_bridge(
         return Ok(Vec::new());
     };
     let watcher = Arc::new(
-        DepositWatcher::new(params, &keypair, Arc::clone(client))
-            .map_err(|e| anyhow::anyhow!(e))
-            .context("starting the deposit watcher")?,
+        DepositWatcher::new(
+            params,
+            &keypair,
+            Arc::clone(client),
+            node.chain().head().bitcoin_height,
+        )
+        .map_err(|e| anyhow::anyhow!(e))
+        .context("starting the deposit watcher")?,
     );
     node.attach_deposits(Arc::clone(&watcher));
     let payer = Payer::new(

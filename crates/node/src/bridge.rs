@@ -290,11 +290,14 @@ pub struct DepositWatcher {
 }
 
 impl DepositWatcher {
-    /// A watcher signing with `keypair` (the sequencer key the genesis names).
+    /// A watcher signing with `keypair` (the sequencer key the genesis names), reading
+    /// Bitcoin from the block after `resume_after` (the L2 head's `bitcoin_height`: deposits
+    /// up to it are in the chain already) or the settlement start height, whichever is later.
     pub fn new(
         params: BridgeParams,
         keypair: &Keypair,
         client: Arc<dyn BitcoinClient>,
+        resume_after: u64,
     ) -> Result<DepositWatcher, String> {
         let signer = SigningKey::from_secret_bytes(keypair.secret_bytes())
             .map_err(|e| format!("sequencer key: {e}"))?;
@@ -309,7 +312,9 @@ impl DepositWatcher {
             watched: Mutex::new(Watched {
                 log: DepositLog::default(),
                 hashes: BTreeMap::new(),
-                next: params.start_height,
+                next: u32::try_from(resume_after.saturating_add(1))
+                    .unwrap_or(u32::MAX)
+                    .max(params.start_height),
                 halted: None,
             }),
             params,

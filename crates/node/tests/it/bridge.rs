@@ -44,8 +44,13 @@ impl Bridged {
             .expect("settlement")
             .expect("a bridge");
         let watcher = Arc::new(
-            DepositWatcher::new(params.clone(), &h.key, Arc::new(h.btc.client(Vec::new())))
-                .expect("watcher"),
+            DepositWatcher::new(
+                params.clone(),
+                &h.key,
+                Arc::new(h.btc.client(Vec::new())),
+                h.seq.chain().head().bitcoin_height,
+            )
+            .expect("watcher"),
         );
         assert!(h.seq.attach_deposits(Arc::clone(&watcher)));
         Bridged {
@@ -508,4 +513,38 @@ fn a_withdrawal_the_bridge_cannot_cover_waits_and_the_ones_before_it_are_paid() 
     assert_eq!((i1, i2), (1, 1));
     assert_eq!(t1, t2);
     assert_eq!(status.info().last_error, None);
+}
+
+#[test]
+fn a_restarted_watcher_reads_on_after_the_heads_bitcoin_height() {
+    let b = Bridged::new();
+    let carol = b.h.g.accounts[2].key.address();
+    b.deposit(carol, 70_000);
+    let block = b.confirm_and_produce().expect("deposit block");
+    let head_bitcoin = block.header.bitcoin_height;
+    b.h.mine(3);
+    // A new watcher (a restarted sequencer) starts after the head's Bitcoin height: the
+    // deposit already credited is not offered again.
+    let again = DepositWatcher::new(
+        b.params.clone(),
+        &b.h.key,
+        Arc::new(b.h.btc.client(Vec::new())),
+        head_bitcoin,
+    )
+    .expect("watcher");
+    again.poll().expect("poll");
+    let (txs, through) = again.take(head_bitcoin);
+    assert!(txs.is_empty());
+    assert_eq!(through, u64::from(b.h.btc.height()));
+    let (read, seen, halted) = again.progress();
+    assert_eq!((read, seen, halted), (Some(b.h.btc.height()), 0, None));
+    b.deposit(carol, 80_000);
+    b.h.mine(1);
+    again.poll().expect("poll");
+    let (txs, _) = again.take(head_bitcoin);
+    assert_eq!(txs.len(), 1);
+    assert!(matches!(
+        txs[0].tx.call,
+        Call::Bridge(BridgeMsg::Deposit { amount: 80_000, .. })
+    ));
 }

@@ -212,9 +212,10 @@ fn print_info(info: &Json) {
     };
     println!("bridge address        {}", s("bridge_address"));
     println!("sequencer key         {}", s("sequencer_key"));
+    let depth = info["deposit_confirmations"].as_u64().unwrap_or(0);
     println!(
-        "deposits              credited after {} confirmations, at least {} sat",
-        s("deposit_confirmations"),
+        "deposits              credited once {depth} block{} deep, at least {} sat",
+        if depth == 1 { "" } else { "s" },
         s("min_deposit")
     );
     println!("withdrawals           at least {} sat", s("min_withdrawal"));

@@ -413,6 +413,9 @@ fn sleep_unless_stopped(stop: &AtomicBool, total: Duration) {
     }
 }
 
+/// How many of the latest payouts [`Payer::step`] checks Bitcoin still knows.
+pub const RESEND_DEPTH: usize = 16;
+
 /// A withdrawal a payout paid.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct PaidWithdrawal {
@@ -704,29 +707,34 @@ impl Payer {
         Ok(())
     }
 
-    /// Sends the last payout again if Bitcoin does not know it (a restart, a reorg).
+    /// Sends the recent payouts that Bitcoin does not know again, oldest first (a restart, a
+    /// reorg that dropped them: each payout may spend the one before it's change). Looks back
+    /// at most [`RESEND_DEPTH`] payouts, from the last.
     fn resend_last(&self) -> Result<(), String> {
-        let last = self.ledger.lock().records.last().cloned();
-        let Some(record) = last else {
-            return Ok(());
+        let recent: Vec<PayoutRecord> = {
+            let ledger = self.ledger.lock();
+            let from = ledger.records.len().saturating_sub(RESEND_DEPTH);
+            ledger.records.get(from..).unwrap_or(&[]).to_vec()
         };
-        match self.client.get_raw_transaction(&record.txid()) {
-            Ok(_) => Ok(()),
-            Err(ClientError::NotFound(_)) => {
-                let tx: Transaction = bitcoin::consensus::deserialize(&record.tx)
-                    .map_err(|e| format!("payout {} does not decode: {e}", record.index))?;
-                match self.client.send_raw_transaction(&tx) {
-                    Ok(_) => {
-                        tracing::info!(index = record.index, "payout sent again");
-                        Ok(())
-                    }
-                    // A node without a transaction index does not find confirmed ones.
-                    Err(e) if already_known(&e) => Ok(()),
-                    Err(e) => Err(format!("re-sending payout {}: {e}", record.index)),
-                }
+        let mut missing = Vec::new();
+        for record in recent.iter().rev() {
+            match self.client.get_raw_transaction(&record.txid()) {
+                Ok(_) => break,
+                Err(ClientError::NotFound(_)) => missing.push(record),
+                Err(e) => return Err(e.to_string()),
             }
-            Err(e) => Err(e.to_string()),
         }
+        for record in missing.into_iter().rev() {
+            let tx: Transaction = bitcoin::consensus::deserialize(&record.tx)
+                .map_err(|e| format!("payout {} does not decode: {e}", record.index))?;
+            match self.client.send_raw_transaction(&tx) {
+                Ok(_) => tracing::info!(index = record.index, "payout sent again"),
+                // A node without a transaction index does not find confirmed ones.
+                Err(e) if already_known(&e) => {}
+                Err(e) => return Err(format!("re-sending payout {}: {e}", record.index)),
+            }
+        }
+        Ok(())
     }
 
     /// `Err(why)` when withdrawals still wait after this round's payout (the bridge holds too

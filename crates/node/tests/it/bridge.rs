@@ -548,3 +548,63 @@ fn a_restarted_watcher_reads_on_after_the_heads_bitcoin_height() {
         Call::Bridge(BridgeMsg::Deposit { amount: 80_000, .. })
     ));
 }
+
+#[test]
+fn payouts_bitcoin_lost_are_sent_again_in_order() {
+    let b = Bridged::new();
+    let carol = b.h.g.accounts[2].key.address();
+    b.deposit(carol, 500_000);
+    b.confirm_and_produce().expect("deposit block");
+    let chain_id = b.h.spec.chain_id;
+    let bob = b.h.g.accounts[1].key.clone();
+    let dest = ScriptBuf::new_p2wpkh(&parabit_bitcoin::bitcoin::WPubkeyHash::from_byte_array(
+        [8; 20],
+    ));
+    let client: Arc<dyn BitcoinClient> = Arc::new(b.h.btc.client(Vec::new()));
+    let payer = Payer::new(
+        Arc::clone(&b.h.seq),
+        Arc::clone(&client),
+        b.h.key,
+        PayerConfig::default(),
+    )
+    .expect("payer");
+    let mut txids = Vec::new();
+    for nonce in 0..2 {
+        let w = withdraw(&bob, nonce, 40_000, &dest, chain_id);
+        let id = w.id();
+        b.h.seq
+            .submit(vec![w])
+            .pop()
+            .expect("one")
+            .expect("admitted");
+        b.h.seq
+            .produce_block(1_700_000_500_000 + nonce, false)
+            .expect("ok")
+            .expect("block");
+        payer.step().expect("step");
+        let (_, txid, _) = payer.status().payout_of(&id.0).expect("paid");
+        txids.push(Txid::from_byte_array(txid));
+    }
+    // The second payout spends the first one's change; both vanish from the mempool.
+    let removed = b.h.btc.remove_from_mempool(&txids[0]).expect("evict");
+    assert_eq!(removed.len(), 2, "the payout and its child");
+    assert!(!b.h.btc.in_mempool(&txids[1]));
+    drop(payer);
+    let payer = Payer::new(
+        Arc::clone(&b.h.seq),
+        Arc::clone(&client),
+        b.h.key,
+        PayerConfig::default(),
+    )
+    .expect("payer again");
+    payer.step().expect("step");
+    assert!(b.h.btc.in_mempool(&txids[0]));
+    assert!(b.h.btc.in_mempool(&txids[1]));
+    assert_eq!(
+        payer.status().info().payouts,
+        2,
+        "sent again, not paid again"
+    );
+    b.h.mine(1);
+    assert_eq!(b.h.btc.confirmations(&txids[1]), Some(1));
+}

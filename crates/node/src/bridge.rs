@@ -152,6 +152,12 @@ impl DepositLog {
         self.through
     }
 
+    /// Forgets the deposits of the blocks up to `height` (included in the chain already).
+    pub fn forget_through(&mut self, height: u64) {
+        let keep_from = u32::try_from(height.saturating_add(1)).unwrap_or(u32::MAX);
+        self.by_height = self.by_height.split_off(&keep_from);
+    }
+
     /// Forgets the blocks above `height` (a reorg).
     pub fn forget_above(&mut self, height: u32) {
         self.by_height.retain(|h, _| *h <= height);
@@ -171,7 +177,7 @@ impl DepositLog {
             .collect()
     }
 
-    /// Deposits logged in all.
+    /// Deposits logged and not forgotten.
     pub fn count(&self) -> usize {
         self.by_height.values().map(Vec::len).sum()
     }
@@ -273,8 +279,8 @@ pub fn check_deposits(
 /// What the watcher has read.
 struct Watched {
     log: DepositLog,
-    /// Hashes of the blocks read (to notice a reorg below the deposit depth).
-    hashes: BTreeMap<u32, BlockHash>,
+    /// The hash of the last block read (to notice a reorg below the deposit depth).
+    last: Option<BlockHash>,
     next: u32,
     /// Set when Bitcoin reorganised below the deposit depth: no more deposits are taken.
     halted: Option<String>,
@@ -311,7 +317,7 @@ impl DepositWatcher {
         Ok(DepositWatcher {
             watched: Mutex::new(Watched {
                 log: DepositLog::default(),
-                hashes: BTreeMap::new(),
+                last: None,
                 next: u32::try_from(resume_after.saturating_add(1))
                     .unwrap_or(u32::MAX)
                     .max(params.start_height),
@@ -340,7 +346,7 @@ impl DepositWatcher {
                 if w.halted.is_some() || w.next > target {
                     return Ok(());
                 }
-                (w.next, w.hashes.get(&w.next.wrapping_sub(1)).copied())
+                (w.next, w.last)
             };
             let hash = self.client.block_hash(next)?;
             let block = self.client.block(&hash)?;
@@ -357,10 +363,7 @@ impl DepositWatcher {
                 }
             }
             w.log.record(next, &block, &self.params);
-            w.hashes.insert(next, hash);
-            // Only the last hash is needed to notice a reorg.
-            let floor = next.saturating_sub(16);
-            w.hashes.retain(|h, _| *h >= floor);
+            w.last = Some(hash);
             w.next = next.saturating_add(1);
             if next == u32::MAX {
                 return Ok(());
@@ -369,9 +372,11 @@ impl DepositWatcher {
     }
 
     /// The deposit transactions of the next block and its `bitcoin_height`, given its
-    /// parent's: every deposit read in `(parent, read]`.
+    /// parent's: every deposit read in `(parent, read]`. Those up to the parent's are in the
+    /// chain already and are forgotten.
     pub fn take(&self, parent_bitcoin_height: u64) -> (Vec<SignedTx>, u64) {
-        let w = self.watched.lock();
+        let mut w = self.watched.lock();
+        w.log.forget_through(parent_bitcoin_height);
         let read = w.log.through().map_or(0, u64::from);
         if w.halted.is_some() || read <= parent_bitcoin_height {
             return (Vec::new(), parent_bitcoin_height);
@@ -385,7 +390,8 @@ impl DepositWatcher {
         (txs, read)
     }
 
-    /// The last Bitcoin height read, deposits logged, and why deposits stopped (if they did).
+    /// The last Bitcoin height read, the deposits read and not yet handed to a block (as of
+    /// the last [`Self::take`]), and why deposits stopped (if they did).
     pub fn progress(&self) -> (Option<u32>, usize, Option<String>) {
         let w = self.watched.lock();
         (w.log.through(), w.log.count(), w.halted.clone())

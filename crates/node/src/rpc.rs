@@ -254,9 +254,9 @@ impl RpcContext {
             "locked": deposited.saturating_sub(withdrawn).to_string(),
         });
         if let Some(w) = self.node.deposit_watcher() {
-            let (read, seen, halted) = w.progress();
+            let (read, pending, halted) = w.progress();
             info["watcher"] =
-                json!({"read_through": read, "deposits_seen": seen, "halted": halted});
+                json!({"read_through": read, "deposits_pending": pending, "halted": halted});
         }
         if let Some(b) = self.node.bridge_status() {
             let p = b.info();

@@ -893,3 +893,170 @@ fn note_paid(status: &BridgeStatus, record: &PayoutRecord) {
         paid.insert(w.l2_txid, (record.index, record.txid, w.clone()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parabit_primitives::BlockHeader;
+    use proptest::prelude::*;
+
+    fn params(signer: &SigningKey) -> BridgeParams {
+        let sequencer = XOnlyPublicKey::from_slice(&signer.address().0).expect("key");
+        BridgeParams {
+            sequencer,
+            authority: signer.address(),
+            script: bridge_script(sequencer),
+            start_height: 1,
+            confirmations: 1,
+            min_deposit: 10_000,
+            chain_id: 7,
+        }
+    }
+
+    fn deposit(n: u8, sats: u64) -> BitcoinDeposit {
+        BitcoinDeposit {
+            outpoint: OutPoint {
+                txid: Txid::from_byte_array([n; 32]),
+                vout: u32::from(n % 3),
+            },
+            recipient: [n.wrapping_add(1); 32],
+            amount: BtcAmount::from_sat(sats),
+        }
+    }
+
+    fn block(bitcoin_height: u64, txs: Vec<SignedTx>) -> Block<Call> {
+        Block {
+            header: BlockHeader {
+                height: 1,
+                parent_hash: [0; 32],
+                timestamp_ms: 0,
+                tx_root: [0; 32],
+                state_root: [0; 32],
+                bitcoin_height,
+                fees: 0,
+                tx_count: txs.len() as u32,
+            },
+            txs,
+        }
+    }
+
+    /// How a faulty block differs from the one Bitcoin's deposits call for.
+    #[derive(Clone, Debug)]
+    enum Fault {
+        None,
+        Drop(usize),
+        Duplicate(usize),
+        Swap(usize),
+        Amount(usize),
+        Height(usize),
+        ForeignSigner(usize),
+    }
+
+    fn fault() -> impl Strategy<Value = Fault> {
+        prop_oneof![
+            Just(Fault::None),
+            any::<usize>().prop_map(Fault::Drop),
+            any::<usize>().prop_map(Fault::Duplicate),
+            any::<usize>().prop_map(Fault::Swap),
+            any::<usize>().prop_map(Fault::Amount),
+            any::<usize>().prop_map(Fault::Height),
+            any::<usize>().prop_map(Fault::ForeignSigner),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// A block passes exactly when its deposits are those of `(parent, bitcoin_height]`,
+        /// in order and signed by the authority: any change to that list is refused.
+        #[test]
+        fn only_bitcoins_deposits_in_order_pass(
+            per_height in prop::collection::vec(prop::collection::vec(10_000u64..1_000_000, 0..3), 1..6),
+            parent in 0u64..3,
+            extra in 0u64..4,
+            fault in fault(),
+        ) {
+            let signer = SigningKey::from_seed(b"bridge-test-sequencer");
+            let other = SigningKey::from_seed(b"bridge-test-someone");
+            let p = params(&signer);
+            let mut log = DepositLog::default();
+            let mut n = 0u8;
+            let mut all: Vec<(u32, BitcoinDeposit)> = Vec::new();
+            for (i, amounts) in per_height.iter().enumerate() {
+                let h = i as u32 + 1;
+                for &a in amounts {
+                    n += 1;
+                    all.push((h, deposit(n, a)));
+                }
+                log.by_height.insert(h, all.iter().filter(|(x, _)| *x == h).map(|(_, d)| d.clone()).collect());
+                log.by_height.retain(|_, v| !v.is_empty());
+                log.through = Some(h);
+            }
+            let read = per_height.len() as u64;
+            let parent = parent.min(read);
+            let through = (parent + extra).min(read);
+            let expected: Vec<(u32, BitcoinDeposit)> = all
+                .iter()
+                .filter(|(h, _)| u64::from(*h) > parent && u64::from(*h) <= through)
+                .cloned()
+                .collect();
+            let mut txs: Vec<SignedTx> = expected
+                .iter()
+                .map(|(h, d)| deposit_tx(&signer, 7, *h, d))
+                .collect();
+            let k = txs.len();
+            let changed = match fault {
+                Fault::None => false,
+                Fault::Drop(i) if k > 0 => { txs.remove(i % k); true }
+                Fault::Duplicate(i) if k > 0 => { let t = txs[i % k].clone(); txs.insert(i % k, t); true }
+                Fault::Swap(i) if k > 1 => {
+                    let (a, b) = (i % k, (i + 1) % k);
+                    let same = expected[a].1 == expected[b].1 && expected[a].0 == expected[b].0;
+                    txs.swap(a, b);
+                    !same
+                }
+                Fault::Amount(i) if k > 0 => {
+                    let (h, d) = &expected[i % k];
+                    let mut d = d.clone();
+                    d.amount += BtcAmount::from_sat(1);
+                    txs[i % k] = deposit_tx(&signer, 7, *h, &d);
+                    true
+                }
+                Fault::Height(i) if k > 0 => {
+                    let (h, d) = &expected[i % k];
+                    txs[i % k] = deposit_tx(&signer, 7, h + 1, d);
+                    true
+                }
+                Fault::ForeignSigner(i) if k > 0 => {
+                    let (h, d) = &expected[i % k];
+                    txs[i % k] = deposit_tx(&other, 7, *h, d);
+                    true
+                }
+                _ => false,
+            };
+            let result = check_deposits(&block(through, txs), parent, &log, &p);
+            prop_assert_eq!(result.is_ok(), !changed, "{:?} {:?}", fault, result);
+            // A header that goes back, or past what was read, is refused whatever it holds.
+            if parent > 0 {
+                prop_assert!(check_deposits(&block(parent - 1, Vec::new()), parent, &log, &p).is_err());
+            }
+            prop_assert!(check_deposits(&block(read + 1, Vec::new()), parent, &log, &p).is_err());
+        }
+    }
+
+    #[test]
+    fn the_log_keeps_what_is_not_in_the_chain_yet_and_forgets_a_reorg() {
+        let mut log = DepositLog::default();
+        for h in 1..=5u32 {
+            log.by_height.insert(h, vec![deposit(h as u8, 20_000)]);
+            log.through = Some(h);
+        }
+        assert_eq!(log.between(1, 3).len(), 2);
+        assert_eq!(log.between(3, 3).len(), 0);
+        log.forget_through(2);
+        assert_eq!(log.count(), 3);
+        assert_eq!(log.between(0, 5).first().map(|(h, _)| *h), Some(3));
+        log.forget_above(4);
+        assert_eq!((log.count(), log.through()), (2, Some(4)));
+    }
+}

@@ -32,6 +32,10 @@
 //! - The payer spends only outputs it knows to be the bridge's (credited deposits and its
 //!   change); it never spends a deposit that was not credited.
 //! - No Bitcoin data can panic these; Bitcoin errors are logged and retried.
+//!
+//! **Audit.** A full node's [`PayoutAudit`] finds the payouts in the Bitcoin blocks it reads
+//! and matches them against the withdrawals it derived, so it shows which withdrawals were
+//! paid, and reports a payout that did not pay one as recorded.
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
@@ -48,8 +52,8 @@ use parabit_bitcoin::bitcoin::{
     TxOut, Txid,
 };
 use parabit_bitcoin::bridge::{
-    bridge_script, bridge_wallet, build_payout, scan_deposits, BitcoinDeposit, BridgeError,
-    PayoutRequest,
+    bridge_script, bridge_wallet, build_payout, parse_payout, scan_deposits, BitcoinDeposit,
+    BridgeError, PayoutRequest,
 };
 use parabit_bitcoin::{BitcoinClient, ClientError, TaprootWallet, Utxo};
 use parabit_modules::bridge::BridgeMsg;
@@ -480,6 +484,56 @@ pub enum PayerError {
     MissingBlock(u64),
 }
 
+/// A successful bridge call of a committed block.
+enum BridgeCall {
+    /// A credited deposit: the bridge's Bitcoin output and its value.
+    Deposit(OutPoint, u64),
+    /// A withdrawal.
+    Withdraw(Waiting),
+}
+
+/// The successful bridge calls of committed block `height`, in block order.
+fn bridge_calls(
+    store: &parabit_storage::Store,
+    height: u64,
+) -> Result<Vec<BridgeCall>, PayerError> {
+    let block = store
+        .block::<Call>(height)?
+        .ok_or(PayerError::MissingBlock(height))?;
+    let mut out = Vec::new();
+    for (i, t) in block.txs.iter().enumerate() {
+        let Call::Bridge(msg) = &t.tx.call else {
+            continue;
+        };
+        let id = t.id();
+        if !store.receipt(&id)?.is_some_and(|r| r.status.is_success()) {
+            continue;
+        }
+        out.push(match msg {
+            BridgeMsg::Deposit {
+                txid, vout, amount, ..
+            } => BridgeCall::Deposit(
+                OutPoint {
+                    txid: Txid::from_byte_array(*txid),
+                    vout: *vout,
+                },
+                *amount,
+            ),
+            BridgeMsg::Withdraw {
+                amount,
+                script_pubkey,
+            } => BridgeCall::Withdraw(Waiting {
+                l2_txid: id.0,
+                height,
+                index: i as u32,
+                amount: *amount,
+                script: ScriptBuf::from_bytes(script_pubkey.clone()),
+            }),
+        });
+    }
+    Ok(out)
+}
+
 /// A withdrawal waiting for its payout.
 #[derive(Clone, Debug)]
 struct Waiting {
@@ -615,36 +669,12 @@ impl Payer {
         let mut ledger = self.ledger.lock();
         while ledger.next_height <= head {
             let h = ledger.next_height;
-            let block = store.block::<Call>(h)?.ok_or(PayerError::MissingBlock(h))?;
-            for (i, t) in block.txs.iter().enumerate() {
-                let Call::Bridge(msg) = &t.tx.call else {
-                    continue;
-                };
-                let id = t.id();
-                let ok = store.receipt(&id)?.is_some_and(|r| r.status.is_success());
-                if !ok {
-                    continue;
-                }
-                match msg {
-                    BridgeMsg::Deposit {
-                        txid, vout, amount, ..
-                    } => {
-                        let op = OutPoint {
-                            txid: Txid::from_byte_array(*txid),
-                            vout: *vout,
-                        };
-                        ledger.utxos.insert(op, *amount);
+            for call in bridge_calls(store, h)? {
+                match call {
+                    BridgeCall::Deposit(op, amount) => {
+                        ledger.utxos.insert(op, amount);
                     }
-                    BridgeMsg::Withdraw {
-                        amount,
-                        script_pubkey,
-                    } => ledger.waiting.push(Waiting {
-                        l2_txid: id.0,
-                        height: h,
-                        index: i as u32,
-                        amount: *amount,
-                        script: ScriptBuf::from_bytes(script_pubkey.clone()),
-                    }),
+                    BridgeCall::Withdraw(w) => ledger.waiting.push(w),
                 }
             }
             ledger.next_height = h + 1;
@@ -884,6 +914,216 @@ impl Payer {
             }
             sleep_unless_stopped(stop, self.config.interval);
         }
+    }
+}
+
+/// A payout a full node found on Bitcoin (borsh in its store's `bridge_payouts`; a full node
+/// never pays, so its table holds only these).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct FoundPayout {
+    /// The Bitcoin block holding it.
+    pub bitcoin_height: u32,
+    /// Its txid (internal byte order).
+    pub txid: [u8; 32],
+    /// The last withdrawal it says it pays: (L2 height, position in the block).
+    pub through: (u64, u32),
+    /// Its outputs: (script, value), in order.
+    pub outputs: Vec<(Vec<u8>, u64)>,
+}
+
+/// What a full node's audit holds.
+#[derive(Default)]
+struct Audit {
+    /// Payouts found, in Bitcoin order; the first `matched` were matched to withdrawals.
+    found: Vec<FoundPayout>,
+    matched: usize,
+    /// Derived withdrawals not matched to a payout yet, in L2 order.
+    waiting: std::collections::VecDeque<Waiting>,
+    /// Next L2 height to read.
+    next_height: u64,
+}
+
+/// A full node's check of the withdrawals' payouts, from Bitcoin alone: it finds the
+/// bridge's payouts (a transaction spending a bridge output, with a `pbw` marker) in the
+/// Bitcoin blocks it reads, matches each against the withdrawals of the L2 blocks it derived
+/// (a payout pays the withdrawals after the previous one's through its marker, one output
+/// each, in order), and shows the result through the same [`BridgeStatus`] the sequencer's
+/// payer fills (so `pb_getWithdrawal` says `paid` on a full node too). An output that does not
+/// pay its withdrawal's script, or pays more than it burned, is reported in the status
+/// (`last_error`) and that withdrawal is not marked paid.
+///
+/// Invariants: payouts are matched in Bitcoin order, each only once the L2 blocks up to its
+/// marker are derived; the payouts found are stored before they are matched, so a restart
+/// (which reads Bitcoin on from the last batch's block) loses none; a reorg below a payout
+/// forgets it ([`Self::forget_above`]) and the matching is redone.
+pub struct PayoutAudit {
+    params: BridgeParams,
+    status: Arc<BridgeStatus>,
+    audit: Mutex<Audit>,
+}
+
+impl PayoutAudit {
+    /// The audit of `params`' bridge, with the payouts found before (`node`'s store).
+    pub fn open(params: BridgeParams, node: &Node) -> Result<PayoutAudit, PayerError> {
+        let mut found = Vec::new();
+        for (index, bytes) in node.chain().store().payout_records()? {
+            let p =
+                FoundPayout::try_from_slice(&bytes).map_err(|_| PayerError::BadRecord(index))?;
+            found.push(p);
+        }
+        let audit = PayoutAudit {
+            params,
+            status: Arc::new(BridgeStatus::default()),
+            audit: Mutex::new(Audit {
+                found,
+                next_height: 1,
+                ..Audit::default()
+            }),
+        };
+        audit.catch_up(node)?;
+        Ok(audit)
+    }
+
+    /// What the RPC shows.
+    pub fn status(&self) -> Arc<BridgeStatus> {
+        Arc::clone(&self.status)
+    }
+
+    /// Looks at a transaction of Bitcoin block `height`: a payout of the bridge (its first
+    /// input spends the bridge's script, as `prevout` resolves it, and it ends with a payout
+    /// marker) not seen before is stored and kept for matching.
+    pub fn saw(
+        &self,
+        node: &Node,
+        height: u32,
+        tx: &Transaction,
+        prevout: impl FnOnce(&OutPoint) -> Option<TxOut>,
+    ) -> Result<(), PayerError> {
+        let Some(through) = parse_payout(tx) else {
+            return Ok(());
+        };
+        let Some(first) = tx.input.first() else {
+            return Ok(());
+        };
+        if prevout(&first.previous_output).map(|o| o.script_pubkey)
+            != Some(self.params.script.clone())
+        {
+            return Ok(());
+        }
+        let txid = tx.compute_txid().to_byte_array();
+        let mut a = self.audit.lock();
+        if a.found.iter().any(|p| p.txid == txid) {
+            return Ok(());
+        }
+        let p = FoundPayout {
+            bitcoin_height: height,
+            txid,
+            through,
+            outputs: tx
+                .output
+                .iter()
+                .map(|o| (o.script_pubkey.to_bytes(), o.value.to_sat()))
+                .collect(),
+        };
+        let bytes = borsh::to_vec(&p).map_err(|_| PayerError::BadRecord(a.found.len() as u64))?;
+        node.chain()
+            .store()
+            .put_payout(a.found.len() as u64, &bytes)?;
+        a.found.push(p);
+        Ok(())
+    }
+
+    /// Reads the derived blocks not read yet and matches the payouts whose withdrawals are
+    /// all derived.
+    pub fn catch_up(&self, node: &Node) -> Result<(), PayerError> {
+        let store = node.chain().store();
+        let head = node.chain().head().height;
+        let mut guard = self.audit.lock();
+        let a = &mut *guard;
+        while a.next_height <= head {
+            for call in bridge_calls(store, a.next_height)? {
+                if let BridgeCall::Withdraw(w) = call {
+                    a.waiting.push_back(w);
+                }
+            }
+            a.next_height += 1;
+        }
+        while let Some(p) = a.found.get(a.matched) {
+            if p.through.0 > head {
+                break;
+            }
+            let mut problems = Vec::new();
+            let mut vout = 0u32;
+            while a
+                .waiting
+                .front()
+                .is_some_and(|w| (w.height, w.index) <= p.through)
+            {
+                let Some(w) = a.waiting.pop_front() else {
+                    break;
+                };
+                match p.outputs.get(vout as usize) {
+                    Some((script, value))
+                        if *script == w.script.as_bytes() && *value <= w.amount =>
+                    {
+                        let paid = PaidWithdrawal {
+                            l2_txid: w.l2_txid,
+                            height: w.height,
+                            index: w.index,
+                            amount: w.amount,
+                            fee_share: w.amount - value,
+                            vout,
+                        };
+                        self.status
+                            .paid
+                            .write()
+                            .insert(w.l2_txid, (a.matched as u64, p.txid, paid));
+                    }
+                    other => problems.push(format!(
+                        "payout {} output {vout} ({}) does not pay withdrawal {} ({} sat to {})",
+                        Txid::from_byte_array(p.txid),
+                        other.map_or("missing".to_string(), |(s, v)| format!(
+                            "{v} sat to {}",
+                            hex::encode(s)
+                        )),
+                        hex::encode(w.l2_txid),
+                        w.amount,
+                        w.script.to_hex_string()
+                    )),
+                }
+                vout += 1;
+            }
+            a.matched += 1;
+            let mut info = self.status.info.write();
+            info.payouts = a.matched as u64;
+            if let Some(first) = problems.into_iter().next() {
+                tracing::error!("bridge audit: {first}");
+                info.last_error = Some(first);
+            }
+        }
+        self.status.info.write().waiting = a.waiting.len() as u64;
+        Ok(())
+    }
+
+    /// After a reorg to `fork` (and, with `rebuilt`, a node rebuilt from genesis): forgets
+    /// the payouts found above the fork and redoes the matching from the first L2 block.
+    pub fn forget_above(&self, node: &Node, fork: u32, rebuilt: bool) -> Result<(), PayerError> {
+        {
+            let mut a = self.audit.lock();
+            let first = a.found.iter().position(|p| p.bitcoin_height > fork);
+            if first.is_none() && !rebuilt {
+                return Ok(());
+            }
+            let first = first.unwrap_or(a.found.len());
+            node.chain().store().truncate_payouts(first as u64)?;
+            a.found.truncate(first);
+            a.matched = 0;
+            a.waiting.clear();
+            a.next_height = 1;
+            self.status.paid.write().clear();
+            *self.status.info.write() = PayerInfo::default();
+        }
+        self.catch_up(node)
     }
 }
 

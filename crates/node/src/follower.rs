@@ -61,7 +61,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
 use crate::batch::{Batch, BatchCodec, Chunk};
-use crate::bridge::{check_deposits, BridgeParams, DepositLog};
+use crate::bridge::{check_deposits, BridgeParams, DepositLog, PayoutAudit};
 use crate::chain::{Chain, ChainConfig, ChainError};
 use crate::node::{Node, NodeConfig};
 use crate::settlement::{BatchRecord, BatchStatus, SettlementError, SettlementStatus};
@@ -132,6 +132,9 @@ pub enum FollowerError {
     /// The sync task panicked.
     #[error("sync task failed: {0}")]
     Task(String),
+    /// The bridge's payout audit failed (its store records).
+    #[error("bridge payout audit: {0}")]
+    Audit(#[from] crate::bridge::PayerError),
 }
 
 impl FollowerError {
@@ -279,6 +282,8 @@ pub struct Follower {
     key: XOnlyPublicKey,
     start_height: u32,
     bridge: Option<BridgeParams>,
+    /// The check of the bridge's payouts (with a bridge).
+    audit: Option<PayoutAudit>,
     codec: BatchCodec,
     client: Arc<dyn BitcoinClient>,
     config: FollowerConfig,
@@ -377,6 +382,14 @@ impl Follower {
             node
         };
         status.set_verified_height(Some(node.chain().head().height));
+        let audit = match &bridge {
+            Some(p) => {
+                let audit = PayoutAudit::open(p.clone(), &node)?;
+                node.attach_bridge_status(audit.status());
+                Some(audit)
+            }
+            None => None,
+        };
         let mut scanned = BTreeMap::new();
         for r in &kept {
             if let (Some(h), Some(b)) = (r.bitcoin_height, r.bitcoin_block) {
@@ -408,6 +421,7 @@ impl Follower {
             key,
             start_height,
             bridge,
+            audit,
             client,
             config,
             node: node_tx,
@@ -618,7 +632,13 @@ impl Follower {
                 &self.status,
             )?;
             self.status.set_verified_height(Some(keep_height));
+            if let Some(a) = &self.audit {
+                new.attach_bridge_status(a.status());
+            }
             self.node.send_replace(new);
+        }
+        if let Some(a) = &self.audit {
+            a.forget_above(&self.node(), fork, dropped > 0)?;
         }
         cur.scanned.retain(|h, _| *h <= fork);
         cur.outputs.retain(|_, (h, _)| *h <= fork);
@@ -664,6 +684,25 @@ impl Follower {
         report: &mut SyncReport,
     ) -> Result<(), FollowerError> {
         self.log_deposits(cur, height, block)?;
+        if let Some(audit) = &self.audit {
+            let node = self.node();
+            for tx in block.txdata.iter().skip(1) {
+                audit.saw(&node, height, tx, |op| {
+                    block
+                        .txdata
+                        .iter()
+                        .find(|t| t.compute_txid() == op.txid)
+                        .and_then(|t| t.output.get(op.vout as usize).cloned())
+                        .or_else(|| cur.outputs.get(op).map(|(_, o)| o.clone()))
+                        .or_else(|| {
+                            self.client
+                                .get_raw_transaction(&op.txid)
+                                .ok()
+                                .and_then(|t| t.output.get(op.vout as usize).cloned())
+                        })
+                })?;
+            }
+        }
         let envelopes = {
             let outputs = &cur.outputs;
             let client = &self.client;
@@ -753,6 +792,9 @@ impl Follower {
         let out_floor = height.saturating_sub(OUTPUT_WINDOW);
         cur.outputs.retain(|_, (h, _)| *h > out_floor);
         cur.next = height.saturating_add(1);
+        if let Some(audit) = &self.audit {
+            audit.catch_up(&self.node())?;
+        }
         Ok(())
     }
 
@@ -1122,6 +1164,10 @@ fn rebuild(
             chain
                 .store()
                 .put_batch(r.index, &borsh::to_vec(r).unwrap_or_default())?;
+        }
+        // The bridge payouts found on Bitcoin (the audit forgets those a reorg took away).
+        for (index, bytes) in source.payout_records()? {
+            chain.store().put_payout(index, &bytes)?;
         }
     }
     std::fs::rename(&tmp, db).map_err(|source| FollowerError::Io {

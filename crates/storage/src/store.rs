@@ -762,6 +762,20 @@ impl Store {
         self.put_record(PAYOUTS, index, record)
     }
 
+    /// Removes the bridge payout records from index `from` on, durably (a full node forgets
+    /// payouts a Bitcoin reorg took away).
+    pub fn truncate_payouts(&self, from: u64) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate);
+        txn.set_quick_repair(self.config.quick_repair);
+        {
+            let mut table = txn.open_table(PAYOUTS)?;
+            table.retain(|k, _| k < from)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Every bridge payout record, by index.
     pub fn payout_records(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let read = self.db.begin_read()?;
@@ -1048,6 +1062,11 @@ mod tests {
         assert_eq!(
             store.payout_records().expect("list"),
             vec![(0, b"zero".to_vec()), (1, b"one again".to_vec())]
+        );
+        store.truncate_payouts(1).expect("truncate");
+        assert_eq!(
+            store.payout_records().expect("list"),
+            vec![(0, b"zero".to_vec())]
         );
         assert_eq!(
             store.batch_record(0).expect("get").as_deref(),

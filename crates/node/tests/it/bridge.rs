@@ -608,3 +608,173 @@ fn payouts_bitcoin_lost_are_sent_again_in_order() {
     b.h.mine(1);
     assert_eq!(b.h.btc.confirmations(&txids[1]), Some(1));
 }
+
+#[test]
+fn a_full_node_sees_withdrawals_paid_on_bitcoin_and_a_payout_to_the_wrong_script() {
+    use parabit_bitcoin::bridge::{bridge_wallet, build_payout, PayoutRequest};
+    use parabit_bitcoin::Utxo;
+    let mut b = Bridged::new();
+    let carol = b.h.g.accounts[2].key.address();
+    b.deposit(carol, 400_000);
+    b.confirm_and_produce().expect("deposit block");
+    let chain_id = b.h.spec.chain_id;
+    let alice = b.h.g.accounts[0].key.clone();
+    let bob = b.h.g.accounts[1].key.clone();
+    let dest = ScriptBuf::new_p2wpkh(&parabit_bitcoin::bitcoin::WPubkeyHash::from_byte_array(
+        [4; 20],
+    ));
+    let w1 = withdraw(&alice, 0, 100_000, &dest, chain_id);
+    let id1 = w1.id();
+    b.h.seq
+        .submit(vec![w1])
+        .pop()
+        .expect("one")
+        .expect("admitted");
+    b.h.seq
+        .produce_block(1_700_000_600_000, false)
+        .expect("ok")
+        .expect("block");
+    let payer = Payer::new(
+        Arc::clone(&b.h.seq),
+        Arc::new(b.h.btc.client(Vec::new())),
+        b.h.key,
+        PayerConfig::default(),
+    )
+    .expect("payer");
+    payer.step().expect("step");
+    let (_, paid_by, _) = payer.status().payout_of(&id1.0).expect("paid");
+    b.h.mine(1);
+    let batch = b.h.next_batch();
+    b.h.post(&batch);
+    b.h.mine(1);
+    let f = b.h.follower(1);
+    let r = f.sync_once().expect("sync");
+    assert!(r.mismatch.is_none(), "{:?}", r.mismatch);
+    let seen = f.node().bridge_status().expect("an audit").clone();
+    let (_, txid, w) = seen.payout_of(&id1.0).expect("the full node sees it paid");
+    assert_eq!(txid, paid_by);
+    assert_eq!(w.amount, 100_000);
+    assert_eq!((seen.info().payouts, seen.info().waiting), (1, 0));
+    assert_eq!(seen.info().last_error, None);
+
+    // A payout of the next withdrawal to another script than the one it burned for.
+    let w2 = withdraw(&bob, 0, 50_000, &dest, chain_id);
+    let id2 = w2.id();
+    b.h.seq
+        .submit(vec![w2])
+        .pop()
+        .expect("one")
+        .expect("admitted");
+    let block =
+        b.h.seq
+            .produce_block(1_700_000_700_000, false)
+            .expect("ok")
+            .expect("block");
+    let first = payout_tx(&b, &paid_by);
+    let (vout, change) = first
+        .output
+        .iter()
+        .enumerate()
+        .find(|(_, o)| o.script_pubkey == b.params.script)
+        .expect("change");
+    let thief = ScriptBuf::new_p2wpkh(&parabit_bitcoin::bitcoin::WPubkeyHash::from_byte_array(
+        [6; 20],
+    ));
+    let bad = build_payout(
+        &bridge_wallet(b.h.key),
+        &[Utxo {
+            outpoint: OutPoint {
+                txid: first.compute_txid(),
+                vout: vout as u32,
+            },
+            txout: change.clone(),
+            confirmations: 1,
+            coinbase: false,
+        }],
+        &[PayoutRequest {
+            script_pubkey: thief,
+            amount: Amount::from_sat(50_000),
+        }],
+        (block.header.height, 0),
+        FeeRate::from_sat_per_vb_u32(1),
+    )
+    .expect("payout");
+    b.h.btc.send_raw_transaction(&bad.tx).expect("sent");
+    b.h.mine(1);
+    let batch = b.h.next_batch();
+    b.h.post(&batch);
+    b.h.mine(1);
+    let r = f.sync_once().expect("sync");
+    assert!(r.mismatch.is_none(), "{:?}", r.mismatch);
+    assert!(seen.payout_of(&id2.0).is_none(), "not paid as recorded");
+    let err = seen.info().last_error.expect("reported");
+    assert!(err.contains("does not pay withdrawal"), "{err}");
+    assert_eq!(seen.info().payouts, 2);
+
+    // A restarted full node still knows (the payouts found are stored).
+    drop(f);
+    let f = b.h.follower(1);
+    f.sync_once().expect("sync");
+    let seen = f.node().bridge_status().expect("an audit").clone();
+    assert!(seen.payout_of(&id1.0).is_some());
+    assert!(seen.payout_of(&id2.0).is_none());
+    assert!(seen.info().last_error.is_some());
+}
+
+#[test]
+fn a_reorg_that_takes_a_payout_away_unmarks_it_until_it_is_mined_again() {
+    let mut b = Bridged::new();
+    let carol = b.h.g.accounts[2].key.address();
+    b.deposit(carol, 300_000);
+    b.confirm_and_produce().expect("deposit block");
+    let alice = b.h.g.accounts[0].key.clone();
+    let dest = ScriptBuf::new_p2wpkh(&parabit_bitcoin::bitcoin::WPubkeyHash::from_byte_array(
+        [2; 20],
+    ));
+    let w = withdraw(&alice, 0, 60_000, &dest, b.h.spec.chain_id);
+    let id = w.id();
+    b.h.seq
+        .submit(vec![w])
+        .pop()
+        .expect("one")
+        .expect("admitted");
+    b.h.seq
+        .produce_block(1_700_000_800_000, false)
+        .expect("ok")
+        .expect("block");
+    let batch = b.h.next_batch();
+    b.h.post(&batch);
+    b.h.mine(1);
+    let payer = Payer::new(
+        Arc::clone(&b.h.seq),
+        Arc::new(b.h.btc.client(Vec::new())),
+        b.h.key,
+        PayerConfig::default(),
+    )
+    .expect("payer");
+    payer.step().expect("step");
+    b.h.mine(1);
+    let f = b.h.follower(1);
+    f.sync_once().expect("sync");
+    assert!(f
+        .node()
+        .bridge_status()
+        .expect("audit")
+        .payout_of(&id.0)
+        .is_some());
+    // The block holding the payout leaves the best chain (its transaction goes back to the
+    // mempool): the full node forgets the payout, then finds it again once it is mined.
+    b.h.btc.reorg(1, b.h.wallet.script_pubkey()).expect("reorg");
+    let r = f.sync_once().expect("sync");
+    assert_eq!(r.rollbacks.len(), 1, "{r:?}");
+    let status = f.node().bridge_status().expect("audit").clone();
+    assert!(
+        status.payout_of(&id.0).is_none(),
+        "not on the best chain now"
+    );
+    assert_eq!(status.info().waiting, 1);
+    b.h.mine(1);
+    f.sync_once().expect("sync");
+    let status = f.node().bridge_status().expect("audit").clone();
+    assert!(status.payout_of(&id.0).is_some(), "mined again");
+}

@@ -13,7 +13,7 @@ use parabit_bitcoin::bitcoin::hashes::Hash;
 use parabit_bitcoin::bitcoin::secp256k1::SecretKey;
 use parabit_bitcoin::bitcoin::{Amount, FeeRate, OutPoint, ScriptBuf, Transaction, Txid};
 use parabit_bitcoin::bridge::{build_deposit, parse_payout, BitcoinDeposit};
-use parabit_bitcoin::{BitcoinClient, TaprootWallet};
+use parabit_bitcoin::TaprootWallet;
 use parabit_modules::bank::balance_key;
 use parabit_modules::bridge::{query_deposit, query_totals, BridgeMsg};
 use parabit_modules::{Call, SignedTx, Tx};
@@ -85,6 +85,30 @@ impl Bridged {
         self.watcher.poll().expect("poll");
         let ts = 1_700_000_100_000 + self.h.seq.chain().head().height * 1000;
         self.h.seq.produce_block(ts, false).expect("produce")
+    }
+
+    /// The sequencer's withdrawal payer over the regtest chain (a new one is a restart).
+    fn payer(&self) -> Payer {
+        Payer::new(
+            Arc::clone(&self.h.seq),
+            Arc::new(self.h.btc.client(Vec::new())),
+            self.h.key,
+            PayerConfig::default(),
+        )
+        .expect("payer")
+    }
+
+    /// Submits `txs` and commits them (with any deposits read) in the next block.
+    fn commit(&self, txs: Vec<SignedTx>) -> Arc<parabit_node::chain::Committed> {
+        for r in self.h.seq.submit(txs) {
+            r.expect("admitted");
+        }
+        let ts = 1_700_000_900_000 + self.h.seq.chain().head().height * 1000;
+        self.h
+            .seq
+            .produce_block(ts, false)
+            .expect("produce")
+            .expect("a block")
     }
 
     fn btc_balance(&self, who: &Address) -> u128 {
@@ -180,11 +204,7 @@ fn a_bitcoin_deposit_is_credited_in_the_next_block_and_a_full_node_agrees() {
     assert_eq!(r.batches, 1);
     drop(f);
     b.watcher.poll().expect("poll");
-    let block =
-        b.h.seq
-            .produce_block(1_700_000_400_000, false)
-            .expect("ok")
-            .expect("the deposit read late");
+    let block = b.commit(Vec::new());
     assert_eq!(block.receipts.len(), 1);
     let batch = b.h.next_batch();
     b.h.post(&batch);
@@ -298,27 +318,13 @@ async fn withdrawals_are_paid_on_bitcoin_once_across_restarts() {
     let w2 = withdraw(&bob, 0, 50_000, &to_bob, chain_id);
     let too_small = withdraw(&bob, 1, 500, &to_bob, chain_id);
     let ids: Vec<_> = [&w1, &w2, &too_small].iter().map(|t| t.id()).collect();
-    for r in b.h.seq.submit(vec![w1, w2, too_small]) {
-        r.expect("admitted");
-    }
-    let block =
-        b.h.seq
-            .produce_block(1_700_000_200_000, false)
-            .expect("ok")
-            .expect("block");
+    let block = b.commit(vec![w1, w2, too_small]);
     assert_eq!(block.receipts[0].status, TxStatus::Success);
     assert_eq!(block.receipts[1].status, TxStatus::Success);
     assert!(matches!(block.receipts[2].status, TxStatus::Failed(_)));
     assert_eq!(b.h.seq.chain().with_state(query_totals), (400_000, 150_000));
 
-    let client: Arc<dyn BitcoinClient> = Arc::new(b.h.btc.client(Vec::new()));
-    let payer = Payer::new(
-        Arc::clone(&b.h.seq),
-        Arc::clone(&client),
-        b.h.key,
-        PayerConfig::default(),
-    )
-    .expect("payer");
+    let payer = b.payer();
     payer.step().expect("step");
     let status = payer.status();
     let info = status.info();
@@ -360,27 +366,13 @@ async fn withdrawals_are_paid_on_bitcoin_once_across_restarts() {
 
     // A restart pays nothing twice; a new withdrawal is paid from the change.
     drop(payer);
-    let payer = Payer::new(
-        Arc::clone(&b.h.seq),
-        Arc::clone(&client),
-        b.h.key,
-        PayerConfig::default(),
-    )
-    .expect("payer again");
+    let payer = b.payer();
     payer.step().expect("step");
     assert_eq!(payer.status().info().payouts, 1);
     assert!(payer.status().payout_of(&ids[0].0).is_some());
     let w3 = withdraw(&alice, 1, 30_000, &to_alice, chain_id);
     let id3 = w3.id();
-    b.h.seq
-        .submit(vec![w3])
-        .pop()
-        .expect("one")
-        .expect("admitted");
-    b.h.seq
-        .produce_block(1_700_000_300_000, false)
-        .expect("ok")
-        .expect("block");
+    b.commit(vec![w3]);
     payer.step().expect("step");
     let (index, txid3, _) = payer.status().payout_of(&id3.0).expect("paid");
     assert_eq!(index, 1);
@@ -478,20 +470,8 @@ fn a_withdrawal_the_bridge_cannot_cover_waits_and_the_ones_before_it_are_paid() 
     let big = withdraw(&alice, 0, 100_000_000, &dest, chain_id);
     let after = withdraw(&bob, 1, 20_000, &dest, chain_id);
     let ids: Vec<_> = [&small, &big, &after].iter().map(|t| t.id()).collect();
-    for r in b.h.seq.submit(vec![small, big, after]) {
-        r.expect("admitted");
-    }
-    b.h.seq
-        .produce_block(1_700_000_200_000, false)
-        .expect("ok")
-        .expect("block");
-    let payer = Payer::new(
-        Arc::clone(&b.h.seq),
-        Arc::new(b.h.btc.client(Vec::new())),
-        b.h.key,
-        PayerConfig::default(),
-    )
-    .expect("payer");
+    b.commit(vec![small, big, after]);
+    let payer = b.payer();
     payer.step().expect("step");
     let status = payer.status();
     assert!(status.payout_of(&ids[0].0).is_some(), "the first is paid");
@@ -560,27 +540,12 @@ fn payouts_bitcoin_lost_are_sent_again_in_order() {
     let dest = ScriptBuf::new_p2wpkh(&parabit_bitcoin::bitcoin::WPubkeyHash::from_byte_array(
         [8; 20],
     ));
-    let client: Arc<dyn BitcoinClient> = Arc::new(b.h.btc.client(Vec::new()));
-    let payer = Payer::new(
-        Arc::clone(&b.h.seq),
-        Arc::clone(&client),
-        b.h.key,
-        PayerConfig::default(),
-    )
-    .expect("payer");
+    let payer = b.payer();
     let mut txids = Vec::new();
     for nonce in 0..2 {
         let w = withdraw(&bob, nonce, 40_000, &dest, chain_id);
         let id = w.id();
-        b.h.seq
-            .submit(vec![w])
-            .pop()
-            .expect("one")
-            .expect("admitted");
-        b.h.seq
-            .produce_block(1_700_000_500_000 + nonce, false)
-            .expect("ok")
-            .expect("block");
+        b.commit(vec![w]);
         payer.step().expect("step");
         let (_, txid, _) = payer.status().payout_of(&id.0).expect("paid");
         txids.push(Txid::from_byte_array(txid));
@@ -590,13 +555,7 @@ fn payouts_bitcoin_lost_are_sent_again_in_order() {
     assert_eq!(removed.len(), 2, "the payout and its child");
     assert!(!b.h.btc.in_mempool(&txids[1]));
     drop(payer);
-    let payer = Payer::new(
-        Arc::clone(&b.h.seq),
-        Arc::clone(&client),
-        b.h.key,
-        PayerConfig::default(),
-    )
-    .expect("payer again");
+    let payer = b.payer();
     payer.step().expect("step");
     assert!(b.h.btc.in_mempool(&txids[0]));
     assert!(b.h.btc.in_mempool(&txids[1]));
@@ -625,22 +584,8 @@ fn a_full_node_sees_withdrawals_paid_on_bitcoin_and_a_payout_to_the_wrong_script
     ));
     let w1 = withdraw(&alice, 0, 100_000, &dest, chain_id);
     let id1 = w1.id();
-    b.h.seq
-        .submit(vec![w1])
-        .pop()
-        .expect("one")
-        .expect("admitted");
-    b.h.seq
-        .produce_block(1_700_000_600_000, false)
-        .expect("ok")
-        .expect("block");
-    let payer = Payer::new(
-        Arc::clone(&b.h.seq),
-        Arc::new(b.h.btc.client(Vec::new())),
-        b.h.key,
-        PayerConfig::default(),
-    )
-    .expect("payer");
+    b.commit(vec![w1]);
+    let payer = b.payer();
     payer.step().expect("step");
     let (_, paid_by, _) = payer.status().payout_of(&id1.0).expect("paid");
     b.h.mine(1);
@@ -660,16 +605,7 @@ fn a_full_node_sees_withdrawals_paid_on_bitcoin_and_a_payout_to_the_wrong_script
     // A payout of the next withdrawal to another script than the one it burned for.
     let w2 = withdraw(&bob, 0, 50_000, &dest, chain_id);
     let id2 = w2.id();
-    b.h.seq
-        .submit(vec![w2])
-        .pop()
-        .expect("one")
-        .expect("admitted");
-    let block =
-        b.h.seq
-            .produce_block(1_700_000_700_000, false)
-            .expect("ok")
-            .expect("block");
+    let block = b.commit(vec![w2]);
     let first = payout_tx(&b, &paid_by);
     let (vout, change) = first
         .output
@@ -733,25 +669,11 @@ fn a_reorg_that_takes_a_payout_away_unmarks_it_until_it_is_mined_again() {
     ));
     let w = withdraw(&alice, 0, 60_000, &dest, b.h.spec.chain_id);
     let id = w.id();
-    b.h.seq
-        .submit(vec![w])
-        .pop()
-        .expect("one")
-        .expect("admitted");
-    b.h.seq
-        .produce_block(1_700_000_800_000, false)
-        .expect("ok")
-        .expect("block");
+    b.commit(vec![w]);
     let batch = b.h.next_batch();
     b.h.post(&batch);
     b.h.mine(1);
-    let payer = Payer::new(
-        Arc::clone(&b.h.seq),
-        Arc::new(b.h.btc.client(Vec::new())),
-        b.h.key,
-        PayerConfig::default(),
-    )
-    .expect("payer");
+    let payer = b.payer();
     payer.step().expect("step");
     b.h.mine(1);
     let f = b.h.follower(1);

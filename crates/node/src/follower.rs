@@ -263,7 +263,8 @@ struct Cursor {
     /// Blocks up to this height are being read a second time: chunks of batches already
     /// derived are ignored there without a report.
     quiet_until: Option<u32>,
-    /// The bridge deposits of the Bitcoin blocks read.
+    /// The bridge deposits of the Bitcoin blocks read, after the head's `bitcoin_height` (those
+    /// up to it are forgotten once in the chain; a rollback starts the log again).
     deposits: DepositLog,
     /// The next Bitcoin height whose deposits are to be logged.
     deposit_next: u32,
@@ -642,8 +643,13 @@ impl Follower {
         }
         cur.scanned.retain(|h, _| *h <= fork);
         cur.outputs.retain(|_, (h, _)| *h <= fork);
-        cur.deposits.forget_above(fork);
-        cur.deposit_next = cur.deposit_next.min(fork.saturating_add(1));
+        // The deposits the next blocks may include lie after the (possibly rolled back)
+        // head's Bitcoin height: read them again from there (the log keeps no older ones).
+        cur.deposits = DepositLog::default();
+        cur.deposit_next =
+            u32::try_from(self.node().chain().head().bitcoin_height.saturating_add(1))
+                .unwrap_or(u32::MAX)
+                .max(self.start_height);
         for p in cur.pending.values_mut() {
             p.chunks.retain(|_, (_, f)| f.height <= fork);
         }
@@ -1005,11 +1011,14 @@ impl Follower {
                     return Ok(Ok(()));
                 }
             }
+            let bitcoin_height = block.header.bitcoin_height;
             match node.apply_block(block) {
                 Ok(_) => {
                     report.blocks += 1;
                     report.txs += ntx;
                     self.status.set_verified_height(Some(height));
+                    // Deposits up to it are in the chain now.
+                    cur.deposits.forget_through(bitcoin_height);
                 }
                 Err(ChainError::RootMismatch {
                     height,

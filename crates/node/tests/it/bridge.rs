@@ -700,3 +700,29 @@ fn a_reorg_that_takes_a_payout_away_unmarks_it_until_it_is_mined_again() {
     let status = f.node().bridge_status().expect("audit").clone();
     assert!(status.payout_of(&id.0).is_some(), "mined again");
 }
+
+#[test]
+fn a_reorg_that_drops_a_batch_with_deposits_re_derives_it() {
+    let mut b = Bridged::new();
+    let carol = b.h.g.accounts[2].key.address();
+    b.deposit(carol, 90_000);
+    b.confirm_and_produce().expect("deposit block");
+    b.h.mine(2);
+    let batch = b.h.next_batch();
+    b.h.post(&batch);
+    b.h.mine(1);
+    let f = b.h.follower(1);
+    let r = f.sync_once().expect("sync");
+    assert_eq!(r.batches, 1, "{r:?}");
+    // The block holding the batch leaves the best chain; the full node rolls back past the
+    // deposit's block, and must read that deposit again when the batch returns.
+    b.h.btc.reorg(1, b.h.wallet.script_pubkey()).expect("reorg");
+    let r = f.sync_once().expect("sync");
+    assert_eq!(r.rollbacks.len(), 1, "{r:?}");
+    assert_eq!(f.node().chain().head().height, 0);
+    b.h.mine(1);
+    let r = f.sync_once().expect("sync");
+    assert!(r.mismatch.is_none(), "{:?}", r.mismatch);
+    assert_eq!(r.batches, 1, "{r:?}");
+    assert_eq!(f.node().chain().head().state_root, batch.state_root);
+}

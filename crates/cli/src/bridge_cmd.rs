@@ -105,6 +105,16 @@ pub enum BridgeCmd {
         #[command(flatten)]
         btc: BitcoinArgs,
     },
+    /// How to deposit from any Bitcoin wallet: the bridge address and the `OP_RETURN` data
+    /// naming the L2 recipient, with a Bitcoin Core `send` command that makes the deposit.
+    Marker {
+        /// The L2 recipient (address or keystore name).
+        #[arg(long)]
+        to: String,
+        /// How much, for the printed command: "0.01 BTC", or satoshis with their unit.
+        #[arg(long, default_value = "0.001 BTC")]
+        amount: String,
+    },
     /// A withdrawal (the id of its `parabit tx withdraw-btc` transaction) and its payout.
     Withdrawal {
         /// The L2 transaction id.
@@ -138,6 +148,33 @@ pub fn run(args: &BridgeArgs) -> Result<()> {
             } else {
                 print_withdrawal(&w);
             }
+            Ok(())
+        }
+        BridgeCmd::Marker { to, amount } => {
+            let info = bridge_info(&rpc)?;
+            let chain = rpc.chain_info()?;
+            let lookup = RpcLookup::new(&rpc, &chain);
+            let btc_meta = crate::client::Lookup::asset(&lookup, AssetId::BTC)?;
+            let (_, sats) = human::positive_amount("--amount", amount, Some(&btc_meta), &lookup)?;
+            let recipient = wallet_cmd::resolve_address(to, &args.keystore).context("--to")?;
+            let marker = parabit_bitcoin::bridge::deposit_marker(recipient.0);
+            // The marker's script is OP_RETURN and one push: the data is what follows the push.
+            let data = marker
+                .script_pubkey
+                .instructions()
+                .nth(1)
+                .and_then(|i| i.ok())
+                .and_then(|i| i.push_bytes().map(|b| hex::encode(b.as_bytes())))
+                .ok_or_else(|| anyhow!("the deposit marker has no data push"))?;
+            let address = info["bridge_address"].as_str().unwrap_or("-");
+            let btc = BtcAmount::from_sat(u64::try_from(sats).unwrap_or(u64::MAX)).to_btc();
+            println!("bridge address  {address}");
+            println!("marker data     {data}");
+            println!(
+                "minimum         {} sat, credited once {} blocks deep",
+                info["min_deposit"], info["deposit_confirmations"]
+            );
+            println!("with Bitcoin Core: bitcoin-cli send '[{{\"{address}\": {btc}}}, {{\"data\": \"{data}\"}}]'");
             Ok(())
         }
         BridgeCmd::Address { from, btc } => {

@@ -57,6 +57,18 @@ fn deposit_then_withdraw_through_the_cli() {
         .is_some_and(|a| a.starts_with("bcrt1p")));
     assert_eq!(info["deposit_confirmations"], 1);
 
+    // How to deposit from any wallet: the bridge address and the marker naming `me`.
+    let me_addr = parabit_primitives::Address::parse(&me).expect("address").1;
+    let marker = ok(&cli(&["bridge", "marker", "--to", &me]));
+    assert!(
+        marker.contains(&format!("706264{}", hex::encode(me_addr.0))),
+        "{marker}"
+    );
+    assert!(
+        marker.contains(info["bridge_address"].as_str().expect("address")),
+        "{marker}"
+    );
+
     // Bad input is refused before anything is signed or sent.
     let mut a = vec![
         "bridge", "deposit", "--from", "alice", "--amount", "100 sat",

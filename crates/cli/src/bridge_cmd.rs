@@ -22,7 +22,7 @@ use parabit_bitcoin::bitcoin::secp256k1::SecretKey;
 use parabit_bitcoin::bitcoin::{self, Address as BtcAddress, Amount as BtcAmount, FeeRate};
 use parabit_bitcoin::bridge::build_deposit;
 use parabit_bitcoin::{Auth, BitcoinClient, BitcoindClient, BitcoindConfig, TaprootWallet};
-use parabit_primitives::{AssetId, Network};
+use parabit_primitives::AssetId;
 use serde_json::{json, Value as Json};
 
 use crate::client::{Rpc, RpcArgs, RpcLookup};
@@ -308,11 +308,7 @@ fn bitcoin_wallet(
     keystore: &KeystoreArgs,
     from: &str,
 ) -> Result<(TaprootWallet, bitcoin::Network)> {
-    let info = rpc.chain_info()?;
-    let net = match info.network {
-        Network::Mainnet => bitcoin::Network::Bitcoin,
-        Network::Regtest => bitcoin::Network::Regtest,
-    };
+    let net = parabit_node::bridge::bitcoin_network(rpc.chain_info()?.network);
     let key = wallet_cmd::signing_key(&keystore.path()?, from)?;
     let secret = SecretKey::from_slice(&key.secret_bytes()).context("the keystore key")?;
     Ok((TaprootWallet::new(secret), net))

@@ -503,10 +503,7 @@ fn built(call: Call, summary: String) -> Result<Built> {
 /// The output script of a Bitcoin address of the chain's network.
 pub fn bitcoin_script(text: &str, network: Network) -> Result<parabit_bitcoin::bitcoin::ScriptBuf> {
     use parabit_bitcoin::bitcoin;
-    let net = match network {
-        Network::Mainnet => bitcoin::Network::Bitcoin,
-        Network::Regtest => bitcoin::Network::Regtest,
-    };
+    let net = parabit_node::bridge::bitcoin_network(network);
     let addr: bitcoin::Address<bitcoin::address::NetworkUnchecked> = text
         .trim()
         .parse()

@@ -115,6 +115,15 @@ impl BridgeParams {
     }
 }
 
+/// The Bitcoin network whose addresses go with the L2 `network`'s (`pb1…` with mainnet,
+/// `pbrt1…` with regtest).
+pub fn bitcoin_network(network: parabit_primitives::Network) -> bitcoin::Network {
+    match network {
+        parabit_primitives::Network::Mainnet => bitcoin::Network::Bitcoin,
+        parabit_primitives::Network::Regtest => bitcoin::Network::Regtest,
+    }
+}
+
 /// The deposits of the Bitcoin blocks read so far, by height.
 #[derive(Debug, Default, Clone)]
 pub struct DepositLog {
@@ -653,7 +662,36 @@ impl Payer {
             ledger: Mutex::new(ledger),
         };
         payer.catch_up()?;
+        payer.apply_records();
         Ok(payer)
+    }
+
+    /// Applies the loaded payout records to the bridge's outputs read from the blocks: their
+    /// inputs are spent, their change is the bridge's. Once, on start; [`Self::pay`] keeps
+    /// the outputs up to date after that.
+    fn apply_records(&self) {
+        let mut guard = self.ledger.lock();
+        let ledger = &mut *guard;
+        for r in &ledger.records {
+            if let Some((vout, value)) = r.change {
+                ledger.utxos.insert(
+                    OutPoint {
+                        txid: r.txid(),
+                        vout,
+                    },
+                    value,
+                );
+            }
+        }
+        for r in &ledger.records {
+            for (txid, vout) in &r.spent {
+                ledger.utxos.remove(&OutPoint {
+                    txid: Txid::from_byte_array(*txid),
+                    vout: *vout,
+                });
+            }
+        }
+        self.status.info.write().holdings = ledger.utxos.values().sum();
     }
 
     /// What the RPC shows.
@@ -663,6 +701,7 @@ impl Payer {
 
     /// Reads the committed blocks not read yet: credited deposits become bridge outputs,
     /// successful withdrawals wait for a payout (unless a payout record covers them).
+    /// Cost: the new blocks only.
     fn catch_up(&self) -> Result<(), PayerError> {
         let store = self.node.chain().store();
         let head = self.node.chain().head().height;
@@ -679,41 +718,9 @@ impl Payer {
             }
             ledger.next_height = h + 1;
         }
-        // What the payout records already did.
-        let through = ledger.records.last().map(|r| r.through);
-        if let Some(through) = through {
+        // Withdrawals the recorded payouts paid (read again after a restart).
+        if let Some(through) = ledger.records.last().map(|r| r.through) {
             ledger.waiting.retain(|w| (w.height, w.index) > through);
-        }
-        let spent: Vec<OutPoint> = ledger
-            .records
-            .iter()
-            .flat_map(|r| {
-                r.spent.iter().map(|(t, v)| OutPoint {
-                    txid: Txid::from_byte_array(*t),
-                    vout: *v,
-                })
-            })
-            .collect();
-        let change: Vec<(OutPoint, u64)> = ledger
-            .records
-            .iter()
-            .filter_map(|r| {
-                r.change.map(|(vout, value)| {
-                    (
-                        OutPoint {
-                            txid: r.txid(),
-                            vout,
-                        },
-                        value,
-                    )
-                })
-            })
-            .collect();
-        for (op, v) in change {
-            ledger.utxos.insert(op, v);
-        }
-        for op in spent {
-            ledger.utxos.remove(&op);
         }
         let mut info = self.status.info.write();
         info.payouts = ledger.records.len() as u64;

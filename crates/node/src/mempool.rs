@@ -434,10 +434,7 @@ impl Mempool {
                 max: cfg.max_tx_bytes,
             });
         }
-        if matches!(
-            tx.tx.call,
-            Call::Bridge(parabit_modules::bridge::BridgeMsg::Deposit { .. })
-        ) {
+        if matches!(&tx.tx.call, Call::Bridge(m) if parabit_modules::bridge::is_deposit(m)) {
             return Err(MempoolError::DepositSubmitted);
         }
         if fee < cfg.min_fee {

@@ -225,10 +225,7 @@ impl RpcContext {
 
     /// The Bitcoin network of this chain's addresses.
     fn bitcoin_network(&self) -> parabit_bitcoin::bitcoin::Network {
-        match self.network {
-            Network::Mainnet => parabit_bitcoin::bitcoin::Network::Bitcoin,
-            Network::Regtest => parabit_bitcoin::bitcoin::Network::Regtest,
-        }
+        crate::bridge::bitcoin_network(self.network)
     }
 
     /// `pb_bridgeInfo`: null for a chain without a bridge.

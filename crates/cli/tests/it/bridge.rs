@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use parabit_bitcoin::bitcoin::secp256k1::SecretKey;
 use parabit_bitcoin::bitcoin::{Network as BtcNetwork, Txid};
 use parabit_bitcoin::{Auth, BitcoinClient, BitcoindClient, BitcoindConfig, TaprootWallet};
-use parabit_primitives::SigningKey;
 use serde_json::Value as Json;
 
+use super::devnet::import_dev_key;
 use super::settle::{free_port, start, stop};
 use super::wallet::{fails, json, ok, run_env};
 
@@ -36,19 +36,7 @@ fn deposit_then_withdraw_through_the_cli() {
     };
     let btc_args = ["--bitcoin-rpc", &btc_url, "--bitcoin-cookie", &cookie];
 
-    let alice = SigningKey::from_seed(b"parabit-devnet/alice");
-    ok(&run_env(
-        &[
-            "wallet",
-            "import",
-            "alice",
-            "--keystore",
-            &ks,
-            "--insecure-fast-kdf",
-        ],
-        &env,
-        &hex::encode(alice.secret_bytes()),
-    ));
+    import_dev_key("alice", &ks, &env);
     let me = ok(&cli(&["wallet", "create", "me"])).trim().to_string();
 
     let info = json(&ok(&cli(&["bridge", "info", "--json"])));

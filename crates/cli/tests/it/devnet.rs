@@ -72,6 +72,24 @@ pub(crate) fn start_devnet(data_dir: &std::path::Path) -> Devnet {
     }
 }
 
+/// Imports the devnet's development key `name` (its seed is public) into the keystore `ks`.
+pub(crate) fn import_dev_key(name: &str, ks: &str, env: &[(&str, &str)]) -> SigningKey {
+    let key = parabit_node::devnet::dev_key(name);
+    ok(&run_env(
+        &[
+            "wallet",
+            "import",
+            name,
+            "--keystore",
+            ks,
+            "--insecure-fast-kdf",
+        ],
+        env,
+        &hex::encode(key.secret_bytes()),
+    ));
+    key
+}
+
 fn amount(balances: &Json, symbol: &str) -> u128 {
     balances["balances"]
         .as_array()
@@ -100,19 +118,7 @@ fn devnet_transfer_swap_borrow_and_verified_proof() {
     };
 
     // The devnet's funded development key (its seed is public by design) and a fresh key.
-    let alice = SigningKey::from_seed(b"parabit-devnet/alice");
-    ok(&run_env(
-        &[
-            "wallet",
-            "import",
-            "alice",
-            "--keystore",
-            &ks,
-            "--insecure-fast-kdf",
-        ],
-        &env,
-        &hex::encode(alice.secret_bytes()),
-    ));
+    import_dev_key("alice", &ks, &env);
     let me = ok(&cli(&["wallet", "create", "me"])).trim().to_string();
 
     // Transfer 1 BTC and 5,000 USDX to the fresh key.

@@ -23,7 +23,7 @@ use parabit_modules::{
 use parabit_primitives::{Address, AssetId, Receipt, TxStatus};
 use proptest::prelude::*;
 
-use crate::harness::pools;
+use crate::harness::{parallel_on, pools};
 use crate::{
     account, authority, bridge_config, bridged_runtime, deposit_tx, fee_account, funded, p2wpkh,
     runtime, transfer, withdraw_tx, BRIDGE_MIN, CHAIN,
@@ -442,13 +442,7 @@ fn a_deposit_then_a_withdrawal_of_the_same_btc_in_one_block() {
     let txs: Vec<BlockTx> = block.iter().cloned().map(BlockTx::User).collect();
     let vm = bridged_runtime().at_height(1);
     for pool in pools() {
-        let exec = ParallelExecutor::with_config(
-            pool,
-            ExecConfig {
-                min_parallel_txns: 0,
-                ..ExecConfig::default()
-            },
-        );
+        let exec = parallel_on(pool);
         let (par, stats) = exec.execute_block_with_stats(&vm, &txs, &base);
         assert_eq!(par, out);
         assert_eq!(stats.footprint_violations, 0, "{stats:?}");
@@ -625,13 +619,7 @@ fn deposits_to_one_recipient_and_withdrawals_run_in_independent_groups() {
         want.outputs
     );
     for pool in &pools()[1..] {
-        let exec = ParallelExecutor::with_config(
-            pool,
-            ExecConfig {
-                min_parallel_txns: 0,
-                ..ExecConfig::default()
-            },
-        );
+        let exec = parallel_on(pool);
         let (got, stats) = exec.execute_block_with_stats(&vm, &block, &base);
         assert_eq!(got, want);
         assert_eq!(stats.footprint_violations, 0, "{stats:?}");
@@ -651,13 +639,7 @@ fn deposits_to_one_recipient_and_withdrawals_run_in_independent_groups() {
         )))
     );
     let pool = &pools()[2];
-    let exec = ParallelExecutor::with_config(
-        pool,
-        ExecConfig {
-            min_parallel_txns: 0,
-            ..ExecConfig::default()
-        },
-    );
+    let exec = parallel_on(pool);
     let (got, stats) = exec.execute_block_with_stats(&vm, &block, &base);
     assert_eq!(got, want);
     assert_eq!(stats.footprint_violations, 0, "{stats:?}");
@@ -682,13 +664,7 @@ fn deposits_withdrawn_in_their_own_block_give_the_sequential_result() {
     let want = execute_sequential(&vm, &block, &base);
     assert!(want.outputs.iter().all(|r| r.status.is_success()));
     for pool in pools() {
-        let exec = ParallelExecutor::with_config(
-            pool,
-            ExecConfig {
-                min_parallel_txns: 0,
-                ..ExecConfig::default()
-            },
-        );
+        let exec = parallel_on(pool);
         let (got, stats) = exec.execute_block_with_stats(&vm, &block, &base);
         assert_eq!(got, want);
         assert!(stats.footprint_violations <= 1, "{stats:?}");

@@ -206,6 +206,17 @@ impl<M: Msg, P> Chain<M, P> {
     }
 }
 
+/// The parallel executor on `pool`, running even the smallest block in parallel.
+pub fn parallel_on(pool: &ThreadPool) -> parabit_exec::ParallelExecutor<'_> {
+    parabit_exec::ParallelExecutor::with_config(
+        pool,
+        parabit_exec::ExecConfig {
+            min_parallel_txns: 0,
+            ..parabit_exec::ExecConfig::default()
+        },
+    )
+}
+
 /// Rayon pools of 1, 2 and 4 threads for the parallel executor, built once.
 pub fn pools() -> &'static [ThreadPool] {
     static POOLS: OnceLock<Vec<ThreadPool>> = OnceLock::new();

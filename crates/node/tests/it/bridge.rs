@@ -79,6 +79,14 @@ impl Bridged {
         self.h.btc.send_raw_transaction(&funded.tx).expect("sent")
     }
 
+    /// Deposits `sats` to carol and commits the block crediting it; returns carol.
+    fn credited(&self, sats: u64) -> Address {
+        let carol = self.h.g.accounts[2].key.address();
+        self.deposit(carol, sats);
+        self.confirm_and_produce().expect("deposit block");
+        carol
+    }
+
     /// Mines a block, lets the watcher read it, and produces an L2 block.
     fn confirm_and_produce(&self) -> Option<Arc<parabit_node::chain::Committed>> {
         self.h.mine(1);
@@ -120,6 +128,13 @@ impl Bridged {
                 _ => 0,
             })
     }
+}
+
+/// A P2WPKH script of a made-up key hash.
+fn p2wpkh(fill: u8) -> ScriptBuf {
+    ScriptBuf::new_p2wpkh(&parabit_bitcoin::bitcoin::WPubkeyHash::from_byte_array(
+        [fill; 20],
+    ))
 }
 
 /// A withdrawal of `sats` by `from` to `script`.
@@ -302,18 +317,14 @@ fn payout_tx(b: &Bridged, txid: &[u8; 32]) -> Transaction {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn withdrawals_are_paid_on_bitcoin_once_across_restarts() {
     let b = Bridged::new();
-    let carol = b.h.g.accounts[2].key.address();
-    b.deposit(carol, 400_000);
-    b.confirm_and_produce().expect("deposit block");
+    b.credited(400_000);
     let chain_id = b.h.spec.chain_id;
     let alice = b.h.g.accounts[0].key.clone();
     let bob = b.h.g.accounts[1].key.clone();
     let to_alice = TaprootWallet::new(SecretKey::from_slice(&[11; 32]).expect("k"))
         .script_pubkey()
         .clone();
-    let to_bob = ScriptBuf::new_p2wpkh(&parabit_bitcoin::bitcoin::WPubkeyHash::from_byte_array(
-        [3; 20],
-    ));
+    let to_bob = p2wpkh(3);
     let w1 = withdraw(&alice, 0, 100_000, &to_alice, chain_id);
     let w2 = withdraw(&bob, 0, 50_000, &to_bob, chain_id);
     let too_small = withdraw(&bob, 1, 500, &to_bob, chain_id);
@@ -456,15 +467,11 @@ fn fee_of(b: &Bridged, tx: &Transaction) -> u64 {
 #[test]
 fn a_withdrawal_the_bridge_cannot_cover_waits_and_the_ones_before_it_are_paid() {
     let b = Bridged::new();
-    let carol = b.h.g.accounts[2].key.address();
-    b.deposit(carol, 100_000);
-    b.confirm_and_produce().expect("deposit block");
+    let carol = b.credited(100_000);
     let chain_id = b.h.spec.chain_id;
     let alice = b.h.g.accounts[0].key.clone();
     let bob = b.h.g.accounts[1].key.clone();
-    let dest = ScriptBuf::new_p2wpkh(&parabit_bitcoin::bitcoin::WPubkeyHash::from_byte_array(
-        [5; 20],
-    ));
+    let dest = p2wpkh(5);
     // Genesis BTC is not backed by the bridge: alice's 1 BTC cannot be paid yet.
     let small = withdraw(&bob, 0, 30_000, &dest, chain_id);
     let big = withdraw(&alice, 0, 100_000_000, &dest, chain_id);
@@ -532,14 +539,10 @@ fn a_restarted_watcher_reads_on_after_the_heads_bitcoin_height() {
 #[test]
 fn payouts_bitcoin_lost_are_sent_again_in_order() {
     let b = Bridged::new();
-    let carol = b.h.g.accounts[2].key.address();
-    b.deposit(carol, 500_000);
-    b.confirm_and_produce().expect("deposit block");
+    b.credited(500_000);
     let chain_id = b.h.spec.chain_id;
     let bob = b.h.g.accounts[1].key.clone();
-    let dest = ScriptBuf::new_p2wpkh(&parabit_bitcoin::bitcoin::WPubkeyHash::from_byte_array(
-        [8; 20],
-    ));
+    let dest = p2wpkh(8);
     let payer = b.payer();
     let mut txids = Vec::new();
     for nonce in 0..2 {
@@ -573,15 +576,11 @@ fn a_full_node_sees_withdrawals_paid_on_bitcoin_and_a_payout_to_the_wrong_script
     use parabit_bitcoin::bridge::{bridge_wallet, build_payout, PayoutRequest};
     use parabit_bitcoin::Utxo;
     let mut b = Bridged::new();
-    let carol = b.h.g.accounts[2].key.address();
-    b.deposit(carol, 400_000);
-    b.confirm_and_produce().expect("deposit block");
+    b.credited(400_000);
     let chain_id = b.h.spec.chain_id;
     let alice = b.h.g.accounts[0].key.clone();
     let bob = b.h.g.accounts[1].key.clone();
-    let dest = ScriptBuf::new_p2wpkh(&parabit_bitcoin::bitcoin::WPubkeyHash::from_byte_array(
-        [4; 20],
-    ));
+    let dest = p2wpkh(4);
     let w1 = withdraw(&alice, 0, 100_000, &dest, chain_id);
     let id1 = w1.id();
     b.commit(vec![w1]);
@@ -613,9 +612,7 @@ fn a_full_node_sees_withdrawals_paid_on_bitcoin_and_a_payout_to_the_wrong_script
         .enumerate()
         .find(|(_, o)| o.script_pubkey == b.params.script)
         .expect("change");
-    let thief = ScriptBuf::new_p2wpkh(&parabit_bitcoin::bitcoin::WPubkeyHash::from_byte_array(
-        [6; 20],
-    ));
+    let thief = p2wpkh(6);
     let bad = build_payout(
         &bridge_wallet(b.h.key),
         &[Utxo {
@@ -660,13 +657,9 @@ fn a_full_node_sees_withdrawals_paid_on_bitcoin_and_a_payout_to_the_wrong_script
 #[test]
 fn a_reorg_that_takes_a_payout_away_unmarks_it_until_it_is_mined_again() {
     let mut b = Bridged::new();
-    let carol = b.h.g.accounts[2].key.address();
-    b.deposit(carol, 300_000);
-    b.confirm_and_produce().expect("deposit block");
+    b.credited(300_000);
     let alice = b.h.g.accounts[0].key.clone();
-    let dest = ScriptBuf::new_p2wpkh(&parabit_bitcoin::bitcoin::WPubkeyHash::from_byte_array(
-        [2; 20],
-    ));
+    let dest = p2wpkh(2);
     let w = withdraw(&alice, 0, 60_000, &dest, b.h.spec.chain_id);
     let id = w.id();
     b.commit(vec![w]);
@@ -704,9 +697,7 @@ fn a_reorg_that_takes_a_payout_away_unmarks_it_until_it_is_mined_again() {
 #[test]
 fn a_reorg_that_drops_a_batch_with_deposits_re_derives_it() {
     let mut b = Bridged::new();
-    let carol = b.h.g.accounts[2].key.address();
-    b.deposit(carol, 90_000);
-    b.confirm_and_produce().expect("deposit block");
+    b.credited(90_000);
     b.h.mine(2);
     let batch = b.h.next_batch();
     b.h.post(&batch);

@@ -5,6 +5,8 @@
 //! thread).
 
 use std::time::Instant;
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::{Context, Result};
 use parabit_bench::{Workload, WorkloadKind, WorkloadSpec};
@@ -90,6 +92,8 @@ fn main() -> Result<()> {
                 total.aborts += stats.aborts;
                 total.suspensions += stats.suspensions;
                 total.after_barrier += stats.after_barrier;
+                total.footprint_planning += stats.footprint_planning;
+                total.footprint_merging += stats.footprint_merging;
                 out
             };
             out.writes.apply_to(&mut state);

@@ -14,16 +14,21 @@
 //! its lane's own changes, and the block's subtractions from the key must all fit in the base
 //! value (then every `try_sub` succeeds in block order too, whatever the other lanes added
 //! before it); either failing is treated as a violation. Such a key with a single toucher is
-//! simply applied in that transaction's lane, like an exclusive key. Groups are dealt to the workers largest
-//! first onto the least loaded (LPT); a worker runs its transactions in block order.
+//! simply applied in that transaction's lane, like an exclusive key. Groups of several are
+//! dealt to the workers largest first onto the least loaded (LPT); then the groups of one, in
+//! block order, fill the lanes in turn up to an even share. A worker runs its transactions in
+//! block order.
 //!
 //! How it runs, so that little of it is serial:
 //! 1. In parallel over chunks of the block: each footprint is computed and compacted to one
-//!    word per key ([`touch`]: the key's identity and how it is declared).
-//! 2. In parallel, one shard of the key space per worker: every worker scans all the compact
-//!    footprints, keeps the keys of its shard, and emits the edges (pairs of transactions that
-//!    must share a group) and its pure-delta keys with more than one toucher.
-//! 3. Serially: union-find over the edges, group sizes, and the deal onto the lanes.
+//!    word per key ([`touch`]: the key's identity and how it is declared), and the chunk's
+//!    words are also bucketed by the key's shard (a stable counting sort).
+//! 2. In parallel, one range of shards per worker, one shard at a time (so that the shard's
+//!    table stays in the cache): every worker reads its buckets of all the chunks, in block
+//!    order, and emits the edges (pairs of transactions that must share a group) and its
+//!    pure-delta keys with more than one toucher.
+//! 3. Serially: union-find over the edges (only the transactions they name: the rest are
+//!    groups of one), and the deal onto the lanes.
 //! 4. In parallel: the lanes run; each turns its overlay into a list of writes (or, when a
 //!    barrier follows and more runs on top, hands the overlay back as it is: [`Parts`]).
 //! 5. Serially: outputs in block order, the lists concatenated, the few summed deltas added.
@@ -175,14 +180,19 @@ fn touch(key: &Key, kind: u64) -> u64 {
 }
 
 /// The compact footprints of consecutive transactions: for the `j`-th,
-/// `touches[ends[j - 1]..ends[j]]` (from 0 for the first).
+/// `touches[ends[j - 1]..ends[j]]` (from 0 for the first). The same touches are also kept
+/// bucketed by the shard of their key ([`shard_of`]), each with its transaction's index in
+/// the chunk, in block order within a bucket: shard `s` is `by_shard[starts[s]..starts[s +
+/// 1]]`, so that the scan of a shard reads only its own keys.
 struct Chunk {
     touches: Vec<u64>,
     ends: Vec<u32>,
+    by_shard: Vec<(u64, u8)>,
+    starts: Vec<u32>,
 }
 
 impl Chunk {
-    fn of<V: Vm>(vm: &V, txns: &[V::Txn], state: &dyn Storage) -> Option<Chunk> {
+    fn of<V: Vm>(vm: &V, txns: &[V::Txn], state: &dyn Storage, shards: usize) -> Option<Chunk> {
         let mut touches = Vec::with_capacity(txns.len() * 6);
         let mut ends = Vec::with_capacity(txns.len());
         let mut fp = Footprint::default();
@@ -191,20 +201,48 @@ impl Chunk {
             if !vm.footprint_into(t, state, &mut fp) {
                 return None;
             }
+            let from = touches.len();
             touches.extend(fp.exclusive.iter().map(|k| touch(k, WRITE)));
             touches.extend(fp.reads.iter().map(|k| touch(k, READ)));
             touches.extend(fp.deltas.iter().map(|k| touch(k, ADD)));
             touches.extend(fp.subs.iter().map(|k| touch(k, SUB)));
             // Sorted, so that the footprint check of a large footprint is a binary search
             // (a word sorts by the key's identity, then by kind).
-            if let Some(t) = touches.get_mut(ends.last().copied().unwrap_or(0) as usize..) {
+            if let Some(t) = touches.get_mut(from..) {
                 if t.len() > LINEAR_CHECK {
                     t.sort_unstable();
                 }
             }
             ends.push(touches.len() as u32);
         }
-        Some(Chunk { touches, ends })
+        // A stable counting sort of the touches by shard.
+        let mut starts = vec![0u32; shards + 1];
+        for &t in &touches {
+            starts[shard_of(t, shards) + 1] += 1;
+        }
+        for s in 1..starts.len() {
+            starts[s] += starts[s - 1];
+        }
+        let mut at = starts.clone();
+        let mut by_shard = vec![(0u64, 0u8); touches.len()];
+        let mut from = 0usize;
+        for (j, &end) in ends.iter().enumerate() {
+            for &t in touches.get(from..end as usize).unwrap_or(&[]) {
+                let slot = &mut at[shard_of(t, shards)];
+                if let Some(e) = by_shard.get_mut(*slot as usize) {
+                    // `j < CHUNK = 256`.
+                    *e = (t, j as u8);
+                }
+                *slot += 1;
+            }
+            from = end as usize;
+        }
+        Some(Chunk {
+            touches,
+            ends,
+            by_shard,
+            starts,
+        })
     }
 
     /// `(transaction index within the chunk, its touches)`, in order.
@@ -225,14 +263,28 @@ impl Chunk {
         let end = self.ends.get(j).copied().unwrap_or(0) as usize;
         self.touches.get(start..end).unwrap_or(&[])
     }
+
+    /// The touches of shard `s`, with their transactions' indexes in the chunk, in order.
+    fn shard(&self, s: usize) -> &[(u64, u8)] {
+        let (a, b) = (
+            self.starts.get(s).copied().unwrap_or(0) as usize,
+            self.starts.get(s + 1).copied().unwrap_or(0) as usize,
+        );
+        self.by_shard.get(a..b).unwrap_or(&[])
+    }
 }
 
 /// A `u64`-keyed map over key identities (already hashes: passed through).
 type IdentMap<V> = HashMap<u64, V, BuildHasherDefault<KeyHasher>>;
 
-/// Which of `workers` shards a key identity belongs to (bits the tables do not index by).
-fn shard_of(id: u64, workers: usize) -> usize {
-    ((((id >> 24) & 0xffff_ffff) * workers as u64) >> 32) as usize
+/// Shards of the key space per worker in the scan: small enough that a shard's table stays
+/// in the cache.
+const SHARDS_PER_WORKER: usize = 8;
+
+/// Which of `shards` shards a key identity (or touch) belongs to (bits the tables do not
+/// index by).
+fn shard_of(id: u64, shards: usize) -> usize {
+    ((((id >> 24) & 0xffff_ffff) * shards as u64) >> 32) as usize
 }
 
 /// One key of a shard, while the shard is scanned.
@@ -247,7 +299,7 @@ struct KeyUse {
     chain: u32,
 }
 
-/// What a shard's scan found.
+/// What a worker's scan found.
 #[derive(Default)]
 struct ShardUse {
     /// Pairs of transactions that must be in one group.
@@ -257,22 +309,24 @@ struct ShardUse {
     summed: Vec<u64>,
 }
 
-/// Scans every compact footprint and handles the keys of shard `shard` of `workers`.
-fn scan_shard(chunks: &[Chunk], shard: usize, workers: usize, touches: usize) -> ShardUse {
-    let mut keys: IdentMap<KeyUse> =
-        HashMap::with_capacity_and_hasher(touches / workers + 16, Default::default());
+/// Handles the keys of shards `shards` (of the chunks' bucketing), one shard at a time.
+fn scan_shards(chunks: &[Chunk], shards: std::ops::Range<usize>, touches: usize) -> ShardUse {
+    let mut keys: IdentMap<KeyUse> = HashMap::with_hasher(Default::default());
     // Touchers of keys that do not join (yet): `(transaction, previous node)`.
-    let mut nodes: Vec<(u32, u32)> = Vec::with_capacity(touches / workers + 16);
+    let mut nodes: Vec<(u32, u32)> = Vec::new();
     let mut out = ShardUse::default();
     let mut candidates = Vec::new();
-    for (c, chunk) in chunks.iter().enumerate() {
-        for (j, ts) in chunk.txns() {
-            let i = (c * CHUNK + j) as u32;
-            for &t in ts {
+    let per_shard = touches / chunks.first().map_or(1, |c| c.starts.len() - 1).max(1) + 16;
+    for s in shards {
+        keys.clear();
+        keys.reserve(per_shard);
+        nodes.clear();
+        candidates.clear();
+        for (c, chunk) in chunks.iter().enumerate() {
+            let base = (c * CHUNK) as u32;
+            for &(t, j) in chunk.shard(s) {
+                let i = base + u32::from(j);
                 let id = t & !3;
-                if workers > 1 && shard_of(id, workers) != shard {
-                    continue;
-                }
                 let bit = kind_bit(t);
                 let k = match keys.entry(id) {
                     Entry::Vacant(e) => {
@@ -313,11 +367,12 @@ fn scan_shard(chunks: &[Chunk], shard: usize, workers: usize, touches: usize) ->
                 }
             }
         }
+        out.summed.extend(
+            candidates
+                .iter()
+                .filter(|id| keys.get(*id).is_some_and(|k| summable(k.kinds))),
+        );
     }
-    out.summed = candidates
-        .into_iter()
-        .filter(|id| keys.get(id).is_some_and(|k| summable(k.kinds)))
-        .collect();
     out
 }
 
@@ -429,58 +484,76 @@ fn plan<V: Vm, S: Storage>(
     max_share: f64,
 ) -> Result<Plan, NoPlan> {
     let n = txns.len();
+    let shards = workers * SHARDS_PER_WORKER;
     let chunks: Vec<Chunk> = pool
         .install(|| {
             txns.par_chunks(CHUNK)
-                .map(|c| Chunk::of(vm, c, state))
+                .map(|c| Chunk::of(vm, c, state, shards))
                 .collect::<Option<Vec<Chunk>>>()
         })
         .ok_or(NoPlan::Unknown)?;
     let touches: usize = chunks.iter().map(|c| c.touches.len()).sum();
-    let shards = pool.broadcast(|ctx| scan_shard(&chunks, ctx.index(), workers, touches));
+    let found = pool.broadcast(|ctx| {
+        let w = ctx.index();
+        scan_shards(
+            &chunks,
+            w * SHARDS_PER_WORKER..(w + 1) * SHARDS_PER_WORKER,
+            touches,
+        )
+    });
+    // Union-find over the transactions that share a key with another; the rest (most, in a
+    // block that parallelises) are groups of one and skip it.
     let mut parent: Vec<u32> = (0..n as u32).collect();
+    let mut linked = vec![false; n];
     let mut summed = Vec::new();
-    for s in &shards {
-        for &(a, b) in &s.edges {
+    for f in &found {
+        for &(a, b) in &f.edges {
             union(&mut parent, a, b);
-        }
-        // Each shard lists its own keys once: no duplicates across shards.
-        summed.extend(s.summed.iter().copied());
-    }
-    // Group sizes, by root (a root is its group's smallest index).
-    let mut size = vec![0u32; n];
-    for i in 0..n as u32 {
-        let r = find(&mut parent, i);
-        parent[i as usize] = r;
-        size[r as usize] += 1;
-    }
-    let mut big = Vec::new();
-    let mut singles = Vec::with_capacity(n);
-    let mut groups = 0;
-    let mut largest = 0;
-    for (r, &s) in size.iter().enumerate() {
-        if s > 0 {
-            groups += 1;
-            largest = largest.max(s as usize);
-            if s > 1 {
-                big.push(r as u32);
-            } else {
-                singles.push(r as u32);
+            for x in [a, b] {
+                if let Some(l) = linked.get_mut(x as usize) {
+                    *l = true;
+                }
             }
         }
+        // Each shard lists its own keys once: no duplicates across shards.
+        summed.extend(f.summed.iter().copied());
     }
+    // Group sizes, by root (a root is its group's smallest index, so it comes first).
+    let mut size = vec![0u32; n];
+    let mut big = Vec::new();
+    let mut in_groups = 0;
+    for i in 0..n {
+        if !linked[i] {
+            continue;
+        }
+        let r = find(&mut parent, i as u32);
+        parent[i] = r;
+        size[r as usize] += 1;
+        in_groups += 1;
+        if r as usize == i {
+            big.push(r);
+        }
+    }
+    let singles = n - in_groups;
+    let groups = big.len() + singles;
+    let largest = big
+        .iter()
+        .map(|r| size[*r as usize] as usize)
+        .max()
+        .unwrap_or(0)
+        .max(usize::from(singles > 0));
     if largest as f64 > CHAIN_SHARE * n as f64 {
         return Err(NoPlan::Chain);
     }
     if largest as f64 > max_share * n as f64 {
         return Err(NoPlan::Unknown);
     }
-    // Largest group first onto the least loaded lane; ties by root, so deterministic. The
-    // groups of one transaction come last, in block order.
+    // Groups of several, largest first onto the least loaded lane; ties by root, so
+    // deterministic.
     big.sort_unstable_by_key(|r| (std::cmp::Reverse(size[*r as usize]), *r));
     let mut load = vec![0usize; workers];
     // Reuse `size` for the lane of each root.
-    for r in big.into_iter().chain(singles) {
+    for r in big {
         let (lane, _) = load
             .iter()
             .enumerate()
@@ -489,16 +562,32 @@ fn plan<V: Vm, S: Storage>(
         load[lane] += size[r as usize] as usize;
         size[r as usize] = lane as u32;
     }
-    let mut lanes: Vec<Vec<u32>> = load.iter().map(|w| Vec::with_capacity(*w)).collect();
+    // Then the groups of one, in block order, filling each lane in turn up to an even share.
+    let even = n.div_ceil(workers);
+    let mut room: Vec<usize> = load.iter().map(|l| even.saturating_sub(*l)).collect();
+    let mut filling = 0;
+    let mut lanes: Vec<Vec<u32>> = (0..workers)
+        .map(|l| Vec::with_capacity(load[l] + room[l]))
+        .collect();
     let mut write_bound = vec![0usize; workers];
     let mut lane_of = Vec::with_capacity(n);
     for (c, chunk) in chunks.iter().enumerate() {
         for (j, ts) in chunk.txns() {
             let i = c * CHUNK + j;
-            let lane = size[parent[i] as usize];
-            lanes[lane as usize].push(i as u32);
-            write_bound[lane as usize] += ts.len();
-            lane_of.push(lane);
+            let lane = if linked[i] {
+                size[parent[i] as usize] as usize
+            } else {
+                while room.get(filling).is_some_and(|r| *r == 0) && filling + 1 < workers {
+                    filling += 1;
+                }
+                if let Some(r) = room.get_mut(filling) {
+                    *r = r.saturating_sub(1);
+                }
+                filling
+            };
+            lanes[lane].push(i as u32);
+            write_bound[lane] += ts.len();
+            lane_of.push(lane as u32);
         }
     }
     Ok(Plan {

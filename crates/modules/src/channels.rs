@@ -78,7 +78,10 @@ pub fn channel_key(channel: ChannelId) -> Key {
 
 /// The bank account holding every channel's deposits.
 pub fn vault_address() -> Address {
-    crate::module_account(b"parabit/channels/vault")
+    // Hashed once: every call of the module names the vault.
+    static VAULT: std::sync::LazyLock<Address> =
+        std::sync::LazyLock::new(|| crate::module_account(b"parabit/channels/vault"));
+    *VAULT
 }
 
 /// The id of the channel opened by `opener`'s transaction with nonce `nonce`.

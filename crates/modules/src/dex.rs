@@ -258,10 +258,38 @@ fn pool_key(prefix: u8, pool: &PoolId) -> Key {
 
 /// The bank account holding a pool's tokens: `SHA256("parabit/dex/vault" ‖ a ‖ b)`.
 pub fn vault_address(pool: &PoolId) -> Address {
-    let mut h = Sha256::new();
-    h.update(b"parabit/dex/vault");
-    h.update(pool.bytes());
-    Address(h.finalize().into())
+    /// Slots of the per-thread memo (a power of two).
+    const SLOTS: usize = 4096;
+    type Memo = Box<[Option<(PoolId, Address)>; SLOTS]>;
+    thread_local! {
+        // A swap names its pool's vault in its footprint and again, once or twice, as it
+        // runs; a memo (direct-mapped, so bounded) saves the SHA-256 each time after the
+        // first. A pure function's memo: it cannot change a result.
+        static MEMO: std::cell::RefCell<Memo> = std::cell::RefCell::new(Box::new([None; SLOTS]));
+    }
+    let mix = (pool.a.0 ^ pool.b.0.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let slot = (mix >> 52) as usize % SLOTS;
+    let hashed = || {
+        let mut h = Sha256::new();
+        h.update(b"parabit/dex/vault");
+        h.update(pool.bytes());
+        Address(h.finalize().into())
+    };
+    MEMO.with(|memo| {
+        let Ok(mut memo) = memo.try_borrow_mut() else {
+            return hashed();
+        };
+        match memo.get(slot).copied().flatten() {
+            Some((p, vault)) if p == *pool => vault,
+            _ => {
+                let vault = hashed();
+                if let Some(s) = memo.get_mut(slot) {
+                    *s = Some((*pool, vault));
+                }
+                vault
+            }
+        }
+    })
 }
 
 /// The id of a pool's LP share asset: the first 8 bytes of `SHA256("parabit/dex/lp" ‖ a ‖
@@ -1712,6 +1740,24 @@ pub fn quote_batch<S: Storage>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The memo gives the hash, for more pools than it has slots (so slots are shared and
+    /// overwritten), asked for in two different orders.
+    #[test]
+    fn vault_memo_gives_the_hash() {
+        let hashed = |p: &PoolId| {
+            let mut h = Sha256::new();
+            h.update(b"parabit/dex/vault");
+            h.update(p.bytes());
+            Address(h.finalize().into())
+        };
+        let pools: Vec<PoolId> = (1..6000u64)
+            .map(|i| PoolId::new(AssetId(i % 7), AssetId(i * 31 + 7)).expect("pool"))
+            .collect();
+        for p in pools.iter().chain(pools.iter().rev()) {
+            assert_eq!(vault_address(p), hashed(p), "{p:?}");
+        }
+    }
 
     #[test]
     fn keys_parse_back() {

@@ -412,18 +412,17 @@ impl Vm for Runtime {
                 };
                 let first = path.first().copied().unwrap_or(AssetId::BTC);
                 exclusive(balance_key(&tx.sender, first));
-                let mut credits = Vec::with_capacity(pools.len() + 1);
                 for (i, pool) in pools.iter().enumerate() {
-                    let vault = dex::vault_address(pool);
-                    let (asset_in, asset_out) = (path[i], path[i + 1]);
                     exclusive(DexKey::Reserves(*pool).key());
-                    exclusive(balance_key(&vault, asset_out));
-                    credits.push(balance_key(&vault, asset_in));
+                    exclusive(balance_key(&dex::vault_address(pool), path[i + 1]));
+                }
+                for (i, pool) in pools.iter().enumerate() {
+                    fp.deltas
+                        .push(balance_key(&dex::vault_address(pool), path[i]));
                 }
                 if let Some(last) = path.last() {
-                    credits.push(balance_key(&tx.sender, *last));
+                    fp.deltas.push(balance_key(&tx.sender, *last));
                 }
-                fp.deltas.extend(credits);
             }
             Call::Dex(DexMsg::BatchSwap {
                 asset_in,

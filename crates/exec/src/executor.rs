@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use smallvec::SmallVec;
 
 use crate::mvmemory::{CellRef, MvMemory, WriteOp};
-use crate::partition::{self, Partitioned};
+use crate::partition::{self, KeyFilter, Partitioned};
 use crate::scheduler::{Claim, Scheduler, Task};
 use crate::sequential::{self, panic_message};
 use crate::types::{
@@ -215,7 +215,7 @@ impl<'p> ParallelExecutor<'p> {
         let mut top = key_map_with_capacity(head.writes.len());
         top.extend(head.writes.0.iter().cloned());
         let layered = Stacked {
-            maps: &[&top],
+            maps: &[(&top, None)],
             base: storage,
         };
         let (tail, mut stats) = self.execute_body(vm, &txns[lead..], &layered);
@@ -260,9 +260,10 @@ impl<'p> ParallelExecutor<'p> {
         } = body;
         let mut summed_map = key_map_with_capacity(summed.len());
         summed_map.extend(summed);
-        let mut maps: Vec<&KeyMap<Option<Value>>> = Vec::with_capacity(lanes.len() + 1);
-        maps.push(&summed_map);
-        maps.extend(lanes.iter());
+        let mut maps: Vec<(&KeyMap<Option<Value>>, Option<&KeyFilter>)> =
+            Vec::with_capacity(lanes.len() + 1);
+        maps.push((&summed_map, None));
+        maps.extend(lanes.iter().map(|(map, filter)| (map, Some(filter))));
         let base: &dyn Storage = storage;
         let below = Stacked { maps: &maps, base };
         let barriers = txns[parallel_len..]
@@ -282,7 +283,7 @@ impl<'p> ParallelExecutor<'p> {
             // Behind `dyn`: one instance of this function for every tail.
             let base: &dyn Storage = &below;
             let layered = Stacked {
-                maps: &[&later],
+                maps: &[(&later, None)],
                 base,
             };
             let (tail, tail_stats) = self.execute_body(vm, &txns[rest..], &layered);
@@ -301,6 +302,7 @@ impl<'p> ParallelExecutor<'p> {
         // (this runs on the pool: `execute_body` moved there).
         let mut parts: Vec<Vec<(Key, Option<Value>)>> = lanes
             .into_par_iter()
+            .map(|(map, _)| map)
             .chain(rayon::iter::once(summed_map))
             .map(|lane| {
                 lane.into_iter()
@@ -469,13 +471,16 @@ impl<'p> ParallelExecutor<'p> {
 /// Maps of writes over the base state (a prologue's writes; a block body's lanes under its
 /// barriers), the first map holding a key winning.
 struct Stacked<'a, S: ?Sized> {
-    maps: &'a [&'a KeyMap<Option<Value>>],
+    maps: &'a [(&'a KeyMap<Option<Value>>, Option<&'a KeyFilter>)],
     base: &'a S,
 }
 
 impl<S: Storage + ?Sized> Storage for Stacked<'_, S> {
     fn get(&self, key: &Key) -> Option<Value> {
-        for map in self.maps {
+        for (map, filter) in self.maps {
+            if filter.is_some_and(|f| !f.may_hold(key)) {
+                continue;
+            }
             if let Some(v) = map.get(key) {
                 return v.clone();
             }

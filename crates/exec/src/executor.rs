@@ -299,19 +299,31 @@ impl<'p> ParallelExecutor<'p> {
         drop(maps);
         let merging = std::time::Instant::now();
         // The body's writes that nothing after it overwrote, each lane's filtered on a worker
-        // (this runs on the pool: `execute_body` moved there).
+        // (this runs on the pool: `execute_body` moved there); most of them are not in
+        // `later`, which a filter of its keys says without probing it.
+        let overwritten = KeyFilter::of(later.keys());
+        let total_bound =
+            lanes.iter().map(|(map, _)| map.len()).sum::<usize>() + summed_map.len() + later.len();
         let mut parts: Vec<Vec<(Key, Option<Value>)>> = lanes
             .into_par_iter()
             .map(|(map, _)| map)
             .chain(rayon::iter::once(summed_map))
-            .map(|lane| {
-                lane.into_iter()
-                    .filter(|(k, _)| !later.contains_key(k))
-                    .collect::<Vec<_>>()
+            .enumerate()
+            .map(|(i, lane)| {
+                // The first part takes the others: room for all, so they are appended once.
+                let mut kept = Vec::with_capacity(if i == 0 { total_bound } else { lane.len() });
+                kept.extend(
+                    lane.into_iter()
+                        .filter(|(k, _)| !overwritten.may_hold(k) || !later.contains_key(k)),
+                );
+                kept
             })
             .collect();
-        let total = parts.iter().map(Vec::len).sum::<usize>() + later.len();
-        let mut writes = Vec::with_capacity(total);
+        let mut writes = if parts.is_empty() {
+            Vec::with_capacity(later.len())
+        } else {
+            parts.swap_remove(0)
+        };
         for part in parts.iter_mut() {
             writes.append(part);
         }

@@ -51,6 +51,8 @@
 //!   summed keys are in no overlay, only in the lanes' delta sums.
 //! - A lane keeps a summed key's sums in the key's slot (by identity); a slot that would hold
 //!   two different keys of one identity makes the attempt [`Partitioned::Violated`].
+//! - A kept lane's [`KeyFilter`] is built from its finished map: every key the map holds has
+//!   its bit set, so a lookup that skips the map on a clear bit never misses a write.
 //! - A summed key with subtractions ends at `base + adds - subs` only if `subs <= base` and
 //!   `base + adds` does not overflow, and every `try_sub` on it succeeded in its lane;
 //!   otherwise the attempt is [`Partitioned::Violated`].

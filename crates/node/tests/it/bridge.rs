@@ -197,9 +197,7 @@ fn a_bitcoin_deposit_is_credited_in_the_next_block_and_a_full_node_agrees() {
     assert_eq!(b.h.seq.chain().with_state(query_totals), (300_000, 0));
 
     // A full node reading only Bitcoin reaches every root, deposits included.
-    let batch = b.h.next_batch();
-    b.h.post(&batch);
-    b.h.mine(1);
+    let (batch, _) = b.h.settle();
     let f = b.h.follower(1);
     let r = f.sync_once().expect("sync");
     assert!(r.mismatch.is_none(), "{:?}", r.mismatch);
@@ -211,9 +209,7 @@ fn a_bitcoin_deposit_is_credited_in_the_next_block_and_a_full_node_agrees() {
     b.deposit(dave, 40_000);
     b.h.mine(1);
     b.h.produce(1, 1);
-    let batch = b.h.next_batch();
-    b.h.post(&batch);
-    b.h.mine(1);
+    b.h.settle();
     let r = f.sync_once().expect("sync");
     assert!(r.mismatch.is_none(), "{:?}", r.mismatch);
     assert_eq!(r.batches, 1);
@@ -221,9 +217,7 @@ fn a_bitcoin_deposit_is_credited_in_the_next_block_and_a_full_node_agrees() {
     b.watcher.poll().expect("poll");
     let block = b.commit(Vec::new());
     assert_eq!(block.receipts.len(), 1);
-    let batch = b.h.next_batch();
-    b.h.post(&batch);
-    b.h.mine(1);
+    let (batch, _) = b.h.settle();
     let f = b.h.follower(1);
     let r = f.sync_once().expect("sync");
     assert!(r.mismatch.is_none(), "{:?}", r.mismatch);
@@ -244,9 +238,7 @@ fn a_sequencer_that_leaves_out_a_deposit_is_caught_and_the_block_named() {
         .chain()
         .produce_at(Vec::new(), ts, bitcoin_height)
         .expect("produce");
-    let batch = b.h.next_batch();
-    b.h.post(&batch);
-    b.h.mine(1);
+    b.h.settle();
     let f = b.h.follower(1);
     let m = f.sync_once().expect("sync").mismatch.expect("caught");
     assert_eq!((m.batch_index, m.height), (0, 1));
@@ -283,9 +275,7 @@ fn a_sequencer_that_invents_a_deposit_is_caught() {
             .expect("produce");
     // The chain itself accepts it (it cannot see Bitcoin): the full node must refuse it.
     assert_eq!(committed.receipts[0].status, TxStatus::Success);
-    let batch = b.h.next_batch();
-    b.h.post(&batch);
-    b.h.mine(1);
+    b.h.settle();
     let f = b.h.follower(1);
     let m = f.sync_once().expect("sync").mismatch.expect("caught");
     let reason = m.reason.expect("a reason");
@@ -588,9 +578,7 @@ fn a_full_node_sees_withdrawals_paid_on_bitcoin_and_a_payout_to_the_wrong_script
     payer.step().expect("step");
     let (_, paid_by, _) = payer.status().payout_of(&id1.0).expect("paid");
     b.h.mine(1);
-    let batch = b.h.next_batch();
-    b.h.post(&batch);
-    b.h.mine(1);
+    b.h.settle();
     let f = b.h.follower(1);
     let r = f.sync_once().expect("sync");
     assert!(r.mismatch.is_none(), "{:?}", r.mismatch);
@@ -634,9 +622,7 @@ fn a_full_node_sees_withdrawals_paid_on_bitcoin_and_a_payout_to_the_wrong_script
     .expect("payout");
     b.h.btc.send_raw_transaction(&bad.tx).expect("sent");
     b.h.mine(1);
-    let batch = b.h.next_batch();
-    b.h.post(&batch);
-    b.h.mine(1);
+    b.h.settle();
     let r = f.sync_once().expect("sync");
     assert!(r.mismatch.is_none(), "{:?}", r.mismatch);
     assert!(seen.payout_of(&id2.0).is_none(), "not paid as recorded");
@@ -663,9 +649,7 @@ fn a_reorg_that_takes_a_payout_away_unmarks_it_until_it_is_mined_again() {
     let w = withdraw(&alice, 0, 60_000, &dest, b.h.spec.chain_id);
     let id = w.id();
     b.commit(vec![w]);
-    let batch = b.h.next_batch();
-    b.h.post(&batch);
-    b.h.mine(1);
+    b.h.settle();
     let payer = b.payer();
     payer.step().expect("step");
     b.h.mine(1);
@@ -699,9 +683,7 @@ fn a_reorg_that_drops_a_batch_with_deposits_re_derives_it() {
     let mut b = Bridged::new();
     b.credited(90_000);
     b.h.mine(2);
-    let batch = b.h.next_batch();
-    b.h.post(&batch);
-    b.h.mine(1);
+    let (batch, _) = b.h.settle();
     let f = b.h.follower(1);
     let r = f.sync_once().expect("sync");
     assert_eq!(r.batches, 1, "{r:?}");

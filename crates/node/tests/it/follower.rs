@@ -180,6 +180,15 @@ impl Harness {
         reveals[0].compute_txid()
     }
 
+    /// Batches the blocks produced since the last batch, posts the batch and mines one block
+    /// over it; returns the batch and its reveal's txid.
+    pub(crate) fn settle(&mut self) -> (Batch, Txid) {
+        let batch = self.next_batch();
+        let reveal = self.post(&batch);
+        self.mine(1);
+        (batch, reveal)
+    }
+
     pub(crate) fn mine(&self, n: u32) {
         self.btc.mine(n, self.wallet.script_pubkey()).expect("mine");
     }
@@ -229,9 +238,7 @@ fn a_follower_reaches_the_sequencer_root_at_every_batch_and_resumes() {
 
     for (blocks, txs) in [(3, 5), (1, 0), (4, 20)] {
         h.produce(blocks, txs);
-        let batch = h.next_batch();
-        let reveal = h.post(&batch);
-        h.mine(1);
+        let (batch, reveal) = h.settle();
         let mut events = f.node().subscribe();
         let r = f.sync_once().expect("sync");
         assert_eq!(r.batches, 1, "{r:?}");
@@ -268,9 +275,7 @@ fn a_follower_reaches_the_sequencer_root_at_every_batch_and_resumes() {
     let f = h.follower(2);
     assert_eq!(f.verified_height(), last, "reopened at the same head");
     h.produce(2, 3);
-    let batch = h.next_batch();
-    h.post(&batch);
-    h.mine(1);
+    let (batch, _) = h.settle();
     let r = f.sync_once().expect("sync");
     assert_eq!((r.batches, r.skipped.len()), (0, 0), "{r:?}");
     assert_eq!(f.verified_height(), last);

@@ -10,12 +10,13 @@
 //!   before anything after it runs sequentially, so the prefix equals sequential execution.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use rayon::prelude::*;
 use smallvec::SmallVec;
 
+use crate::homes::{self, Homed};
 use crate::mvmemory::{CellRef, MvMemory, WriteOp};
 use crate::partition::{self, KeyFilter, Partitioned};
 use crate::scheduler::{Claim, Scheduler, Task};
@@ -35,6 +36,10 @@ const PROBE_TXNS: usize = 256;
 
 /// A block is split by footprints only if no worker gets more than this share of it.
 const MAX_LANE_SHARE: f64 = 0.75;
+
+/// Blocks run without trying home lanes after an attempt was abandoned (a workload whose
+/// transactions stray from their homes pays for one wasted attempt in this many blocks).
+const HOMES_PAUSE: u32 = 16;
 
 /// Counters of one block's execution.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,8 +72,13 @@ pub struct ExecStats {
     /// Wall time of footprint runs spent planning them (footprints, grouping, the deal onto
     /// the workers): the part of the engine's overhead that grows with the block.
     pub footprint_planning: std::time::Duration,
-    /// Wall time of footprint runs spent merging the workers' results.
+    /// Wall time of footprint runs (and home-lane runs) spent merging the workers' results.
     pub footprint_merging: std::time::Duration,
+    /// Lanes the block ran in by its transactions' homes (0: it was not run that way).
+    pub home_lanes: u64,
+    /// Home-lane attempts abandoned (a transaction without a home or outside it, a conflict
+    /// on an exposed key, or lanes too uneven); the block then ran another way.
+    pub home_abandoned: u64,
 }
 
 impl ExecStats {
@@ -95,6 +105,9 @@ pub struct ExecConfig {
     /// Whether blocks whose transactions all declare footprints are split into independent
     /// groups and run without the multi-version machinery.
     pub footprints: bool,
+    /// Whether blocks whose transactions all have homes ([`Vm::home`]) are first tried in
+    /// home lanes, with no planning.
+    pub homes: bool,
 }
 
 impl Default for ExecConfig {
@@ -105,6 +118,7 @@ impl Default for ExecConfig {
             fallback_min_conflicts: 8,
             chunk: 8,
             footprints: true,
+            homes: true,
         }
     }
 }
@@ -120,6 +134,8 @@ pub struct ParallelExecutor<'p> {
     /// Set when a block fell back to sequential execution: the next block is probed
     /// sequentially instead of detecting the chain again in parallel.
     predict_chain: AtomicBool,
+    /// Blocks still to run without trying home lanes, after an abandoned attempt.
+    homes_pause: AtomicU32,
 }
 
 /// Memory reused from block to block: the multi-version map and the per-transaction records
@@ -180,6 +196,7 @@ impl<'p> ParallelExecutor<'p> {
                 epoch: 0,
             }),
             predict_chain: AtomicBool::new(false),
+            homes_pause: AtomicU32::new(0),
         }
     }
 
@@ -335,6 +352,17 @@ impl<'p> ParallelExecutor<'p> {
         }
     }
 
+    /// Whether to try home lanes for this block: not within [`HOMES_PAUSE`] blocks of an
+    /// abandoned attempt.
+    fn homes_ready(&self) -> bool {
+        let pause = self.homes_pause.load(Ordering::Relaxed);
+        if pause == 0 {
+            return true;
+        }
+        self.homes_pause.store(pause - 1, Ordering::Relaxed);
+        false
+    }
+
     /// A block without a prologue.
     fn execute_body<V: Vm, S: Storage>(
         &self,
@@ -366,6 +394,25 @@ impl<'p> ParallelExecutor<'p> {
             // stay on the caller's thread, where its caches are.
             return self.pool.install(|| self.execute_body(vm, txns, storage));
         }
+        let mut home_abandoned = 0;
+        if self.config.homes && parallel_len == txns.len() && self.homes_ready() {
+            match homes::execute(self.pool, vm, txns, storage, MAX_LANE_SHARE) {
+                Homed::Done(out, merging) => {
+                    let stats = ExecStats {
+                        executions: txns.len() as u64,
+                        home_lanes: threads as u64,
+                        footprint_merging: merging,
+                        ..ExecStats::default()
+                    };
+                    return (out, stats);
+                }
+                Homed::Abandoned => {
+                    home_abandoned = 1;
+                    self.homes_pause.store(HOMES_PAUSE, Ordering::Relaxed);
+                }
+                Homed::NotApplicable => {}
+            }
+        }
         let mut violations = 0;
         if self.config.footprints {
             let body = &txns[..parallel_len];
@@ -377,6 +424,7 @@ impl<'p> ParallelExecutor<'p> {
                         footprint_groups: groups as u64,
                         footprint_planning: phases.planning,
                         footprint_merging: phases.merging,
+                        home_abandoned,
                         ..ExecStats::default()
                     };
                     if !barrier {
@@ -394,7 +442,9 @@ impl<'p> ParallelExecutor<'p> {
                     // the next block as a chain too (it is probed, and the engine comes back
                     // when its dependencies thin out), as after a detected chain.
                     self.predict_chain.store(true, Ordering::Relaxed);
-                    return run_sequentially(vm, txns, storage);
+                    let (out, mut stats) = run_sequentially(vm, txns, storage);
+                    stats.home_abandoned = home_abandoned;
+                    return (out, stats);
                 }
                 Partitioned::Chain | Partitioned::NotApplicable => {}
             }
@@ -424,6 +474,7 @@ impl<'p> ParallelExecutor<'p> {
         };
         let mut stats = ExecStats {
             footprint_violations: violations,
+            home_abandoned,
             ..ExecStats::default()
         };
         let mut engine_failed = false;

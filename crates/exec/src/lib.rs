@@ -72,6 +72,18 @@
 //! general engine, so a wrong footprint costs time, never correctness. A block whose largest
 //! group would keep one worker busy for most of it goes to the general engine.
 //!
+//! **Home lanes.** Cheaper still, when the state belongs to accounts: if every transaction
+//! of a block acts for one account ([`Vm::home`], a transfer's sender) and the `Vm` says
+//! which account owns each key ([`Vm::key_home`]), there is nothing to plan. The homes are
+//! split evenly between the workers by their ids; each worker picks its transactions out of
+//! the block and runs them in order over its own overlay, doing anything to its own homes'
+//! keys and only `add`s to others' (a recipient, the fee account), which it sums apart. A
+//! key that a lane *exposed* (read, overwrote, failed to `try_sub` from) must receive no
+//! other lane's deltas; what a lane only added to and successfully subtracted from can, since
+//! credits only raise it. Then each worker folds the deltas aimed at its keys into its own
+//! overlay. Anything outside those rules abandons the attempt for the footprint plan (and
+//! pauses home lanes for a few blocks), so a wrong home costs time, never correctness.
+//!
 //! The sequential executor ([`execute_sequential`]) runs the same `Vm` over a plain overlay. It
 //! is the reference: property tests check that the parallel engine equals it on random blocks.
 //!
@@ -84,6 +96,7 @@
 //! | `mvmemory.rs` | the sharded multi-version memory, delta resolution, write-set materialisation |
 //! | `scheduler.rs` | execution/validation cursors, transaction status, dependencies, idle sleep |
 //! | `view.rs` | the per-incarnation view: read recording, write log, validation of a read |
+//! | `homes.rs` | home lanes: transactions dealt by their account, deltas folded across lanes |
 //! | `partition.rs` | footprint-partitioned execution: grouping by declared keys, lanes, merge |
 //! | `executor.rs` | [`ParallelExecutor`]: the worker loop, the fallback, assembling the result |
 //!
@@ -96,6 +109,7 @@
 //! engine and the machine's ceiling (`BENCHMARKS.md`).
 
 mod executor;
+mod homes;
 mod mvmemory;
 mod partition;
 mod scheduler;

@@ -291,6 +291,29 @@ pub trait Vm: Sync {
             None => false,
         }
     }
+
+    /// The home of `txn`: the account it acts for, as a 64-bit id whose bits are spread
+    /// evenly (the first bytes of a public key), if the `Vm` can tell. When every
+    /// transaction of a block has one, the engine first tries *home lanes*: each worker runs
+    /// the transactions of its share of the homes, with no planning at all. A scheduling
+    /// hint: a transaction that does more than its home allows is caught, and the block is
+    /// re-run another way, so a wrong answer costs time, never correctness. `None` (the
+    /// default): no home.
+    ///
+    /// What a home allows: anything on keys of the same home ([`Vm::key_home`]), and only
+    /// `add` on any other key. A home's keys may be added to by other homes' transactions,
+    /// as long as the home's own transactions neither read nor overwrite them (they may add
+    /// to them and `try_sub` from them successfully).
+    fn home(&self, _txn: &Self::Txn) -> Option<u64> {
+        None
+    }
+
+    /// The home of a state key (the account that owns it), in the same ids as
+    /// [`Vm::home`]; `None` (the default) for keys no account owns, which home lanes only
+    /// ever add to.
+    fn key_home(&self, _key: &Key) -> Option<u64> {
+        None
+    }
 }
 
 /// The keys a transaction may touch, declared before it runs ([`Vm::footprint`]).

@@ -105,6 +105,27 @@ pub fn balance_key(owner: &Address, asset: AssetId) -> Key {
     Key::from_array(k)
 }
 
+/// An account's home for the engine's home lanes ([`parabit_exec::Vm::home`]): the first
+/// eight bytes of its x-only key, evenly spread like any public key's.
+pub fn home_of(account: &Address) -> u64 {
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&account.0[..8]);
+    u64::from_le_bytes(id)
+}
+
+/// The home of a state key: its owner's ([`home_of`]) for balance and nonce keys, `None`
+/// for every other key.
+pub fn key_home(key: &Key) -> Option<u64> {
+    let bytes = key.as_bytes();
+    let owned = match bytes.first() {
+        Some(&PREFIX_BALANCE) => bytes.len() == 41,
+        Some(&PREFIX_NONCE) => bytes.len() == 33,
+        _ => false,
+    };
+    let id: [u8; 8] = bytes.get(1..9)?.try_into().ok()?;
+    owned.then(|| u64::from_le_bytes(id))
+}
+
 /// The key of `account`'s nonce (the same as `BankKey::Nonce(..).key()`).
 #[inline]
 pub fn nonce_key(account: &Address) -> Key {
@@ -436,6 +457,34 @@ mod tests {
         assert_eq!(BankKey::from_bytes(&[]), None);
         assert_eq!(BankKey::from_bytes(&[PREFIX_NONCE, 1, 2]), None);
         assert_eq!(BankKey::from_bytes(&[0x77; 9]), None);
+    }
+
+    #[test]
+    fn balances_and_nonces_are_at_home_with_their_owner_and_nothing_else_is() {
+        let mut raw = [0u8; 32];
+        raw[..8].copy_from_slice(&0x1122_3344_5566_7788u64.to_le_bytes());
+        raw[8] = 9;
+        let a = Address(raw);
+        let b = Address([0xab; 32]);
+        assert_eq!(home_of(&a), 0x1122_3344_5566_7788);
+        assert_ne!(home_of(&a), home_of(&b));
+        for owned in [
+            balance_key(&a, AssetId::BTC),
+            balance_key(&a, AssetId(7)),
+            nonce_key(&a),
+        ] {
+            assert_eq!(key_home(&owned), Some(home_of(&a)));
+        }
+        assert_eq!(key_home(&nonce_key(&b)), Some(home_of(&b)));
+        for unowned in [
+            BankKey::AssetInfo(AssetId(7)).key(),
+            BankKey::Supply(AssetId(7)).key(),
+            BankKey::MintHeadroom(AssetId(7)).key(),
+            Key::from_array([PREFIX_BALANCE; 9]),
+            Key::from_array([PREFIX_NONCE; 41]),
+        ] {
+            assert_eq!(key_home(&unowned), None, "{unowned:?}");
+        }
     }
 
     #[test]

@@ -356,6 +356,23 @@ impl Vm for Runtime {
         matches!(txn, BlockTx::Hook(Hook::AccrueInterest { .. }))
     }
 
+    /// A bank transfer's home is its sender: it reads and writes only the sender's nonce and
+    /// balances, and only adds to anything else (the recipient, the fee account). So a block
+    /// of transfers runs in home lanes with no planning. Other calls have no home.
+    fn home(&self, txn: &BlockTx) -> Option<u64> {
+        match txn {
+            BlockTx::User(tx) if matches!(tx.call, Call::Bank(BankMsg::Transfer { .. })) => {
+                Some(bank::home_of(&tx.sender))
+            }
+            _ => None,
+        }
+    }
+
+    /// Balances and nonces belong to their account ([`bank::key_home`]).
+    fn key_home(&self, key: &Key) -> Option<u64> {
+        bank::key_home(key)
+    }
+
     /// Declared for bank transfers, instant swaps and batch swaps (the bulk of a busy block):
     /// the sender's nonce and the balances it pays from are exclusive, as are a swapped pool's
     /// reserves and the vault balances it pays out of; credits (recipients, vault inputs, the fee

@@ -8,7 +8,7 @@ use parabit_exec::{
 };
 use proptest::prelude::*;
 
-use crate::program::{block, key, quiet_test_panics, sparse_block, ProgramVm};
+use crate::program::{block, homed_block, key, quiet_test_panics, sparse_block, ProgramVm};
 
 const THREADS: [usize; 5] = [1, 2, 3, 4, 8];
 
@@ -36,6 +36,7 @@ fn configs() -> [ExecConfig; 4] {
             fallback_min_conflicts: 0,
             chunk: 1,
             footprints: false,
+            homes: false,
         },
         // Fall back at the first hint of conflict: exercises the prefix + sequential suffix.
         ExecConfig {
@@ -44,6 +45,7 @@ fn configs() -> [ExecConfig; 4] {
             fallback_min_conflicts: 1,
             chunk: 3,
             footprints: false,
+            homes: false,
         },
         ExecConfig {
             min_parallel_txns: 0,
@@ -69,6 +71,28 @@ proptest! {
     /// the oracle.
     #[test]
     fn partitioned_equals_sequential((base, txns) in sparse_block(300)) {
+        quiet_test_panics();
+        let mut state: KeyMap<Value> = key_map_with_capacity(base.len());
+        for (k, v) in base {
+            if let Some(v) = v {
+                state.insert(key(k), v);
+            }
+        }
+        let want = execute_sequential(&ProgramVm, &txns, &state);
+        let config = ExecConfig { min_parallel_txns: 0, ..ExecConfig::default() };
+        for (pool, threads) in pools().iter().zip(THREADS) {
+            let exec = ParallelExecutor::with_config(pool, config.clone());
+            let (got, stats) = exec.execute_block_with_stats(&ProgramVm, &txns, &state);
+            prop_assert_eq!(&got.outputs, &want.outputs, "outputs differ at {} threads, {:?}", threads, stats);
+            prop_assert_eq!(&got.writes, &want.writes, "write sets differ at {} threads, {:?}", threads, stats);
+        }
+    }
+
+    /// A block of programs with homes (some straying, some exposing keys that other homes
+    /// credit): home lanes, and whatever runs the block when they are abandoned, equal the
+    /// oracle.
+    #[test]
+    fn home_lanes_equal_sequential((base, txns) in homed_block(300)) {
         quiet_test_panics();
         let mut state: KeyMap<Value> = key_map_with_capacity(base.len());
         for (k, v) in base {

@@ -39,6 +39,8 @@ pub enum Op {
     Prologue,
     /// Read a key that the program's footprint does not declare (a lying `Vm`).
     Undeclared(u8),
+    /// No effect; a program that starts with it has home `g` (see [`group`]).
+    Home(u8),
 }
 
 /// A test transaction.
@@ -50,6 +52,21 @@ pub struct ProgramVm;
 
 pub fn key(k: u8) -> Key {
     Key::from_array([b'k', k])
+}
+
+/// Keys below this have no home; the rest belong to eight homes of [`GROUP`] keys each.
+pub const HOMELESS: u8 = 8;
+/// Keys per home.
+pub const GROUP: u8 = 31;
+
+/// The `i`-th key (mod [`GROUP`]) of home `g` (mod 8).
+pub fn group(g: u8, i: u8) -> u8 {
+    HOMELESS + (g % 8) * GROUP + i % GROUP
+}
+
+/// Home `g`'s id: spread over the id range, so that `n` lanes split the eight homes evenly.
+fn home_id(g: u8) -> u64 {
+    (u64::from(g % 8) << 61) | 0x5eed
 }
 
 fn mix(acc: u128, x: u128) -> u128 {
@@ -132,7 +149,7 @@ impl Vm for ProgramVm {
                     acc = mix(acc, observe(&v));
                     trace.push(acc);
                 }
-                Op::Barrier | Op::Prologue => {}
+                Op::Barrier | Op::Prologue | Op::Home(_) => {}
                 Op::Work(rounds) => {
                     for i in 0..rounds {
                         acc = std::hint::black_box(mix(acc, i as u128));
@@ -172,10 +189,27 @@ impl Vm for ProgramVm {
                 | Op::RollbackIfOdd
                 | Op::Work(_)
                 | Op::Barrier
-                | Op::Prologue => {}
+                | Op::Prologue
+                | Op::Home(_) => {}
             }
         }
         Some(fp)
+    }
+
+    /// A program that starts with [`Op::Home`] has that home; others have none.
+    fn home(&self, txn: &Program) -> Option<u64> {
+        match txn.0.first() {
+            Some(Op::Home(g)) => Some(home_id(*g)),
+            _ => None,
+        }
+    }
+
+    /// Keys from [`HOMELESS`] on belong to their [`group`]'s home.
+    fn key_home(&self, key: &Key) -> Option<u64> {
+        match key.as_bytes() {
+            [b'k', k] if *k >= HOMELESS => Some(home_id((*k - HOMELESS) / GROUP)),
+            _ => None,
+        }
     }
 }
 
@@ -222,6 +256,83 @@ pub fn sparse_block(
         1 => (8u8..255, any::<u64>()).prop_map(|(k, s)| Program(vec![Op::Barrier, Op::Read(4), Op::WriteNum(k, s)])),
     ];
     (base, proptest::collection::vec(txn, 0..max_txns))
+}
+
+/// Strategy for a block of programs with homes. A third of the blocks are *clean*: every key of a
+/// home is funded, each program touches only its home's keys (anything on the lower half,
+/// successful `try_sub`s and adds on the upper half) and adds to other homes' upper halves
+/// and to homeless keys (a transfer's recipient, a fee account), so home lanes finish, folding
+/// other lanes' credits into keys a lane subtracted from. A third also expose keys that
+/// other homes credit (a conflict unless no other lane credits them), and a third add strays
+/// (a read or `try_sub` of another home's key, no home at all), so that every way out of home
+/// lanes is taken.
+pub fn homed_block(
+    max_txns: usize,
+) -> impl Strategy<Value = (Vec<(u8, Option<Value>)>, Vec<Program>)> {
+    let home = |g: u8, ops: Vec<Op>| Program(std::iter::once(Op::Home(g)).chain(ops).collect());
+    let half = GROUP / 2;
+    let upper = move |g: u8, i: u8| group(g, half + i % (GROUP - half));
+    let clean = prop_oneof![
+        // Anything on the lower half of the home's keys.
+        4 => (0u8..8, proptest::collection::vec(op(half), 1..5))
+            .prop_map(move |(g, ops)| home(g, ops.into_iter().map(|o| regroup(o, g)).collect())),
+        // A transfer from the upper half to another home's upper half, paying a fee.
+        6 => (0u8..8, any::<u8>(), 0u8..8, any::<u8>(), 1u64..300, 0u8..HOMELESS)
+            .prop_map(move |(g, i, h, j, d, fee)| {
+                home(g, vec![Op::TrySub(upper(g, i), d), Op::Add(upper(h, j), d), Op::Add(fee, 1)])
+            }),
+    ];
+    // Clean, plus operations that expose an upper-half key (which other homes credit): a
+    // read, an overwrite, a `try_sub` bigger than any balance, each sometimes rolled back.
+    let exposing = prop_oneof![
+        8 => clean.clone(),
+        1 => (0u8..8, any::<u8>()).prop_map(move |(g, i)| home(g, vec![Op::Read(upper(g, i))])),
+        1 => (0u8..8, any::<u8>(), any::<u64>()).prop_map(move |(g, i, s)| {
+            home(g, vec![Op::Checkpoint, Op::WriteNum(upper(g, i), s), Op::RollbackIfOdd])
+        }),
+        1 => (0u8..8, any::<u8>()).prop_map(move |(g, i)| {
+            home(g, vec![Op::Checkpoint, Op::Add(upper(g, i), 1), Op::Read(upper(g, i)), Op::RollbackIfOdd])
+        }),
+        1 => (0u8..8, any::<u8>()).prop_map(move |(g, i)| home(g, vec![Op::TrySub(upper(g, i), 1 << 40)])),
+    ];
+    let dirty = prop_oneof![
+        8 => exposing.clone(),
+        // Anything on any key: mostly a stray.
+        1 => (0u8..8, op(255)).prop_map(move |(g, o)| home(g, vec![o])),
+        1 => op(255).prop_map(|o| Program(vec![o])),
+    ];
+    let funded: Vec<(u8, Option<Value>)> = (HOMELESS..=255)
+        .map(|k| (k, Some(Value::Num(5000 + u128::from(k)))))
+        .collect();
+    let random_base = proptest::collection::vec(
+        (any::<u8>(), (0u128..5000).prop_map(|n| Some(Value::Num(n)))),
+        0..200,
+    );
+    prop_oneof![
+        proptest::collection::vec(clean, 0..max_txns).prop_map({
+            let funded = funded.clone();
+            move |t| (funded.clone(), t)
+        }),
+        proptest::collection::vec(exposing, 0..max_txns).prop_map(move |t| (funded.clone(), t)),
+        (random_base, proptest::collection::vec(dirty, 0..max_txns)),
+    ]
+}
+
+/// `op` with its key moved into home `g`'s keys.
+fn regroup(op: Op, g: u8) -> Op {
+    let m = |k: u8| group(g, k);
+    match op {
+        Op::Read(k) => Op::Read(m(k)),
+        Op::WriteNum(k, s) => Op::WriteNum(m(k), s),
+        Op::WriteBytes(k, l) => Op::WriteBytes(m(k), l),
+        Op::Delete(k) => Op::Delete(m(k)),
+        Op::Add(k, d) => Op::Add(m(k), d),
+        Op::TrySub(k, a) => Op::TrySub(m(k), a),
+        Op::Withdraw(k, a) => Op::Withdraw(m(k), a),
+        Op::PanicIfDivisible(k, d) => Op::PanicIfDivisible(m(k), d),
+        Op::Undeclared(k) => Op::Undeclared(m(k)),
+        other => other,
+    }
 }
 
 /// `op` with its key moved into `lo..=255`.

@@ -19,6 +19,7 @@ fn no_fallback() -> ExecConfig {
         fallback: false,
         fallback_min_conflicts: 0,
         footprints: false,
+        homes: false,
         ..ExecConfig::default()
     }
 }
@@ -133,6 +134,7 @@ fn a_dependency_chain_falls_back_to_sequential() {
         &pool,
         ExecConfig {
             footprints: false,
+            homes: false,
             ..ExecConfig::default()
         },
     );
@@ -179,6 +181,7 @@ fn after_a_chain_the_next_blocks_are_probed_and_parallelism_resumes() {
         &pool,
         ExecConfig {
             footprints: false,
+            homes: false,
             ..ExecConfig::default()
         },
     );
@@ -369,4 +372,55 @@ fn large_footprints_are_checked_as_exactly_as_small_ones() {
     let (out, stats) = exec.execute_block_with_stats(&ProgramVm, &lying, &state);
     assert_eq!(out, execute_sequential(&ProgramVm, &lying, &state));
     assert_eq!(stats.footprint_violations, 1, "{stats:?}");
+}
+
+#[test]
+fn transfers_with_homes_run_in_home_lanes_and_a_conflict_pauses_them() {
+    use crate::program::group;
+    // Each of the eight homes pays from its keys to the next home's and to a homeless fee key.
+    let transfer = |i: u8| {
+        let g = i % 8;
+        Program(vec![
+            Op::Home(g),
+            Op::TrySub(group(g, i / 8), 5),
+            Op::Add(group(g + 1, i / 8), 5),
+            Op::Add(0, 1),
+        ])
+    };
+    let txns: Vec<Program> = (0..200u8).map(transfer).collect();
+    let mut state: KeyMap<Value> = key_map_with_capacity(0);
+    for g in 0..8 {
+        for i in 0..25 {
+            state.insert(key(group(g, i)), Value::Num(100));
+        }
+    }
+    let pool = pool(2);
+    let exec = ParallelExecutor::new(&pool);
+    let (out, stats) = exec.execute_block_with_stats(&ProgramVm, &txns, &state);
+    assert_eq!(out, execute_sequential(&ProgramVm, &txns, &state));
+    assert_eq!(stats.home_lanes, 2, "{stats:?}");
+    assert_eq!(stats.footprint_groups, 0, "{stats:?}");
+    assert_eq!(stats.validations, 0, "{stats:?}");
+
+    // Home 4 (the second lane's) reads a key that home 3 (the first lane's) credits in the
+    // same block: home lanes are abandoned and the block runs another way, with the same
+    // result.
+    let mut exposed = txns.clone();
+    exposed[150] = Program(vec![Op::Home(4), Op::Read(group(4, 0))]);
+    let (out, stats) = exec.execute_block_with_stats(&ProgramVm, &exposed, &state);
+    assert_eq!(out, execute_sequential(&ProgramVm, &exposed, &state));
+    assert_eq!(
+        (stats.home_lanes, stats.home_abandoned),
+        (0, 1),
+        "{stats:?}"
+    );
+    assert!(stats.footprint_groups > 0, "{stats:?}");
+    // The next blocks do not try home lanes again at once.
+    let (out, stats) = exec.execute_block_with_stats(&ProgramVm, &txns, &state);
+    assert_eq!(out, execute_sequential(&ProgramVm, &txns, &state));
+    assert_eq!(
+        (stats.home_lanes, stats.home_abandoned),
+        (0, 0),
+        "{stats:?}"
+    );
 }

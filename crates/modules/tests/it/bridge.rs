@@ -874,7 +874,7 @@ proptest! {
             for pool in pools() {
                 for config in [
                     ExecConfig { min_parallel_txns: 0, ..ExecConfig::default() },
-                    ExecConfig { min_parallel_txns: 0, footprints: false, ..ExecConfig::default() },
+                    ExecConfig { min_parallel_txns: 0, footprints: false, homes: false, ..ExecConfig::default() },
                     ExecConfig { min_parallel_txns: 0, fallback: false, ..ExecConfig::default() },
                 ] {
                     let (par, stats) = ParallelExecutor::with_config(pool, config)

@@ -240,6 +240,48 @@ fn footprinted_blocks_split_never_stray_and_equal_sequential() {
     );
 }
 
+/// Blocks of transfers only (overdrafts included) run in home lanes, by sender, with no
+/// planning; a block where an account spends what another lane credits it (its failed
+/// `try_sub` or its balance read depends on that credit) leaves them, and either way the
+/// result is the sequential one.
+#[test]
+fn transfer_blocks_run_in_home_lanes_and_equal_sequential() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let state = state();
+    let pool = two_threads();
+    let transfer = (0u32..ACCOUNTS, 0..=TOKENS, 0u128..450_000)
+        .prop_map(|(to, asset, amount)| Kind::Transfer { to, asset, amount });
+    let strategy = proptest::collection::vec((0u32..ACCOUNTS, transfer), 40..300);
+    let mut runner = TestRunner::deterministic();
+    let (mut homed, mut abandoned, cases) = (0, 0, 60);
+    for case in 0..cases {
+        let txs = strategy
+            .new_tree(&mut runner)
+            .expect("a random block")
+            .current();
+        let block = block_of(&txs);
+        let want = execute_sequential(&runtime(), &block, &state);
+        let exec = ParallelExecutor::with_config(
+            &pool,
+            ExecConfig {
+                min_parallel_txns: 0,
+                ..ExecConfig::default()
+            },
+        );
+        let (got, stats) = exec.execute_block_with_stats(&runtime(), &block, &state);
+        assert_eq!(got, want, "case {case}: {txs:?}");
+        homed += usize::from(stats.home_lanes == 2);
+        abandoned += usize::from(stats.home_abandoned == 1);
+    }
+    assert_eq!(homed + abandoned, cases);
+    assert!(
+        homed * 2 > cases,
+        "only {homed} of {cases} blocks in home lanes"
+    );
+    assert!(abandoned > 0, "no block left home lanes");
+}
+
 #[test]
 fn swaps_on_separate_pools_run_in_separate_groups() {
     let state = state();

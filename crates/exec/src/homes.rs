@@ -1,0 +1,506 @@
+//! Home lanes: when every transaction of a block acts for one account (its *home*,
+//! [`Vm::home`]) and the state's keys belong to accounts ([`Vm::key_home`]), the block is run
+//! with no planning at all. Homes are split evenly between the workers by their ids; each
+//! worker runs the transactions of its homes, in block order, as a plain sequential run over
+//! its own overlay.
+//!
+//! What a transaction may do in its lane: anything on the keys of its own lane's homes
+//! (*local* keys), and only `add` on any other key (a *foreign* key, or one of no home). A
+//! foreign `add` is kept apart as a delta, summed per key. Anything else (a read, a write or a
+//! `try_sub` of a key another lane owns) is a *violation*: the attempt is abandoned, nothing of
+//! it is kept, and the caller runs the block another way.
+//!
+//! A local key may still receive other lanes' deltas, which the lane did not see. That is
+//! exact only if nothing the lane did depends on the key's exact value: so every local key
+//! the lane *exposed* is marked (read it, overwrote it, failed to `try_sub` from it, or saw a
+//! value of 2^127 or more), and a foreign delta that lands on an exposed key is a
+//! *conflict*: the attempt is abandoned as for a violation. What stays unexposed was only
+//! added to and successfully `try_sub`ed from; other lanes' adds only raise it, so every such
+//! `try_sub` succeeds in block order too, and the end value is the lane's plus the deltas.
+//!
+//! How it runs:
+//! 1. In parallel, one lane per worker: each worker scans the block for its transactions
+//!    (a [`Vm::home`] call each, no exchange between workers) and runs them.
+//! 2. In parallel, one lane per worker: each worker folds the deltas aimed at its keys (from
+//!    every lane's foreign deltas) into its overlay, and turns the overlay into its part of
+//!    the write set. Keys of no home are folded by the first worker.
+//! 3. Serially: the outputs in block order, the parts concatenated.
+//!
+//! Invariants:
+//! - The result equals sequential execution: two lanes share no local key; a lane's
+//!   transactions are in block order; what crosses lanes is only `add`s, which commute
+//!   (wrapping) and, on an unexposed key, cannot change any outcome.
+//! - A foreign delta sum never wraps, and a lane's deltas to one key stay below
+//!   `2^127 / lanes`; with unexposed values below 2^127, no value in block order wraps.
+//! - Exposure is never undone: a rollback restores a key's value but keeps its mark (the
+//!   decision to roll back may have depended on what was read).
+//! - A violation or a conflict returns [`Homed::Abandoned`] and nothing else.
+
+use std::collections::hash_map::Entry;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::sequential::run_one;
+use crate::types::{
+    key_map_with_capacity, num_of, BlockOutput, Checkpoint, Halt, Key, KeyMap, StateResult,
+    StateView, Storage, Value, Vm, WriteSet,
+};
+
+/// Values from here on are *big*: a local key that holds one is exposed.
+const BIG: u128 = 1 << 127;
+
+/// What a home-lane attempt gave.
+pub(crate) enum Homed<O> {
+    /// One worker, or the first transaction has no home: not attempted.
+    NotApplicable,
+    /// A later transaction has no home, a lane would get more than its share, or a
+    /// violation or a conflict: nothing kept, run the block another way.
+    Abandoned,
+    /// The block's result and the wall time of steps 2 and 3 (the merge).
+    Done(BlockOutput<O>, Duration),
+}
+
+/// The lane of a home, for `lanes` lanes (the id's high bits, spread evenly).
+fn lane_of(home: u64, lanes: usize) -> usize {
+    ((u128::from(home) * lanes as u128) >> 64) as usize
+}
+
+/// A local key in a lane's overlay.
+#[derive(Clone)]
+struct Slot {
+    /// Its value, if `written`.
+    value: Option<Value>,
+    /// Whether the lane changed it (otherwise it is only marked exposed).
+    written: bool,
+    /// Whether something the lane did depends on its exact value.
+    exposed: bool,
+}
+
+enum Undo {
+    /// A local key and its slot before (`None`: none).
+    Local(Key, Option<Slot>),
+    /// A foreign key, the lane it is kept for, and its delta before (`None`: none).
+    Foreign(Key, usize, Option<u128>),
+}
+
+/// A worker's part of the write set and, from the last worker, the outputs in block order.
+struct Folded<O> {
+    part: Vec<(Key, Option<Value>)>,
+    outputs: Option<Vec<O>>,
+}
+
+struct Lane<O> {
+    /// The outputs of the lane's transactions, in block order.
+    outputs: Vec<O>,
+    overlay: KeyMap<Slot>,
+    /// Deltas to keys the lane does not own, by the lane that owns them (keys of no home:
+    /// the first).
+    foreign: Vec<KeyMap<u128>>,
+}
+
+/// Runs `txns` in home lanes on the pool's workers, if every transaction has a home and no
+/// lane gets more than `max_share` of them.
+pub(crate) fn execute<V: Vm, S: Storage>(
+    pool: &rayon::ThreadPool,
+    vm: &V,
+    txns: &[V::Txn],
+    storage: &S,
+    max_share: f64,
+) -> Homed<V::Output> {
+    let lanes = pool.current_num_threads();
+    if lanes < 2 || txns.first().and_then(|t| vm.home(t)).is_none() {
+        return Homed::NotApplicable;
+    }
+    let max_len = (max_share * txns.len() as f64) as usize;
+    let stop = AtomicBool::new(false);
+    let ran: Vec<Option<Lane<V::Output>>> = pool.broadcast(|ctx| {
+        let lane = ctx.index();
+        // A panic here would be an engine bug (the `Vm`'s are caught per transaction).
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            run_lane(vm, txns, storage, lane, lanes, max_len, &stop)
+        }))
+        .ok()
+        .flatten();
+        if result.is_none() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        result
+    });
+    let Some(ran) = ran.into_iter().collect::<Option<Vec<_>>>() else {
+        return Homed::Abandoned;
+    };
+    let merging = Instant::now();
+    let mut overlays = Vec::with_capacity(ran.len());
+    let mut foreigns = Vec::with_capacity(ran.len());
+    let mut ordered = Vec::with_capacity(ran.len());
+    for lane in ran {
+        overlays.push(Mutex::new(lane.overlay));
+        foreigns.push(lane.foreign);
+        ordered.push(lane.outputs.into_iter());
+    }
+    // The first part gets room for all: the others are appended without a reallocation.
+    let bound = overlays
+        .iter()
+        .filter_map(|o| o.lock().ok().map(|o| o.len()))
+        .sum::<usize>()
+        + foreigns.iter().flatten().map(KeyMap::len).sum::<usize>();
+    let ordered = Mutex::new(ordered);
+    let limit = (BIG - 1) / lanes as u128;
+    let folded: Vec<Option<Folded<V::Output>>> = pool.broadcast(|ctx| {
+        let w = ctx.index();
+        // Each worker locks only its own lane's overlay.
+        let mut overlay = overlays.get(w)?.lock().ok()?;
+        let mut part = Vec::with_capacity(if w == 0 { bound } else { overlay.len() * 2 });
+        // Keys this lane never touched that other lanes added to: base plus the deltas,
+        // summed in `extra` first when several lanes may add to one (homeless keys, or more
+        // than two lanes).
+        let mut extra: KeyMap<u128> = key_map_with_capacity(0);
+        for foreign in foreigns.iter().filter_map(|f| f.get(w)) {
+            for (key, &d) in foreign {
+                match overlay.get_mut(key) {
+                    Some(slot) => {
+                        if slot.exposed || !slot.written || d > limit {
+                            return None;
+                        }
+                        // Below 2^127, plus under 2^127 from all lanes: no wrap.
+                        let now = num_of(&slot.value);
+                        slot.value = Some(Value::Num(now + d));
+                    }
+                    None if lanes == 2 && vm.key_home(key).is_some() => {
+                        // The only other lane's sum for this key.
+                        let now = num_of(&storage.get(key));
+                        part.push((*key, Some(Value::Num(now.wrapping_add(d)))));
+                    }
+                    None => {
+                        let e = extra.entry(*key).or_insert(0);
+                        *e = e.wrapping_add(d);
+                    }
+                }
+            }
+        }
+        part.reserve(overlay.len() + extra.len());
+        part.extend(
+            overlay
+                .drain()
+                .filter(|(_, s)| s.written)
+                .map(|(k, s)| (k, s.value)),
+        );
+        part.extend(extra.into_iter().map(|(k, d)| {
+            (
+                k,
+                Some(Value::Num(num_of(&storage.get(&k)).wrapping_add(d))),
+            )
+        }));
+        // The last worker (the first has the concatenation ahead) puts the outputs in block
+        // order: each lane's are in block order.
+        let outputs = if w + 1 == lanes {
+            let mut ordered = ordered.lock().ok()?;
+            let mut outputs = Vec::with_capacity(txns.len());
+            for t in txns {
+                let lane = lane_of(vm.home(t)?, lanes);
+                outputs.push(ordered.get_mut(lane)?.next()?);
+            }
+            Some(outputs)
+        } else {
+            None
+        };
+        Some(Folded { part, outputs })
+    });
+    let Some(folded) = folded.into_iter().collect::<Option<Vec<_>>>() else {
+        return Homed::Abandoned;
+    };
+    let mut writes = Vec::new();
+    let mut outputs = Vec::new();
+    for f in folded {
+        if writes.capacity() == 0 {
+            writes = f.part;
+        } else {
+            writes.extend(f.part);
+        }
+        if let Some(o) = f.outputs {
+            outputs = o;
+        }
+    }
+    Homed::Done(
+        BlockOutput {
+            outputs,
+            writes: WriteSet(writes),
+        },
+        merging.elapsed(),
+    )
+}
+
+/// Runs lane `lane`'s transactions; `None` (raising `stop`) on a violation, a transaction
+/// without a home, or more than `max_len` transactions in the lane; `None` too once another
+/// lane raised `stop`.
+fn run_lane<V: Vm, S: Storage>(
+    vm: &V,
+    txns: &[V::Txn],
+    storage: &S,
+    lane: usize,
+    lanes: usize,
+    max_len: usize,
+    stop: &AtomicBool,
+) -> Option<Lane<V::Output>> {
+    let mut indexes = Vec::with_capacity(txns.len() / lanes + txns.len() / 32 + 16);
+    for (i, t) in txns.iter().enumerate() {
+        let home = vm.home(t)?;
+        if lane_of(home, lanes) == lane {
+            indexes.push(i as u32);
+        }
+    }
+    if indexes.len() > max_len {
+        return None;
+    }
+    // As much room as the sequential executor's overlay gives a transaction.
+    let mut overlay = key_map_with_capacity(indexes.len() * 4);
+    let mut foreign: Vec<KeyMap<u128>> = (0..lanes)
+        .map(|l| key_map_with_capacity(if l == lane { 0 } else { indexes.len() / lanes }))
+        .collect();
+    let mut outputs = Vec::with_capacity(indexes.len());
+    let mut undo = Vec::with_capacity(16);
+    for &i in &indexes {
+        let txn = txns.get(i as usize)?;
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        undo.clear();
+        let mut view = HomeView {
+            vm,
+            base: storage,
+            lane,
+            lanes,
+            overlay: &mut overlay,
+            foreign: &mut foreign,
+            undo: &mut undo,
+            violated: false,
+        };
+        let output = run_one(vm, txn, &mut view);
+        if view.violated {
+            return None;
+        }
+        outputs.push(output);
+    }
+    Some(Lane {
+        outputs,
+        overlay,
+        foreign,
+    })
+}
+
+/// A sequential view over a lane's overlay that allows only `add` on keys of other lanes.
+struct HomeView<'a, V, S> {
+    vm: &'a V,
+    base: &'a S,
+    lane: usize,
+    lanes: usize,
+    overlay: &'a mut KeyMap<Slot>,
+    foreign: &'a mut [KeyMap<u128>],
+    undo: &'a mut Vec<Undo>,
+    violated: bool,
+}
+
+impl<V: Vm, S: Storage> HomeView<'_, V, S> {
+    fn local(&self, key: &Key) -> bool {
+        self.vm
+            .key_home(key)
+            .is_some_and(|h| lane_of(h, self.lanes) == self.lane)
+    }
+
+    /// Notes a violation if `key` is not local; returns whether it is.
+    fn owned(&mut self, key: &Key) -> bool {
+        let local = self.local(key);
+        if !local {
+            self.violated = true;
+        }
+        local
+    }
+
+    fn current(&self, key: &Key) -> Option<Value> {
+        match self.overlay.get(key) {
+            Some(s) if s.written => s.value.clone(),
+            _ => self.base.get(key),
+        }
+    }
+
+    /// Writes a local key (exposing it if `expose`), with an undo entry.
+    fn set(&mut self, key: Key, value: Option<Value>, expose: bool) {
+        match self.overlay.entry(key) {
+            Entry::Occupied(mut e) => {
+                let slot = e.get_mut();
+                let exposed = slot.exposed || expose;
+                let before = std::mem::replace(
+                    slot,
+                    Slot {
+                        value,
+                        written: true,
+                        exposed,
+                    },
+                );
+                self.undo.push(Undo::Local(key, Some(before)));
+            }
+            Entry::Vacant(e) => {
+                e.insert(Slot {
+                    value,
+                    written: true,
+                    exposed: expose,
+                });
+                self.undo.push(Undo::Local(key, None));
+            }
+        }
+    }
+
+    /// Marks a local key exposed (no undo entry: a mark is never undone).
+    fn expose(&mut self, key: &Key) {
+        match self.overlay.get_mut(key) {
+            Some(slot) => slot.exposed = true,
+            None => {
+                self.overlay.insert(
+                    *key,
+                    Slot {
+                        value: None,
+                        written: false,
+                        exposed: true,
+                    },
+                );
+            }
+        }
+    }
+
+    fn stop() -> Halt {
+        Halt { blocking: 0 }
+    }
+}
+
+impl<V: Vm, S: Storage> StateView for HomeView<'_, V, S> {
+    fn read(&mut self, key: &Key) -> StateResult<Option<Value>> {
+        if !self.owned(key) {
+            return Err(Self::stop());
+        }
+        let value = self.current(key);
+        self.expose(key);
+        Ok(value)
+    }
+
+    fn write(&mut self, key: Key, value: Option<Value>) {
+        if self.owned(&key) {
+            self.set(key, value, true);
+        }
+    }
+
+    fn add(&mut self, key: Key, delta: u128) {
+        let home = self.vm.key_home(&key);
+        let target = home.map_or(0, |h| lane_of(h, self.lanes));
+        if home.is_some() && target == self.lane {
+            let now = num_of(&self.current(&key));
+            let (next, wrapped) = now.overflowing_add(delta);
+            self.set(key, Some(Value::Num(next)), wrapped || next >= BIG);
+            return;
+        }
+        let Some(sums) = self.foreign.get_mut(target) else {
+            self.violated = true;
+            return;
+        };
+        let before = match sums.entry(key) {
+            Entry::Occupied(mut e) => {
+                let before = *e.get();
+                match before.checked_add(delta) {
+                    Some(sum) => *e.get_mut() = sum,
+                    None => {
+                        self.violated = true;
+                        return;
+                    }
+                }
+                Some(before)
+            }
+            Entry::Vacant(e) => {
+                e.insert(delta);
+                None
+            }
+        };
+        self.undo.push(Undo::Foreign(key, target, before));
+    }
+
+    fn try_sub(&mut self, key: Key, amount: u128) -> StateResult<bool> {
+        if !self.owned(&key) {
+            return Err(Self::stop());
+        }
+        let now = num_of(&self.current(&key));
+        if now >= amount {
+            self.set(key, Some(Value::Num(now - amount)), now >= BIG);
+            Ok(true)
+        } else {
+            self.expose(&key);
+            Ok(false)
+        }
+    }
+
+    fn checkpoint(&self) -> Checkpoint {
+        Checkpoint(self.undo.len())
+    }
+
+    fn rollback(&mut self, checkpoint: Checkpoint) {
+        while self.undo.len() > checkpoint.0 {
+            match self.undo.pop() {
+                Some(Undo::Local(key, before)) => {
+                    let exposed = self.overlay.get(&key).is_some_and(|s| s.exposed);
+                    match before {
+                        Some(mut slot) => {
+                            slot.exposed |= exposed;
+                            self.overlay.insert(key, slot);
+                        }
+                        None if exposed => {
+                            self.overlay.insert(
+                                key,
+                                Slot {
+                                    value: None,
+                                    written: false,
+                                    exposed: true,
+                                },
+                            );
+                        }
+                        None => {
+                            self.overlay.remove(&key);
+                        }
+                    }
+                }
+                Some(Undo::Foreign(key, target, before)) => {
+                    if let Some(sums) = self.foreign.get_mut(target) {
+                        match before {
+                            Some(d) => sums.insert(key, d),
+                            None => sums.remove(&key),
+                        };
+                    }
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_split_ids_evenly_and_in_range() {
+        for lanes in 1..9 {
+            let mut count = vec![0usize; lanes];
+            for i in 0..8000u64 {
+                let id = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let l = lane_of(id, lanes);
+                assert!(l < lanes);
+                count[l] += 1;
+            }
+            let even = 8000 / lanes;
+            assert!(
+                count.iter().all(|c| c.abs_diff(even) < even / 10 + 2),
+                "{count:?}"
+            );
+        }
+        assert_eq!(lane_of(u64::MAX, 2), 1);
+        assert_eq!(lane_of(0, 2), 0);
+    }
+}

@@ -120,10 +120,15 @@ pub struct EngineReport {
     /// Footprint attempts dropped because a transaction strayed outside its footprint (a
     /// `Vm` bug: should be 0).
     pub footprint_violations: u64,
+    /// Blocks run in home lanes (by the transactions' accounts, with no planning).
+    pub home_blocks: usize,
+    /// Home-lane attempts abandoned (the block then ran another way).
+    pub home_abandoned: u64,
     /// Share of the parallel run's wall time spent planning footprint runs (footprints,
     /// grouping, the deal onto the workers).
     pub planning_share: f64,
-    /// Share of the parallel run's wall time spent merging the workers' results.
+    /// Share of the parallel run's wall time spent merging the workers' results (of
+    /// footprint and home-lane runs).
     pub merging_share: f64,
     /// Wall time of signature pre-verification on this pool (not part of `seconds`).
     pub verify_seconds: f64,
@@ -363,6 +368,7 @@ fn run_threads(
     let (mut executions, mut validations, mut aborts, mut suspensions) = (0, 0, 0, 0);
     let (mut fallback_blocks, mut fallback_txs) = (0, 0);
     let (mut footprint_blocks, mut footprint_violations) = (0, 0);
+    let (mut home_blocks, mut home_abandoned) = (0, 0);
     let (mut planning, mut merging) = (Duration::ZERO, Duration::ZERO);
 
     for (b, block) in workload.blocks.iter().enumerate() {
@@ -435,6 +441,8 @@ fn run_threads(
             footprint_blocks += 1;
         }
         footprint_violations += stats.footprint_violations;
+        home_blocks += usize::from(stats.home_lanes > 0);
+        home_abandoned += stats.home_abandoned;
         planning += stats.footprint_planning;
         merging += stats.footprint_merging;
         if let Some(from) = stats.sequential_from {
@@ -506,6 +514,8 @@ fn run_threads(
         fallback_txs,
         footprint_blocks,
         footprint_violations,
+        home_blocks,
+        home_abandoned,
         planning_share: ratio(planning.as_secs_f64(), seconds),
         merging_share: ratio(merging.as_secs_f64(), seconds),
         verify_seconds: verify_time.as_secs_f64(),

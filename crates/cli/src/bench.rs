@@ -183,7 +183,7 @@ fn mismatch_error(mismatches: &[EngineReport]) -> Option<anyhow::Error> {
 
 fn engine_header() -> String {
     format!(
-        "{:>7} {:>12} {:>12} {:>8} {:>8} {:>6} {:>6} {:>9} {:>8} {:>9} {:>9} {:>9} {:>5} {:>5} {:>6}",
+        "{:>7} {:>12} {:>12} {:>8} {:>8} {:>6} {:>6} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9} {:>5} {:>5} {:>6}",
         "threads",
         "seq tx/s",
         "par tx/s",
@@ -196,6 +196,7 @@ fn engine_header() -> String {
         "suspends",
         "fallback",
         "footprint",
+        "homes",
         "plan",
         "merge",
         "roots"
@@ -204,7 +205,7 @@ fn engine_header() -> String {
 
 fn engine_row(e: &EngineReport) -> String {
     format!(
-        "{:>7} {:>12.0} {:>12.0} {:>7.2}x {:>7.2}x {:>5.0}% {:>6.2} {:>9} {:>8} {:>9} {:>9} {:>9} {:>4.0}% {:>4.0}% {:>6}",
+        "{:>7} {:>12.0} {:>12.0} {:>7.2}x {:>7.2}x {:>5.0}% {:>6.2} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9} {:>4.0}% {:>4.0}% {:>6}",
         e.threads,
         e.sequential_tps,
         e.tps,
@@ -217,6 +218,7 @@ fn engine_row(e: &EngineReport) -> String {
         e.suspensions,
         format!("{}/{}", e.fallback_blocks, e.blocks),
         format!("{}/{}", e.footprint_blocks, e.blocks),
+        format!("{}/{}", e.home_blocks, e.blocks),
         e.planning_share * 100.0,
         e.merging_share * 100.0,
         if e.roots_match { "match" } else { "DIFFER" }
@@ -274,6 +276,8 @@ mod tests {
             fallback_txs: 0,
             footprint_blocks: 0,
             footprint_violations: 0,
+            home_blocks: 0,
+            home_abandoned: 0,
             planning_share: 0.1,
             merging_share: 0.02,
             verify_seconds: 0.1,

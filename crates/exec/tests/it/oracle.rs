@@ -8,7 +8,9 @@ use parabit_exec::{
 };
 use proptest::prelude::*;
 
-use crate::program::{block, homed_block, key, quiet_test_panics, sparse_block, ProgramVm};
+use crate::program::{
+    block, homed_block, key, quiet_test_panics, sparse_block, Program, ProgramVm,
+};
 
 const THREADS: [usize; 5] = [1, 2, 3, 4, 8];
 
@@ -63,6 +65,45 @@ fn cases() -> u32 {
         .unwrap_or(2000)
 }
 
+/// One block on `base`, with the default engine (even for tiny blocks) at every thread count,
+/// against the oracle.
+fn one_block_equals_sequential(
+    base: Vec<(u8, Option<Value>)>,
+    txns: &[Program],
+) -> Result<(), TestCaseError> {
+    quiet_test_panics();
+    let mut state: KeyMap<Value> = key_map_with_capacity(base.len());
+    for (k, v) in base {
+        if let Some(v) = v {
+            state.insert(key(k), v);
+        }
+    }
+    let want = execute_sequential(&ProgramVm, txns, &state);
+    let config = ExecConfig {
+        min_parallel_txns: 0,
+        ..ExecConfig::default()
+    };
+    for (pool, threads) in pools().iter().zip(THREADS) {
+        let exec = ParallelExecutor::with_config(pool, config.clone());
+        let (got, stats) = exec.execute_block_with_stats(&ProgramVm, txns, &state);
+        prop_assert_eq!(
+            &got.outputs,
+            &want.outputs,
+            "outputs differ at {} threads, {:?}",
+            threads,
+            stats
+        );
+        prop_assert_eq!(
+            &got.writes,
+            &want.writes,
+            "write sets differ at {} threads, {:?}",
+            threads,
+            stats
+        );
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
@@ -71,21 +112,7 @@ proptest! {
     /// the oracle.
     #[test]
     fn partitioned_equals_sequential((base, txns) in sparse_block(300)) {
-        quiet_test_panics();
-        let mut state: KeyMap<Value> = key_map_with_capacity(base.len());
-        for (k, v) in base {
-            if let Some(v) = v {
-                state.insert(key(k), v);
-            }
-        }
-        let want = execute_sequential(&ProgramVm, &txns, &state);
-        let config = ExecConfig { min_parallel_txns: 0, ..ExecConfig::default() };
-        for (pool, threads) in pools().iter().zip(THREADS) {
-            let exec = ParallelExecutor::with_config(pool, config.clone());
-            let (got, stats) = exec.execute_block_with_stats(&ProgramVm, &txns, &state);
-            prop_assert_eq!(&got.outputs, &want.outputs, "outputs differ at {} threads, {:?}", threads, stats);
-            prop_assert_eq!(&got.writes, &want.writes, "write sets differ at {} threads, {:?}", threads, stats);
-        }
+        one_block_equals_sequential(base, &txns)?;
     }
 
     /// A block of programs with homes (some straying, some exposing keys that other homes
@@ -93,21 +120,7 @@ proptest! {
     /// oracle.
     #[test]
     fn home_lanes_equal_sequential((base, txns) in homed_block(300)) {
-        quiet_test_panics();
-        let mut state: KeyMap<Value> = key_map_with_capacity(base.len());
-        for (k, v) in base {
-            if let Some(v) = v {
-                state.insert(key(k), v);
-            }
-        }
-        let want = execute_sequential(&ProgramVm, &txns, &state);
-        let config = ExecConfig { min_parallel_txns: 0, ..ExecConfig::default() };
-        for (pool, threads) in pools().iter().zip(THREADS) {
-            let exec = ParallelExecutor::with_config(pool, config.clone());
-            let (got, stats) = exec.execute_block_with_stats(&ProgramVm, &txns, &state);
-            prop_assert_eq!(&got.outputs, &want.outputs, "outputs differ at {} threads, {:?}", threads, stats);
-            prop_assert_eq!(&got.writes, &want.writes, "write sets differ at {} threads, {:?}", threads, stats);
-        }
+        one_block_equals_sequential(base, &txns)?;
     }
 
     /// A random block, cut into 1 to 3 consecutive blocks that each executor runs one after

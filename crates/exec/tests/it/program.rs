@@ -320,24 +320,16 @@ pub fn homed_block(
 
 /// `op` with its key moved into home `g`'s keys.
 fn regroup(op: Op, g: u8) -> Op {
-    let m = |k: u8| group(g, k);
-    match op {
-        Op::Read(k) => Op::Read(m(k)),
-        Op::WriteNum(k, s) => Op::WriteNum(m(k), s),
-        Op::WriteBytes(k, l) => Op::WriteBytes(m(k), l),
-        Op::Delete(k) => Op::Delete(m(k)),
-        Op::Add(k, d) => Op::Add(m(k), d),
-        Op::TrySub(k, a) => Op::TrySub(m(k), a),
-        Op::Withdraw(k, a) => Op::Withdraw(m(k), a),
-        Op::PanicIfDivisible(k, d) => Op::PanicIfDivisible(m(k), d),
-        Op::Undeclared(k) => Op::Undeclared(m(k)),
-        other => other,
-    }
+    rekey(op, |k| group(g, k))
 }
 
 /// `op` with its key moved into `lo..=255`.
 fn shift(op: Op, lo: u8) -> Op {
-    let m = |k: u8| lo + k % (255 - lo);
+    rekey(op, |k| lo + k % (255 - lo))
+}
+
+/// `op` with its key `k` replaced by `m(k)`.
+fn rekey(op: Op, m: impl Fn(u8) -> u8) -> Op {
     match op {
         Op::Read(k) => Op::Read(m(k)),
         Op::WriteNum(k, s) => Op::WriteNum(m(k), s),

@@ -204,17 +204,8 @@ fn footprinted_blocks_split_never_stray_and_equal_sequential() {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
     let state = state();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .expect("pool");
-    let exec = ParallelExecutor::with_config(
-        &pool,
-        ExecConfig {
-            min_parallel_txns: 0,
-            ..ExecConfig::default()
-        },
-    );
+    let pool = two_threads();
+    let exec = eager(&pool);
     let strategy = proptest::collection::vec((0u32..ACCOUNTS, kind()), 40..160);
     let mut runner = TestRunner::deterministic();
     let (mut partitioned, cases) = (0, 60);
@@ -262,13 +253,7 @@ fn transfer_blocks_run_in_home_lanes_and_equal_sequential() {
             .current();
         let block = block_of(&txs);
         let want = execute_sequential(&runtime(), &block, &state);
-        let exec = ParallelExecutor::with_config(
-            &pool,
-            ExecConfig {
-                min_parallel_txns: 0,
-                ..ExecConfig::default()
-            },
-        );
+        let exec = eager(&pool);
         let (got, stats) = exec.execute_block_with_stats(&runtime(), &block, &state);
         assert_eq!(got, want, "case {case}: {txs:?}");
         homed += usize::from(stats.home_lanes == 2);
@@ -302,17 +287,8 @@ fn swaps_on_separate_pools_run_in_separate_groups() {
         })
         .collect();
     let block = block_txs(Vec::new(), user);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .expect("pool");
-    let exec = ParallelExecutor::with_config(
-        &pool,
-        ExecConfig {
-            min_parallel_txns: 0,
-            ..ExecConfig::default()
-        },
-    );
+    let pool = two_threads();
+    let exec = eager(&pool);
     let (got, stats) = exec.execute_block_with_stats(&runtime(), &block, &state);
     assert_eq!(got, execute_sequential(&runtime(), &block, &state));
     assert!(
@@ -971,6 +947,17 @@ fn defi_block(d: &Defi, txs: &[(u32, Op)]) -> Vec<parabit_modules::BlockTx> {
     block_txs(begin_block_hooks(&MARKETS), user)
 }
 
+/// The engine on `pool`, parallel even for small blocks.
+fn eager(pool: &rayon::ThreadPool) -> ParallelExecutor<'_> {
+    ParallelExecutor::with_config(
+        pool,
+        ExecConfig {
+            min_parallel_txns: 0,
+            ..ExecConfig::default()
+        },
+    )
+}
+
 fn two_threads() -> rayon::ThreadPool {
     rayon::ThreadPoolBuilder::new()
         .num_threads(2)
@@ -985,13 +972,7 @@ fn lending_staking_insurance_blocks_split_never_stray_and_equal_sequential() {
     let d = defi();
     let rt = bridged_runtime().at_height(HEIGHT);
     let pool = two_threads();
-    let exec = ParallelExecutor::with_config(
-        &pool,
-        ExecConfig {
-            min_parallel_txns: 0,
-            ..ExecConfig::default()
-        },
-    );
+    let exec = eager(&pool);
     let strategy = proptest::collection::vec((0u32..D_ACCOUNTS, op()), 40..160);
     let mut runner = TestRunner::deterministic();
     let (mut partitioned, cases) = (0, 60);
@@ -1095,13 +1076,7 @@ fn module_calls_of_distinct_accounts_share_totals_and_vaults_without_joining() {
         want.outputs
     );
     let pool = two_threads();
-    let exec = ParallelExecutor::with_config(
-        &pool,
-        ExecConfig {
-            min_parallel_txns: 0,
-            ..ExecConfig::default()
-        },
-    );
+    let exec = eager(&pool);
     let (got, stats) = exec.execute_block_with_stats(&rt, &block, &d.state);
     assert_eq!(got, want);
     assert_eq!(stats.footprint_violations, 0, "{stats:?}");
@@ -1142,13 +1117,7 @@ fn a_price_update_joins_the_health_checks_it_affects() {
     let block = defi_block(&d, &txs);
     let want = execute_sequential(&rt, &block, &d.state);
     let pool = two_threads();
-    let exec = ParallelExecutor::with_config(
-        &pool,
-        ExecConfig {
-            min_parallel_txns: 0,
-            ..ExecConfig::default()
-        },
-    );
+    let exec = eager(&pool);
     let (got, stats) = exec.execute_block_with_stats(&rt, &block, &d.state);
     assert_eq!(got, want);
     assert_eq!(stats.footprint_violations, 0, "{stats:?}");

@@ -44,8 +44,8 @@ use std::time::{Duration, Instant};
 
 use crate::sequential::run_one;
 use crate::types::{
-    key_map_with_capacity, num_of, BlockOutput, Checkpoint, Halt, Key, KeyMap, StateResult,
-    StateView, Storage, Value, Vm, WriteSet,
+    key_map_with_capacity, num_of, restore, BlockOutput, Checkpoint, Halt, Key, KeyMap,
+    StateResult, StateView, Storage, Value, Vm, WriteSet,
 };
 
 /// Values from here on are *big*: a local key that holds one is exposed.
@@ -468,10 +468,7 @@ impl<V: Vm, S: Storage> StateView for HomeView<'_, V, S> {
                 }
                 Some(Undo::Foreign(key, target, before)) => {
                     if let Some(sums) = self.foreign.get_mut(target) {
-                        match before {
-                            Some(d) => sums.insert(key, d),
-                            None => sums.remove(&key),
-                        };
+                        restore(sums, key, before);
                     }
                 }
                 None => break,

@@ -68,8 +68,8 @@ use rayon::prelude::*;
 
 use crate::sequential::run_one;
 use crate::types::{
-    key_map_with_capacity, num_of, BlockOutput, Checkpoint, Footprint, Halt, Key, KeyHasher,
-    KeyMap, StateResult, StateView, Storage, Value, Vm, WriteSet,
+    key_map_with_capacity, num_of, restore, BlockOutput, Checkpoint, Footprint, Halt, Key,
+    KeyHasher, KeyMap, StateResult, StateView, Storage, Value, Vm, WriteSet,
 };
 
 /// What a partitioned attempt gave.
@@ -1010,12 +1010,7 @@ impl<S: Storage> StateView for FootprintView<'_, S> {
     fn rollback(&mut self, checkpoint: Checkpoint) {
         while self.undo.len() > checkpoint.0 {
             match self.undo.pop() {
-                Some(Undo::Overlay(key, Some(v))) => {
-                    self.overlay.insert(key, v);
-                }
-                Some(Undo::Overlay(key, None)) => {
-                    self.overlay.remove(&key);
-                }
+                Some(Undo::Overlay(key, before)) => restore(self.overlay, key, before),
                 Some(Undo::Sum(i, before)) => {
                     if let Some(slot) = self.sums.get_mut(i) {
                         match (slot.as_mut(), before) {

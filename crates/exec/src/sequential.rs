@@ -11,8 +11,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::types::{
-    key_map_with_capacity, num_of, BlockOutput, Checkpoint, Key, KeyMap, StateResult, StateView,
-    Storage, Value, Vm, WriteSet,
+    key_map_with_capacity, num_of, restore, BlockOutput, Checkpoint, Key, KeyMap, StateResult,
+    StateView, Storage, Value, Vm, WriteSet,
 };
 
 /// Executes `txns` one by one on top of `storage`: the reference result.
@@ -227,14 +227,7 @@ impl<S: Storage> StateView for SeqView<'_, S> {
             let Some((key, prev)) = self.undo.pop() else {
                 break;
             };
-            match prev {
-                Some(v) => {
-                    self.overlay.insert(key, v);
-                }
-                None => {
-                    self.overlay.remove(&key);
-                }
-            }
+            restore(self.overlay, key, prev);
         }
     }
 }

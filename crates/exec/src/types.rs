@@ -148,6 +148,19 @@ impl Hasher for KeyHasher {
 /// A `HashMap` keyed by [`Key`] that uses the key's precomputed hash.
 pub type KeyMap<V> = HashMap<Key, V, BuildHasherDefault<KeyHasher>>;
 
+/// Puts `key` back as it was in `map` before a change: `before` (`None`: absent). For the
+/// views' rollbacks.
+pub(crate) fn restore<V>(map: &mut KeyMap<V>, key: Key, before: Option<V>) {
+    match before {
+        Some(v) => {
+            map.insert(key, v);
+        }
+        None => {
+            map.remove(&key);
+        }
+    }
+}
+
 /// Creates an empty [`KeyMap`] with room for `capacity` entries.
 pub fn key_map_with_capacity<V>(capacity: usize) -> KeyMap<V> {
     HashMap::with_capacity_and_hasher(capacity, BuildHasherDefault::default())

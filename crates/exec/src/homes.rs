@@ -164,9 +164,10 @@ pub(crate) fn execute<V: Vm, S: Storage>(
                         if slot.exposed || !slot.written || d > limit {
                             return None;
                         }
-                        // Below 2^127, plus under 2^127 from all lanes: no wrap.
-                        let now = num_of(&slot.value);
-                        slot.value = Some(Value::Num(now + d));
+                        // Below 2^127, plus under 2^127 from all lanes: cannot wrap (checked
+                        // all the same: this runs outside any `catch_unwind`).
+                        let sum = num_of(&slot.value).checked_add(d)?;
+                        slot.value = Some(Value::Num(sum));
                     }
                     None if lanes == 2 && vm.key_home(key).is_some() => {
                         // The only other lane's sum for this key.

@@ -424,3 +424,44 @@ fn transfers_with_homes_run_in_home_lanes_and_a_conflict_pauses_them() {
         "{stats:?}"
     );
 }
+
+#[test]
+fn credits_that_could_wrap_a_debited_balance_leave_home_lanes() {
+    use crate::program::group;
+    // Home 4 (second lane) debits a balance near 2^128 that home 3 (first lane) credits first:
+    // in block order the credit wraps it to a small number before the debit. Folding the
+    // credit into the debited value would overflow instead; the engine must notice that the
+    // value was too large to fold into and run the block another way.
+    let top = key(group(4, 0));
+    let mut txns = vec![Program(vec![Op::Home(3), Op::Add(group(4, 0), 10)])];
+    txns.push(Program(vec![Op::Home(4), Op::TrySub(group(4, 0), 1)]));
+    for i in 0..40u8 {
+        let g = i % 8;
+        txns.push(Program(vec![Op::Home(g), Op::Add(group(g, 1 + i / 8), 1)]));
+    }
+    let mut state: KeyMap<Value> = key_map_with_capacity(0);
+    state.insert(top, Value::Num(u128::MAX - 5));
+    let want = execute_sequential(&ProgramVm, &txns, &state);
+    let wrapped = want
+        .writes
+        .0
+        .iter()
+        .find(|(k, _)| *k == top)
+        .map(|(_, v)| v.clone());
+    assert_eq!(wrapped, Some(Some(Value::Num(3))));
+    let pool = pool(2);
+    let exec = ParallelExecutor::with_config(
+        &pool,
+        ExecConfig {
+            min_parallel_txns: 0,
+            ..ExecConfig::default()
+        },
+    );
+    let (out, stats) = exec.execute_block_with_stats(&ProgramVm, &txns, &state);
+    assert_eq!(out, want);
+    assert_eq!(
+        (stats.home_lanes, stats.home_abandoned),
+        (0, 1),
+        "{stats:?}"
+    );
+}

@@ -380,9 +380,26 @@ impl<V: Vm, S: Storage> StateView for HomeView<'_, V, S> {
         if !self.owned(key) {
             return Err(Self::stop());
         }
-        let value = self.current(key);
-        self.expose(key);
-        Ok(value)
+        // One lookup: the value, and the key marked exposed.
+        Ok(match self.overlay.entry(*key) {
+            Entry::Occupied(mut e) => {
+                let slot = e.get_mut();
+                slot.exposed = true;
+                if slot.written {
+                    slot.value.clone()
+                } else {
+                    self.base.get(key)
+                }
+            }
+            Entry::Vacant(e) => {
+                e.insert(Slot {
+                    value: None,
+                    written: false,
+                    exposed: true,
+                });
+                self.base.get(key)
+            }
+        })
     }
 
     fn write(&mut self, key: Key, value: Option<Value>) {

@@ -23,8 +23,9 @@
 //!    (a [`Vm::home`] call each, no exchange between workers) and runs them.
 //! 2. In parallel, one lane per worker: each worker folds the deltas aimed at its keys (from
 //!    every lane's foreign deltas) into its overlay, and turns the overlay into its part of
-//!    the write set. Keys of no home are folded by the first worker.
-//! 3. Serially: the outputs in block order, the parts concatenated.
+//!    the write set. Keys of no home are folded by the first worker. The last worker also
+//!    puts the outputs in block order.
+//! 3. Serially: the parts concatenated (into the first, which has room for all).
 //!
 //! Invariants:
 //! - The result equals sequential execution: two lanes share no local key; a lane's
@@ -135,17 +136,14 @@ pub(crate) fn execute<V: Vm, S: Storage>(
     let mut overlays = Vec::with_capacity(ran.len());
     let mut foreigns = Vec::with_capacity(ran.len());
     let mut ordered = Vec::with_capacity(ran.len());
+    // The first part gets room for all: the others are appended without a reallocation.
+    let mut bound = 0;
     for lane in ran {
+        bound += lane.overlay.len() + lane.foreign.iter().map(KeyMap::len).sum::<usize>();
         overlays.push(Mutex::new(lane.overlay));
         foreigns.push(lane.foreign);
         ordered.push(lane.outputs.into_iter());
     }
-    // The first part gets room for all: the others are appended without a reallocation.
-    let bound = overlays
-        .iter()
-        .filter_map(|o| o.lock().ok().map(|o| o.len()))
-        .sum::<usize>()
-        + foreigns.iter().flatten().map(KeyMap::len).sum::<usize>();
     let ordered = Mutex::new(ordered);
     let limit = (BIG - 1) / lanes as u128;
     let folded: Vec<Option<Folded<V::Output>>> = pool.broadcast(|ctx| {

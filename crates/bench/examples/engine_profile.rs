@@ -2,7 +2,7 @@
 //! sequential comparison, for profilers:
 //! `cargo run --release -p parabit-bench --example engine_profile -- swap-pools 2`
 //! (`SEQUENTIAL=1`: the sequential executor; `FORCE_PAR=1`: the parallel machinery even on one
-//! thread).
+//! thread; `NOHOMES=1`: without home lanes).
 
 use std::time::Instant;
 #[global_allocator]
@@ -36,6 +36,9 @@ fn main() -> Result<()> {
         .num_threads(threads)
         .build()?;
     let mut config = parabit_exec::ExecConfig::default();
+    if std::env::var_os("NOHOMES").is_some() {
+        config.homes = false;
+    }
     if std::env::var_os("FORCE_PAR").is_some() {
         // The parallel machinery even on one thread.
         config.min_parallel_txns = 0;

@@ -18,12 +18,10 @@ use smallvec::SmallVec;
 
 use crate::homes::{self, Homed};
 use crate::mvmemory::{CellRef, MvMemory, WriteOp};
-use crate::partition::{self, KeyFilter, Partitioned};
+use crate::partition::{self, KeyFilter, LaneWrites, Layer, Partitioned};
 use crate::scheduler::{Claim, Scheduler, Task};
 use crate::sequential::{self, panic_message};
-use crate::types::{
-    key_map_with_capacity, BlockOutput, Halt, Key, KeyMap, Storage, Value, Vm, WriteSet,
-};
+use crate::types::{key_map_with_capacity, BlockOutput, Halt, Key, Storage, Value, Vm, WriteSet};
 use crate::view::{reads_hold, ParView, ReadSet, Scratch};
 
 /// Transactions started before the conflict rate is judged: a burst of conflicts at the start
@@ -277,10 +275,13 @@ impl<'p> ParallelExecutor<'p> {
         } = body;
         let mut summed_map = key_map_with_capacity(summed.len());
         summed_map.extend(summed);
-        let mut maps: Vec<(&KeyMap<Option<Value>>, Option<&KeyFilter>)> =
-            Vec::with_capacity(lanes.len() + 1);
+        let mut maps: Vec<(&dyn Layer, Option<&KeyFilter>)> = Vec::with_capacity(lanes.len() + 1);
         maps.push((&summed_map, None));
-        maps.extend(lanes.iter().map(|(map, filter)| (map, Some(filter))));
+        maps.extend(
+            lanes
+                .iter()
+                .map(|(map, filter)| (map.layer(), Some(filter))),
+        );
         let base: &dyn Storage = storage;
         let below = Stacked { maps: &maps, base };
         let barriers = txns[parallel_len..]
@@ -324,15 +325,14 @@ impl<'p> ParallelExecutor<'p> {
         let mut parts: Vec<Vec<(Key, Option<Value>)>> = lanes
             .into_par_iter()
             .map(|(map, _)| map)
-            .chain(rayon::iter::once(summed_map))
+            .chain(rayon::iter::once(LaneWrites::Values(summed_map)))
             .enumerate()
             .map(|(i, lane)| {
                 // The first part takes the others: room for all, so they are appended once.
                 let mut kept = Vec::with_capacity(if i == 0 { total_bound } else { lane.len() });
-                kept.extend(
-                    lane.into_iter()
-                        .filter(|(k, _)| !overwritten.may_hold(k) || !later.contains_key(k)),
-                );
+                lane.drain_into(&mut kept, |k| {
+                    !overwritten.may_hold(k) || !later.contains_key(k)
+                });
                 kept
             })
             .collect();
@@ -350,6 +350,25 @@ impl<'p> ParallelExecutor<'p> {
             outputs,
             writes: WriteSet(writes),
         }
+    }
+
+    /// The block's result from a lane run of its body (`txns[..parallel_len]`): its output,
+    /// or with barriers after it, those and the rest run on top ([`Self::after_barrier`]).
+    fn finish<V: Vm, S: Storage>(
+        &self,
+        vm: &V,
+        txns: &[V::Txn],
+        parallel_len: usize,
+        storage: &S,
+        body: partition::Parts<V::Output>,
+        mut stats: ExecStats,
+    ) -> (BlockOutput<V::Output>, ExecStats) {
+        if parallel_len == txns.len() {
+            return (body.into_output(), stats);
+        }
+        stats.after_barrier = (txns.len() - parallel_len) as u64;
+        let out = self.after_barrier(vm, txns, parallel_len, storage, body, &mut stats);
+        (out, stats)
     }
 
     /// Whether to try home lanes for this block: not within [`HOMES_PAUSE`] blocks of an
@@ -394,17 +413,19 @@ impl<'p> ParallelExecutor<'p> {
             // stay on the caller's thread, where its caches are.
             return self.pool.install(|| self.execute_body(vm, txns, storage));
         }
+        let body = &txns[..parallel_len];
+        let barrier = parallel_len < txns.len();
         let mut home_abandoned = 0;
-        if self.config.homes && parallel_len == txns.len() && self.homes_ready() {
-            match homes::execute(self.pool, vm, txns, storage, MAX_LANE_SHARE) {
-                Homed::Done(out, merging) => {
+        if self.config.homes && self.homes_ready() {
+            match homes::execute(self.pool, vm, body, storage, MAX_LANE_SHARE, barrier) {
+                Homed::Done(parts, merging) => {
                     let stats = ExecStats {
                         executions: txns.len() as u64,
                         home_lanes: threads as u64,
                         footprint_merging: merging,
                         ..ExecStats::default()
                     };
-                    return (out, stats);
+                    return self.finish(vm, txns, parallel_len, storage, parts, stats);
                 }
                 Homed::Abandoned => {
                     home_abandoned = 1;
@@ -415,11 +436,9 @@ impl<'p> ParallelExecutor<'p> {
         }
         let mut violations = 0;
         if self.config.footprints {
-            let body = &txns[..parallel_len];
-            let barrier = parallel_len < txns.len();
             match partition::execute(self.pool, vm, body, storage, MAX_LANE_SHARE, barrier) {
                 Partitioned::Done(parts, groups, phases) => {
-                    let mut stats = ExecStats {
+                    let stats = ExecStats {
                         executions: txns.len() as u64,
                         footprint_groups: groups as u64,
                         footprint_planning: phases.planning,
@@ -427,13 +446,7 @@ impl<'p> ParallelExecutor<'p> {
                         home_abandoned,
                         ..ExecStats::default()
                     };
-                    if !barrier {
-                        return (parts.into_output(), stats);
-                    }
-                    stats.after_barrier = (txns.len() - parallel_len) as u64;
-                    let out =
-                        self.after_barrier(vm, txns, parallel_len, storage, parts, &mut stats);
-                    return (out, stats);
+                    return self.finish(vm, txns, parallel_len, storage, parts, stats);
                 }
                 Partitioned::Violated => violations = 1,
                 Partitioned::Chain if self.config.fallback => {
@@ -534,7 +547,7 @@ impl<'p> ParallelExecutor<'p> {
 /// Maps of writes over the base state (a prologue's writes; a block body's lanes under its
 /// barriers), the first map holding a key winning.
 struct Stacked<'a, S: ?Sized> {
-    maps: &'a [(&'a KeyMap<Option<Value>>, Option<&'a KeyFilter>)],
+    maps: &'a [(&'a dyn Layer, Option<&'a KeyFilter>)],
     base: &'a S,
 }
 
@@ -544,8 +557,8 @@ impl<S: Storage + ?Sized> Storage for Stacked<'_, S> {
             if filter.is_some_and(|f| !f.may_hold(key)) {
                 continue;
             }
-            if let Some(v) = map.get(key) {
-                return v.clone();
+            if let Some(v) = map.written(key) {
+                return v;
             }
         }
         self.base.get(key)

@@ -5,10 +5,13 @@
 //! its own overlay.
 //!
 //! What a transaction may do in its lane: anything on the keys of its own lane's homes
-//! (*local* keys), and only `add` on any other key (a *foreign* key, or one of no home). A
-//! foreign `add` is kept apart as a delta, summed per key. Anything else (a read, a write or a
-//! `try_sub` of a key another lane owns) is a *violation*: the attempt is abandoned, nothing of
-//! it is kept, and the caller runs the block another way.
+//! (*local* keys), only `add` on any other key (a *foreign* key, or one of no home), and
+//! read a foreign key (*borrow* it). A foreign `add` is kept apart as a delta, summed per key.
+//! A borrowed key is read from the base state and noted: the fold checks that nothing in the
+//! block changed it (its owner did not write it, and no lane added to it), so every borrower
+//! saw the value it would have seen in block order. Anything else (a write or a `try_sub` of
+//! a key another lane owns) is a *violation*: the attempt is abandoned, nothing of it is
+//! kept, and the caller runs the block another way.
 //!
 //! A local key may still receive other lanes' deltas, which the lane did not see. That is
 //! exact only if nothing the lane did depends on the key's exact value: so every local key
@@ -21,10 +24,11 @@
 //! How it runs:
 //! 1. In parallel, one lane per worker: each worker scans the block for its transactions
 //!    (a [`Vm::home`] call each, no exchange between workers) and runs them.
-//! 2. In parallel, one lane per worker: each worker folds the deltas aimed at its keys (from
-//!    every lane's foreign deltas) into its overlay, and turns the overlay into its part of
-//!    the write set. Keys of no home are folded by the first worker. The last worker also
-//!    puts the outputs in block order.
+//! 2. In parallel, one lane per worker: each worker checks the keys borrowed from it, folds
+//!    the deltas aimed at its keys (from every lane's foreign deltas) into its overlay, and
+//!    turns the overlay into its part of the write set (or, when a barrier follows, hands the
+//!    overlay back as it is, [`Parts::lanes`]). Keys of no home are checked and folded by the
+//!    first worker. The last worker also puts the outputs in block order.
 //! 3. Serially: the parts concatenated (into the first, which has room for all).
 //!
 //! Invariants:
@@ -35,6 +39,8 @@
 //!   `2^127 / lanes`; with unexposed values below 2^127, no value in block order wraps.
 //! - Exposure is never undone: a rollback restores a key's value but keeps its mark (the
 //!   decision to roll back may have depended on what was read).
+//! - A borrowed key is neither written by its owner nor added to by any lane in the block;
+//!   borrowing is never undone (a rollback keeps the note).
 //! - A violation or a conflict returns [`Homed::Abandoned`] and nothing else.
 
 use std::collections::hash_map::Entry;
@@ -43,10 +49,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::partition::{KeyFilter, LaneWrites, Layer, Parts};
 use crate::sequential::run_one;
 use crate::types::{
-    key_map_with_capacity, num_of, restore, BlockOutput, Checkpoint, Halt, Key, KeyMap,
-    StateResult, StateView, Storage, Value, Vm, WriteSet,
+    key_map_with_capacity, num_of, restore, Checkpoint, Halt, Key, KeyMap, StateResult, StateView,
+    Storage, Value, Vm,
 };
 
 /// Values from here on are *big*: a local key that holds one is exposed.
@@ -59,8 +66,9 @@ pub(crate) enum Homed<O> {
     /// A later transaction has no home, a lane would get more than its share, or a
     /// violation or a conflict: nothing kept, run the block another way.
     Abandoned,
-    /// The block's result and the wall time of steps 2 and 3 (the merge).
-    Done(BlockOutput<O>, Duration),
+    /// The block's result (its writes as one list, or kept in the lanes' maps) and the wall
+    /// time of steps 2 and 3 (the merge).
+    Done(Parts<O>, Duration),
 }
 
 /// The lane of a home, for `lanes` lanes (the id's high bits, spread evenly).
@@ -70,13 +78,19 @@ fn lane_of(home: u64, lanes: usize) -> usize {
 
 /// A local key in a lane's overlay.
 #[derive(Clone)]
-struct Slot {
+pub(crate) struct Slot {
     /// Its value, if `written`.
-    value: Option<Value>,
+    pub value: Option<Value>,
     /// Whether the lane changed it (otherwise it is only marked exposed).
-    written: bool,
+    pub written: bool,
     /// Whether something the lane did depends on its exact value.
     exposed: bool,
+}
+
+impl Layer for KeyMap<Slot> {
+    fn written(&self, key: &Key) -> Option<Option<Value>> {
+        self.get(key).filter(|s| s.written).map(|s| s.value.clone())
+    }
 }
 
 enum Undo {
@@ -86,9 +100,11 @@ enum Undo {
     Foreign(Key, usize, Option<u128>),
 }
 
-/// A worker's part of the write set and, from the last worker, the outputs in block order.
+/// A worker's part of the write set (a list, or kept as a map with its filter) and, from the
+/// last worker, the outputs in block order.
 struct Folded<O> {
     part: Vec<(Key, Option<Value>)>,
+    kept: Option<(LaneWrites, KeyFilter)>,
     outputs: Option<Vec<O>>,
 }
 
@@ -99,16 +115,21 @@ struct Lane<O> {
     /// Deltas to keys the lane does not own, by the lane that owns them (keys of no home:
     /// the first).
     foreign: Vec<KeyMap<u128>>,
+    /// Keys the lane does not own that it read (from the base state), by the lane that owns
+    /// them (keys of no home: the first).
+    borrowed: Vec<KeyMap<()>>,
 }
 
 /// Runs `txns` in home lanes on the pool's workers, if every transaction has a home and no
-/// lane gets more than `max_share` of them.
+/// lane gets more than `max_share` of them. With `keep`, the writes are returned in the
+/// lanes' maps ([`Parts::lanes`]) for a caller that runs more on top of them.
 pub(crate) fn execute<V: Vm, S: Storage>(
     pool: &rayon::ThreadPool,
     vm: &V,
     txns: &[V::Txn],
     storage: &S,
     max_share: f64,
+    keep: bool,
 ) -> Homed<V::Output> {
     let lanes = pool.current_num_threads();
     if lanes < 2 || txns.first().and_then(|t| vm.home(t)).is_none() {
@@ -135,6 +156,7 @@ pub(crate) fn execute<V: Vm, S: Storage>(
     let merging = Instant::now();
     let mut overlays = Vec::with_capacity(ran.len());
     let mut foreigns = Vec::with_capacity(ran.len());
+    let mut borrowed = Vec::with_capacity(ran.len());
     let mut ordered = Vec::with_capacity(ran.len());
     // The first part gets room for all: the others are appended without a reallocation.
     let mut bound = 0;
@@ -142,6 +164,7 @@ pub(crate) fn execute<V: Vm, S: Storage>(
         bound += lane.overlay.len() + lane.foreign.iter().map(KeyMap::len).sum::<usize>();
         overlays.push(Mutex::new(lane.overlay));
         foreigns.push(lane.foreign);
+        borrowed.push(lane.borrowed);
         ordered.push(lane.outputs.into_iter());
     }
     let ordered = Mutex::new(ordered);
@@ -150,7 +173,26 @@ pub(crate) fn execute<V: Vm, S: Storage>(
         let w = ctx.index();
         // Each worker locks only its own lane's overlay.
         let mut overlay = overlays.get(w)?.lock().ok()?;
-        let mut part = Vec::with_capacity(if w == 0 { bound } else { overlay.len() * 2 });
+        // A key another lane read from the base state must not have changed in the block:
+        // not written by this lane, and added to by none.
+        for key in borrowed
+            .iter()
+            .filter_map(|b| b.get(w))
+            .flat_map(KeyMap::keys)
+        {
+            if overlay.get(key).is_some_and(|s| s.written)
+                || foreigns
+                    .iter()
+                    .any(|f| f.get(w).is_some_and(|f| f.contains_key(key)))
+            {
+                return None;
+            }
+        }
+        let mut part = if keep {
+            Vec::new()
+        } else {
+            Vec::with_capacity(if w == 0 { bound } else { overlay.len() * 2 })
+        };
         // Keys this lane never touched that other lanes added to: base plus the deltas,
         // summed in `extra` first when several lanes may add to one (homeless keys, or more
         // than two lanes).
@@ -179,19 +221,30 @@ pub(crate) fn execute<V: Vm, S: Storage>(
                 }
             }
         }
-        part.reserve(overlay.len() + extra.len());
-        part.extend(
-            overlay
-                .drain()
-                .filter(|(_, s)| s.written)
-                .map(|(k, s)| (k, s.value)),
-        );
-        part.extend(extra.into_iter().map(|(k, d)| {
+        let summed = extra.into_iter().map(|(k, d)| {
             (
                 k,
                 Some(Value::Num(num_of(&storage.get(&k)).wrapping_add(d))),
             )
-        }));
+        });
+        let kept = if keep {
+            // The overlay as it is (its slots that only mark a read are skipped by readers);
+            // the keys it never touched go with the summed keys, in `part`.
+            part.extend(summed);
+            let overlay = std::mem::take(&mut *overlay);
+            let filter = KeyFilter::of(overlay.keys());
+            Some((LaneWrites::Homes(overlay), filter))
+        } else {
+            part.reserve(overlay.len());
+            part.extend(
+                overlay
+                    .drain()
+                    .filter(|(_, s)| s.written)
+                    .map(|(k, s)| (k, s.value)),
+            );
+            part.extend(summed);
+            None
+        };
         // The last worker (the first has the concatenation ahead) puts the outputs in block
         // order: each lane's are in block order.
         let outputs = if w + 1 == lanes {
@@ -205,27 +258,34 @@ pub(crate) fn execute<V: Vm, S: Storage>(
         } else {
             None
         };
-        Some(Folded { part, outputs })
+        Some(Folded {
+            part,
+            kept,
+            outputs,
+        })
     });
     let Some(folded) = folded.into_iter().collect::<Option<Vec<_>>>() else {
         return Homed::Abandoned;
     };
     let mut writes = Vec::new();
     let mut outputs = Vec::new();
+    let mut lanes_kept = Vec::with_capacity(if keep { folded.len() } else { 0 });
     for f in folded {
         if writes.capacity() == 0 {
             writes = f.part;
         } else {
             writes.extend(f.part);
         }
+        lanes_kept.extend(f.kept);
         if let Some(o) = f.outputs {
             outputs = o;
         }
     }
     Homed::Done(
-        BlockOutput {
+        Parts {
             outputs,
-            writes: WriteSet(writes),
+            writes,
+            lanes: lanes_kept,
         },
         merging.elapsed(),
     )
@@ -258,6 +318,7 @@ fn run_lane<V: Vm, S: Storage>(
     let mut foreign: Vec<KeyMap<u128>> = (0..lanes)
         .map(|l| key_map_with_capacity(if l == lane { 0 } else { indexes.len() / lanes }))
         .collect();
+    let mut borrowed: Vec<KeyMap<()>> = (0..lanes).map(|_| key_map_with_capacity(0)).collect();
     let mut outputs = Vec::with_capacity(indexes.len());
     let mut undo = Vec::with_capacity(16);
     for &i in &indexes {
@@ -273,6 +334,7 @@ fn run_lane<V: Vm, S: Storage>(
             lanes,
             overlay: &mut overlay,
             foreign: &mut foreign,
+            borrowed: &mut borrowed,
             undo: &mut undo,
             violated: false,
         };
@@ -286,6 +348,7 @@ fn run_lane<V: Vm, S: Storage>(
         outputs,
         overlay,
         foreign,
+        borrowed,
     })
 }
 
@@ -297,15 +360,20 @@ struct HomeView<'a, V, S> {
     lanes: usize,
     overlay: &'a mut KeyMap<Slot>,
     foreign: &'a mut [KeyMap<u128>],
+    borrowed: &'a mut [KeyMap<()>],
     undo: &'a mut Vec<Undo>,
     violated: bool,
 }
 
 impl<V: Vm, S: Storage> HomeView<'_, V, S> {
+    /// The lane that owns `key`: its home's, or for a key of no home the first.
+    fn owner(&self, key: &Key) -> (Option<u64>, usize) {
+        let home = self.vm.key_home(key);
+        (home, home.map_or(0, |h| lane_of(h, self.lanes)))
+    }
+
     fn local(&self, key: &Key) -> bool {
-        self.vm
-            .key_home(key)
-            .is_some_and(|h| lane_of(h, self.lanes) == self.lane)
+        matches!(self.owner(key), (Some(_), l) if l == self.lane)
     }
 
     /// Notes a violation if `key` is not local; returns whether it is.
@@ -375,8 +443,17 @@ impl<V: Vm, S: Storage> HomeView<'_, V, S> {
 
 impl<V: Vm, S: Storage> StateView for HomeView<'_, V, S> {
     fn read(&mut self, key: &Key) -> StateResult<Option<Value>> {
-        if !self.owned(key) {
-            return Err(Self::stop());
+        let (home, owner) = self.owner(key);
+        if home.is_none() || owner != self.lane {
+            // Borrowed: the base value, which the fold checks nothing in the block changed.
+            let Some(keys) = self.borrowed.get_mut(owner) else {
+                self.violated = true;
+                return Err(Self::stop());
+            };
+            if !keys.contains_key(key) {
+                keys.insert(*key, ());
+            }
+            return Ok(self.base.get(key));
         }
         // One lookup: the value, and the key marked exposed.
         Ok(match self.overlay.entry(*key) {
@@ -407,8 +484,7 @@ impl<V: Vm, S: Storage> StateView for HomeView<'_, V, S> {
     }
 
     fn add(&mut self, key: Key, delta: u128) {
-        let home = self.vm.key_home(&key);
-        let target = home.map_or(0, |h| lane_of(h, self.lanes));
+        let (home, target) = self.owner(&key);
         if home.is_some() && target == self.lane {
             let now = num_of(&self.current(&key));
             let (next, wrapped) = now.overflowing_add(delta);

@@ -80,9 +80,13 @@
 //! keys and only `add`s to others' (a recipient, the fee account), which it sums apart. A
 //! key that a lane *exposed* (read, overwrote, failed to `try_sub` from) must receive no
 //! other lane's deltas; what a lane only added to and successfully subtracted from can, since
-//! credits only raise it. Then each worker folds the deltas aimed at its keys into its own
-//! overlay. Anything outside those rules abandons the attempt for the footprint plan (and
-//! pauses home lanes for a few blocks), so a wrong home costs time, never correctness.
+//! credits only raise it. A lane may also *borrow* a key it does not own: read it from the
+//! base state, which is exact if nothing in the block changes it. Then each worker checks
+//! the keys borrowed from it and folds the deltas aimed at its keys into its own overlay.
+//! Anything outside those rules abandons the attempt for the footprint plan (and pauses home
+//! lanes for a few blocks), so a wrong home costs time, never correctness. A block with
+//! barriers runs its body in home lanes and the rest on top of the lanes' overlays, as on
+//! the footprint path.
 //!
 //! The sequential executor ([`execute_sequential`]) runs the same `Vm` over a plain overlay. It
 //! is the reference: property tests check that the parallel engine equals it on random blocks.

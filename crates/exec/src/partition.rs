@@ -103,7 +103,55 @@ pub(crate) struct Parts<O> {
     pub writes: Vec<(Key, Option<Value>)>,
     /// With `keep_lanes`: each lane's writes, as it left them, and a filter of their keys.
     /// Their keys are disjoint from each other's and from those in `writes`.
-    pub lanes: Vec<(KeyMap<Option<Value>>, KeyFilter)>,
+    pub lanes: Vec<(LaneWrites, KeyFilter)>,
+}
+
+/// A map of writes that a stack of maps over the base state reads through.
+pub(crate) trait Layer: Sync {
+    /// `Some(value)` if the map wrote `key` (`Some(None)`: deleted it), `None` to look below.
+    fn written(&self, key: &Key) -> Option<Option<Value>>;
+}
+
+impl Layer for KeyMap<Option<Value>> {
+    fn written(&self, key: &Key) -> Option<Option<Value>> {
+        self.get(key).cloned()
+    }
+}
+
+/// A lane's writes as it left them: a footprint lane's overlay, or a home lane's (whose
+/// slots may only mark a key it read).
+pub(crate) enum LaneWrites {
+    Values(KeyMap<Option<Value>>),
+    Homes(KeyMap<crate::homes::Slot>),
+}
+
+impl LaneWrites {
+    pub fn layer(&self) -> &dyn Layer {
+        match self {
+            LaneWrites::Values(map) => map,
+            LaneWrites::Homes(map) => map,
+        }
+    }
+
+    /// An upper bound on the number of writes.
+    pub fn len(&self) -> usize {
+        match self {
+            LaneWrites::Values(map) => map.len(),
+            LaneWrites::Homes(map) => map.len(),
+        }
+    }
+
+    /// Moves the writes whose keys pass `keep` onto `out`.
+    pub fn drain_into(self, out: &mut Vec<(Key, Option<Value>)>, keep: impl Fn(&Key) -> bool) {
+        match self {
+            LaneWrites::Values(map) => out.extend(map.into_iter().filter(|(k, _)| keep(k))),
+            LaneWrites::Homes(map) => out.extend(
+                map.into_iter()
+                    .filter(|(k, s)| s.written && keep(k))
+                    .map(|(k, s)| (k, s.value)),
+            ),
+        }
+    }
 }
 
 /// A one-hash Bloom filter of a map's keys: a clear bit means the key is not in the map, so
@@ -699,7 +747,7 @@ pub(crate) fn execute<V: Vm, S: Storage>(
     let mut lane_outputs = Vec::with_capacity(lanes.len());
     for lane in lanes {
         if keep_lanes {
-            kept.push((lane.overlay, lane.filter));
+            kept.push((LaneWrites::Values(lane.overlay), lane.filter));
         } else if writes.capacity() == 0 {
             writes = lane.writes;
         } else {

@@ -313,10 +313,11 @@ pub trait Vm: Sync {
     /// re-run another way, so a wrong answer costs time, never correctness. `None` (the
     /// default): no home.
     ///
-    /// What a home allows: anything on keys of the same home ([`Vm::key_home`]), and only
-    /// `add` on any other key. A home's keys may be added to by other homes' transactions,
-    /// as long as the home's own transactions neither read nor overwrite them (they may add
-    /// to them and `try_sub` from them successfully).
+    /// What a home allows: anything on keys of the same home ([`Vm::key_home`]), only `add`
+    /// on any other key, and reading another key if nothing in the block changes it. A
+    /// home's keys may be added to by other homes' transactions, as long as the home's own
+    /// transactions neither read nor overwrite them (they may add to them and `try_sub` from
+    /// them successfully).
     fn home(&self, _txn: &Self::Txn) -> Option<u64> {
         None
     }

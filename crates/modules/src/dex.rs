@@ -1142,6 +1142,17 @@ fn amounts_in(
     Ok(amounts)
 }
 
+/// The home of a state key ([`parabit_exec::Vm::key_home`]): a batch order belongs to its
+/// owner ([`bank::home_of`]); no other dex key has a home.
+pub fn key_home(key: &Key) -> Option<u64> {
+    let bytes = key.as_bytes();
+    if bytes.len() != 57 || bytes.first() != Some(&PREFIX_ORDER) {
+        return None;
+    }
+    let id: [u8; 8] = bytes.get(17..25)?.try_into().ok()?;
+    Some(u64::from_le_bytes(id))
+}
+
 /// Places a batch order: takes the input into the vault, adds it to the pool's per-block
 /// total, records the order. Reads only the pool's immutable info key.
 pub fn batch_swap<V: StateView>(
@@ -1740,6 +1751,24 @@ pub fn quote_batch<S: Storage>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A batch order belongs to its owner; no other dex key has a home.
+    #[test]
+    fn orders_belong_to_their_owner() {
+        let pool = PoolId::new(AssetId(1), AssetId(2)).expect("a pool");
+        let owner = Address([0x5a; 32]);
+        let order = DexKey::Order(pool, owner, 9).key();
+        assert_eq!(key_home(&order), Some(bank::home_of(&owner)));
+        for other in [
+            DexKey::Pool(pool),
+            DexKey::Reserves(pool),
+            DexKey::Clearing(pool),
+            DexKey::BatchTotal(pool, A_TO_B),
+        ] {
+            assert_eq!(key_home(&other.key()), None, "{other:?}");
+        }
+        assert_eq!(key_home(&bank::balance_key(&owner, AssetId(1))), None);
+    }
 
     /// The memo gives the hash, for more pools than it has slots (so slots are shared and
     /// overwritten), asked for in two different orders.

@@ -357,20 +357,29 @@ impl Vm for Runtime {
     }
 
     /// A bank transfer's home is its sender: it reads and writes only the sender's nonce and
-    /// balances, and only adds to anything else (the recipient, the fee account). So a block
-    /// of transfers runs in home lanes with no planning. Other calls have no home.
+    /// balances, and only adds to anything else (the recipient, the fee account). So is a
+    /// batch swap's: it also writes its order (the sender's, [`dex::key_home`]), adds to the
+    /// vault and the pool's batch total, and reads the pool's description, which nothing in a
+    /// block changes. So a block of transfers and batch swaps runs in home lanes with no
+    /// planning, up to its settlements. Other calls have no home.
     fn home(&self, txn: &BlockTx) -> Option<u64> {
         match txn {
-            BlockTx::User(tx) if matches!(tx.call, Call::Bank(BankMsg::Transfer { .. })) => {
+            BlockTx::User(tx)
+                if matches!(
+                    tx.call,
+                    Call::Bank(BankMsg::Transfer { .. }) | Call::Dex(DexMsg::BatchSwap { .. })
+                ) =>
+            {
                 Some(bank::home_of(&tx.sender))
             }
             _ => None,
         }
     }
 
-    /// Balances and nonces belong to their account ([`bank::key_home`]).
+    /// Balances and nonces belong to their account ([`bank::key_home`]), batch orders to
+    /// their owner ([`dex::key_home`]).
     fn key_home(&self, key: &Key) -> Option<u64> {
-        bank::key_home(key)
+        bank::key_home(key).or_else(|| dex::key_home(key))
     }
 
     /// Declared for bank transfers, instant swaps and batch swaps (the bulk of a busy block):

@@ -58,6 +58,8 @@ pub fn key(k: u8) -> Key {
 pub const HOMELESS: u8 = 8;
 /// Keys per home.
 pub const GROUP: u8 = 31;
+/// Homeless keys from here on are only read by the clean programs of [`homed_block`].
+pub const READ_ONLY: u8 = 4;
 
 /// The `i`-th key (mod [`GROUP`]) of home `g` (mod 8).
 pub fn group(g: u8, i: u8) -> u8 {
@@ -260,12 +262,15 @@ pub fn sparse_block(
 
 /// Strategy for a block of programs with homes. A third of the blocks are *clean*: every key of a
 /// home is funded, each program touches only its home's keys (anything on the lower half,
-/// successful `try_sub`s and adds on the upper half) and adds to other homes' upper halves
-/// and to homeless keys (a transfer's recipient, a fee account), so home lanes finish, folding
-/// other lanes' credits into keys a lane subtracted from. A third also expose keys that
-/// other homes credit (a conflict unless no other lane credits them), and a third add strays
-/// (a read or `try_sub` of another home's key, no home at all), so that every way out of home
-/// lanes is taken.
+/// successful `try_sub`s and adds on the upper half), adds to other homes' upper halves
+/// and to the homeless keys below [`READ_ONLY`] (a transfer's recipient, a fee account), and
+/// reads homeless keys from [`READ_ONLY`] on, which nothing in a clean block changes (a
+/// pool's description), so home lanes finish, folding other lanes' credits into keys a lane
+/// subtracted from. A third also expose keys that other homes credit (a conflict unless no
+/// other lane credits them) and read keys that other lanes change, and a third add strays (a
+/// write or `try_sub` of another home's key, no home at all), so that every way out of home
+/// lanes is taken. Any block may hold barriers (a settlement, reading and writing anything):
+/// the programs before the first run in home lanes, the rest on top of them.
 pub fn homed_block(
     max_txns: usize,
 ) -> impl Strategy<Value = (Vec<(u8, Option<Value>)>, Vec<Program>)> {
@@ -277,9 +282,14 @@ pub fn homed_block(
         4 => (0u8..8, proptest::collection::vec(op(half), 1..5))
             .prop_map(move |(g, ops)| home(g, ops.into_iter().map(|o| regroup(o, g)).collect())),
         // A transfer from the upper half to another home's upper half, paying a fee.
-        6 => (0u8..8, any::<u8>(), 0u8..8, any::<u8>(), 1u64..300, 0u8..HOMELESS)
+        6 => (0u8..8, any::<u8>(), 0u8..8, any::<u8>(), 1u64..300, 0u8..READ_ONLY)
             .prop_map(move |(g, i, h, j, d, fee)| {
                 home(g, vec![Op::TrySub(upper(g, i), d), Op::Add(upper(h, j), d), Op::Add(fee, 1)])
+            }),
+        // The same after reading a key that no program of a clean block changes.
+        2 => (0u8..8, any::<u8>(), 0u8..8, any::<u8>(), 1u64..300, READ_ONLY..HOMELESS)
+            .prop_map(move |(g, i, h, j, d, k)| {
+                home(g, vec![Op::Read(k), Op::TrySub(upper(g, i), d), Op::Add(upper(h, j), d)])
             }),
     ];
     // Clean, plus operations that expose an upper-half key (which other homes credit): a
@@ -294,6 +304,9 @@ pub fn homed_block(
             home(g, vec![Op::Checkpoint, Op::Add(upper(g, i), 1), Op::Read(upper(g, i)), Op::RollbackIfOdd])
         }),
         1 => (0u8..8, any::<u8>()).prop_map(move |(g, i)| home(g, vec![Op::TrySub(upper(g, i), 1 << 40)])),
+        // A read of a key that another home may change, or that programs credit.
+        1 => (0u8..8, 0u8..8, any::<u8>()).prop_map(move |(g, h, i)| home(g, vec![Op::Read(group(h, i))])),
+        1 => (0u8..8, 0u8..READ_ONLY).prop_map(move |(g, k)| home(g, vec![Op::Read(k), Op::Add(k, 1)])),
     ];
     let dirty = prop_oneof![
         8 => exposing.clone(),
@@ -301,6 +314,26 @@ pub fn homed_block(
         1 => (0u8..8, op(255)).prop_map(move |(g, o)| home(g, vec![o])),
         1 => op(255).prop_map(|o| Program(vec![o])),
     ];
+    // A settlement: reads a homed and a homeless key, writes one and credits another.
+    let barrier = (
+        any::<u8>(),
+        0u8..HOMELESS,
+        any::<u8>(),
+        any::<u64>(),
+        any::<u8>(),
+    )
+        .prop_map(|(r, h, w, s, a)| {
+            Program(vec![
+                Op::Barrier,
+                Op::Read(r),
+                Op::Read(h),
+                Op::WriteNum(w, s),
+                Op::Add(a, 3),
+            ])
+        });
+    let clean = prop_oneof![40 => clean, 1 => barrier.clone()];
+    let exposing = prop_oneof![40 => exposing, 1 => barrier.clone()];
+    let dirty = prop_oneof![40 => dirty, 1 => barrier];
     let funded: Vec<(u8, Option<Value>)> = (HOMELESS..=255)
         .map(|k| (k, Some(Value::Num(5000 + u128::from(k)))))
         .collect();

@@ -231,21 +231,19 @@ fn footprinted_blocks_split_never_stray_and_equal_sequential() {
     );
 }
 
-/// Blocks of transfers only (overdrafts included) run in home lanes, by sender, with no
-/// planning; a block where an account spends what another lane credits it (its failed
-/// `try_sub` or its balance read depends on that credit) leaves them, and either way the
-/// result is the sequential one.
-#[test]
-fn transfer_blocks_run_in_home_lanes_and_equal_sequential() {
+/// Runs `cases` random blocks of `strategy` in home lanes (if they qualify) and sequentially,
+/// checks that the results agree, and returns how many blocks finished in home lanes and how
+/// many left them.
+fn home_lane_blocks(
+    strategy: impl Strategy<Value = Vec<(u32, Kind)>>,
+    cases: usize,
+) -> (usize, usize) {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
     let state = state();
     let pool = two_threads();
-    let transfer = (0u32..ACCOUNTS, 0..=TOKENS, 0u128..450_000)
-        .prop_map(|(to, asset, amount)| Kind::Transfer { to, asset, amount });
-    let strategy = proptest::collection::vec((0u32..ACCOUNTS, transfer), 40..300);
     let mut runner = TestRunner::deterministic();
-    let (mut homed, mut abandoned, cases) = (0, 0, 60);
+    let (mut homed, mut abandoned) = (0, 0);
     for case in 0..cases {
         let txs = strategy
             .new_tree(&mut runner)
@@ -260,11 +258,53 @@ fn transfer_blocks_run_in_home_lanes_and_equal_sequential() {
         abandoned += usize::from(stats.home_abandoned == 1);
     }
     assert_eq!(homed + abandoned, cases);
+    (homed, abandoned)
+}
+
+/// Blocks of transfers only (overdrafts included) run in home lanes, by sender, with no
+/// planning; a block where an account spends what another lane credits it (its failed
+/// `try_sub` or its balance read depends on that credit) leaves them, and either way the
+/// result is the sequential one.
+#[test]
+fn transfer_blocks_run_in_home_lanes_and_equal_sequential() {
+    let transfer = (0u32..ACCOUNTS, 0..=TOKENS, 0u128..450_000)
+        .prop_map(|(to, asset, amount)| Kind::Transfer { to, asset, amount });
+    let cases = 60;
+    let (homed, abandoned) = home_lane_blocks(
+        proptest::collection::vec((0u32..ACCOUNTS, transfer), 40..300),
+        cases,
+    );
     assert!(
         homed * 2 > cases,
         "only {homed} of {cases} blocks in home lanes"
     );
     assert!(abandoned > 0, "no block left home lanes");
+}
+
+/// Blocks of transfers and batch swaps (on pools that exist and ones that do not, some
+/// overdrawn) run in home lanes up to their settlements, which run on top, then the payouts:
+/// a batch swap acts for its sender, writes the sender's order and only adds to the vault
+/// and the pool's totals. The result is the sequential one.
+#[test]
+fn batch_swap_blocks_run_in_home_lanes_up_to_their_settlement() {
+    let kind = prop_oneof![
+        1 => (0u32..ACCOUNTS, 0..=TOKENS, 0u128..450_000)
+            .prop_map(|(to, asset, amount)| Kind::Transfer { to, asset, amount }),
+        3 => (0..=TOKENS, 0..=TOKENS, 0u128..700_000).prop_map(|(from, to, amount)| Kind::Batch {
+            from,
+            to,
+            amount
+        }),
+    ];
+    let cases = 40;
+    let (homed, _) = home_lane_blocks(
+        proptest::collection::vec((0u32..ACCOUNTS, kind), 40..300),
+        cases,
+    );
+    assert!(
+        homed * 2 > cases,
+        "only {homed} of {cases} blocks in home lanes"
+    );
 }
 
 #[test]

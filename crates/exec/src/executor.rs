@@ -103,7 +103,7 @@ pub struct ExecConfig {
     /// Whether blocks whose transactions all declare footprints are split into independent
     /// groups and run without the multi-version machinery.
     pub footprints: bool,
-    /// Whether blocks whose transactions all have homes ([`Vm::home`]) are first tried in
+    /// Whether blocks whose transactions all have homes ([`Vm::homes`]) are first tried in
     /// home lanes, with no planning.
     pub homes: bool,
 }

@@ -1,8 +1,14 @@
 //! Home lanes: when every transaction of a block acts for one account (its *home*,
-//! [`Vm::home`]) and the state's keys belong to accounts ([`Vm::key_home`]), the block is run
+//! [`Vm::homes`]) and the state's keys belong to accounts ([`Vm::key_home`]), the block is run
 //! with no planning at all. Homes are split evenly between the workers by their ids; each
 //! worker runs the transactions of its homes, in block order, as a plain sequential run over
 //! its own overlay.
+//!
+//! When some transactions act for several homes (a swap: its sender and its pool), the
+//! lanes are planned first ([`plan`]), which is still far cheaper than grouping by keys: a
+//! union-find over the homes' ids (one to six per transaction, nothing hashed), the groups
+//! dealt to the lanes largest first, and every home of a group owned by its lane. Homes no
+//! transaction acts for are dealt by their ids, as without a plan.
 //!
 //! What a transaction may do in its lane: anything on the keys of its own lane's homes
 //! (*local* keys), only `add` on any other key (a *foreign* key, or one of no home), and
@@ -23,7 +29,9 @@
 //!
 //! How it runs:
 //! 1. In parallel, one lane per worker: each worker scans the block for its transactions
-//!    (a [`Vm::home`] call each, no exchange between workers) and runs them.
+//!    (a [`Vm::homes`] call each, no exchange between workers) and runs them. If a worker
+//!    meets a transaction of several homes, they stop; the block is planned serially and
+//!    the lanes run the plan's lists instead.
 //! 2. In parallel, one lane per worker: each worker checks the keys borrowed from it, folds
 //!    the deltas aimed at its keys (from every lane's foreign deltas) into its overlay, and
 //!    turns the overlay into its part of the write set (or, when a barrier follows, hands the
@@ -32,6 +40,8 @@
 //! 3. Serially: the parts concatenated (into the first, which has room for all).
 //!
 //! Invariants:
+//! - Every lane deals homes to lanes the same way ([`Deal`]), so each key with a home is
+//!   local to exactly one lane; a plan puts all homes of a transaction in its lane.
 //! - The result equals sequential execution: two lanes share no local key; a lane's
 //!   transactions are in block order; what crosses lanes is only `add`s, which commute
 //!   (wrapping) and, on an unexposed key, cannot change any outcome.
@@ -44,16 +54,18 @@
 //! - A violation or a conflict returns [`Homed::Abandoned`] and nothing else.
 
 use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::partition::{KeyFilter, LaneWrites, Layer, Parts};
+use crate::partition::{find, union, KeyFilter, LaneWrites, Layer, Parts};
 use crate::sequential::run_one;
 use crate::types::{
-    key_map_with_capacity, num_of, restore, Checkpoint, Halt, Key, KeyMap, StateResult, StateView,
-    Storage, Value, Vm,
+    key_map_with_capacity, num_of, restore, Checkpoint, Halt, Key, KeyHasher, KeyMap, StateResult,
+    StateView, Storage, Value, Vm,
 };
 
 /// Values from here on are *big*: a local key that holds one is exposed.
@@ -120,9 +132,141 @@ struct Lane<O> {
     borrowed: Vec<KeyMap<()>>,
 }
 
+/// A `u64`-keyed map over home ids (already spread: passed through).
+type IdMap<V> = HashMap<u64, V, BuildHasherDefault<KeyHasher>>;
+
+/// How homes are dealt to the lanes.
+enum Deal {
+    /// By the id's high bits ([`lane_of`]): every transaction has one home.
+    Even,
+    /// By a plan ([`plan`]): the lane of every home a transaction acts for; other homes
+    /// by their ids, as [`Deal::Even`].
+    Planned(IdMap<u32>),
+}
+
+impl Deal {
+    /// The lane that owns home `h`. Any deal is exact as long as every lane uses the same
+    /// one: a key belongs to one lane, which alone may read it as it is.
+    fn lane(&self, h: u64, lanes: usize) -> usize {
+        match self {
+            Deal::Even => lane_of(h, lanes),
+            Deal::Planned(map) => map
+                .get(&h)
+                .map_or_else(|| lane_of(h, lanes), |&l| l as usize),
+        }
+    }
+}
+
+/// Why a lane stopped.
+enum Stop {
+    /// A transaction acts for several homes: the block needs a plan.
+    Several,
+    /// Anything else: abandon the attempt.
+    Abandon,
+}
+
+/// The transactions of a block grouped by the homes they share, dealt to the lanes.
+struct Plan {
+    /// Each lane's transactions, in block order.
+    lists: Vec<Vec<u32>>,
+    /// Each transaction's lane.
+    lane_of_tx: Vec<u32>,
+}
+
+/// Groups `txns` by shared homes (union-find over home ids) and deals the groups to `lanes`
+/// lanes, largest first onto the least loaded; `None` if a transaction has no home or a lane
+/// would get more than `max_len` transactions. Also the lane of every home.
+fn plan<V: Vm>(
+    vm: &V,
+    txns: &[V::Txn],
+    lanes: usize,
+    max_len: usize,
+) -> Option<(IdMap<u32>, Plan)> {
+    let mut node: IdMap<u32> = HashMap::with_capacity_and_hasher(txns.len(), Default::default());
+    let mut parent: Vec<u32> = Vec::with_capacity(txns.len());
+    let mut first = Vec::with_capacity(txns.len());
+    for t in txns {
+        let homes = vm.homes(t);
+        let mut root = None;
+        for &h in homes.as_slice() {
+            let n = *node.entry(h).or_insert_with(|| {
+                parent.push(parent.len() as u32);
+                (parent.len() - 1) as u32
+            });
+            match root {
+                None => root = Some(n),
+                Some(r) => union(&mut parent, r, n),
+            }
+        }
+        first.push(root?);
+    }
+    let mut size = vec![0u32; parent.len()];
+    for f in &mut first {
+        *f = find(&mut parent, *f);
+        size[*f as usize] += 1;
+    }
+    let mut groups: Vec<u32> = (0..parent.len() as u32)
+        .filter(|&r| size[r as usize] > 0)
+        .collect();
+    groups.sort_unstable_by_key(|&r| (std::cmp::Reverse(size[r as usize]), r));
+    let mut load = vec![0usize; lanes];
+    // `size` becomes each group's lane.
+    for r in groups {
+        let (lane, _) = load
+            .iter()
+            .enumerate()
+            .min_by_key(|(l, w)| (**w, *l))
+            .unwrap_or((0, &0));
+        load[lane] += size[r as usize] as usize;
+        if load[lane] > max_len {
+            return None;
+        }
+        size[r as usize] = lane as u32;
+    }
+    for n in node.values_mut() {
+        *n = size[find(&mut parent, *n) as usize];
+    }
+    let mut lists: Vec<Vec<u32>> = load.iter().map(|l| Vec::with_capacity(*l)).collect();
+    let mut lane_of_tx = Vec::with_capacity(txns.len());
+    for (i, f) in first.iter().enumerate() {
+        let lane = size[*f as usize];
+        lists.get_mut(lane as usize)?.push(i as u32);
+        lane_of_tx.push(lane);
+    }
+    Some((node, Plan { lists, lane_of_tx }))
+}
+
+/// Lane `lane`'s transactions, dealt by [`lane_of`] of their one home; `Err` if one has no
+/// home or several, or the lane would get more than `max_len`.
+fn scan<V: Vm>(
+    vm: &V,
+    txns: &[V::Txn],
+    lane: usize,
+    lanes: usize,
+    max_len: usize,
+) -> Result<Vec<u32>, Stop> {
+    let mut indexes = Vec::with_capacity(txns.len() / lanes + txns.len() / 32 + 16);
+    for (i, t) in txns.iter().enumerate() {
+        let homes = vm.homes(t);
+        let home = match homes.as_slice() {
+            [h] => *h,
+            [] => return Err(Stop::Abandon),
+            _ => return Err(Stop::Several),
+        };
+        if lane_of(home, lanes) == lane {
+            indexes.push(i as u32);
+        }
+    }
+    if indexes.len() > max_len {
+        return Err(Stop::Abandon);
+    }
+    Ok(indexes)
+}
+
 /// Runs `txns` in home lanes on the pool's workers, if every transaction has a home and no
-/// lane gets more than `max_share` of them. With `keep`, the writes are returned in the
-/// lanes' maps ([`Parts::lanes`]) for a caller that runs more on top of them.
+/// lane gets more than `max_share` of them: dealt by their home's id if each has one, else
+/// by a [`plan`]. With `keep`, the writes are returned in the lanes' maps
+/// ([`Parts::lanes`]) for a caller that runs more on top of them.
 pub(crate) fn execute<V: Vm, S: Storage>(
     pool: &rayon::ThreadPool,
     vm: &V,
@@ -132,25 +276,53 @@ pub(crate) fn execute<V: Vm, S: Storage>(
     keep: bool,
 ) -> Homed<V::Output> {
     let lanes = pool.current_num_threads();
-    if lanes < 2 || txns.first().and_then(|t| vm.home(t)).is_none() {
+    if lanes < 2 || txns.first().is_none_or(|t| vm.homes(t).is_empty()) {
         return Homed::NotApplicable;
     }
     let max_len = (max_share * txns.len() as f64) as usize;
-    let stop = AtomicBool::new(false);
-    let ran: Vec<Option<Lane<V::Output>>> = pool.broadcast(|ctx| {
-        let lane = ctx.index();
-        // A panic here would be an engine bug (the `Vm`'s are caught per transaction).
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            run_lane(vm, txns, storage, lane, lanes, max_len, &stop)
-        }))
-        .ok()
-        .flatten();
-        if result.is_none() {
-            stop.store(true, Ordering::Relaxed);
+    let mut deal = Deal::Even;
+    let mut planned: Option<Plan> = None;
+    let ran = loop {
+        let stop = AtomicBool::new(false);
+        let lists = planned.as_ref().map(|p| &p.lists);
+        let ran: Vec<Result<Lane<V::Output>, Stop>> = pool.broadcast(|ctx| {
+            let lane = ctx.index();
+            // A panic here would be an engine bug (the `Vm`'s are caught per transaction).
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                let scanned;
+                let indexes = match lists {
+                    Some(lists) => lists.get(lane).ok_or(Stop::Abandon)?,
+                    None => {
+                        scanned = scan(vm, txns, lane, lanes, max_len)?;
+                        &scanned
+                    }
+                };
+                run_lane(vm, txns, storage, lane, lanes, &deal, indexes, &stop).ok_or(Stop::Abandon)
+            }))
+            .unwrap_or(Err(Stop::Abandon));
+            if result.is_err() {
+                stop.store(true, Ordering::Relaxed);
+            }
+            result
+        });
+        let several = ran.iter().any(|r| matches!(r, Err(Stop::Several)));
+        if ran.iter().any(|r| matches!(r, Err(Stop::Abandon))) {
+            return Homed::Abandoned;
         }
-        result
-    });
-    let Some(ran) = ran.into_iter().collect::<Option<Vec<_>>>() else {
+        if !several {
+            break ran;
+        }
+        // Some transaction acts for several homes: group them, once.
+        if planned.is_some() {
+            return Homed::Abandoned;
+        }
+        let Some((homes, p)) = plan(vm, txns, lanes, max_len) else {
+            return Homed::Abandoned;
+        };
+        deal = Deal::Planned(homes);
+        planned = Some(p);
+    };
+    let Ok(ran) = ran.into_iter().collect::<Result<Vec<_>, Stop>>() else {
         return Homed::Abandoned;
     };
     let merging = Instant::now();
@@ -250,8 +422,11 @@ pub(crate) fn execute<V: Vm, S: Storage>(
         let outputs = if w + 1 == lanes {
             let mut ordered = ordered.lock().ok()?;
             let mut outputs = Vec::with_capacity(txns.len());
-            for t in txns {
-                let lane = lane_of(vm.home(t)?, lanes);
+            for (i, t) in txns.iter().enumerate() {
+                let lane = match &planned {
+                    Some(p) => *p.lane_of_tx.get(i)? as usize,
+                    None => lane_of(*vm.homes(t).as_slice().first()?, lanes),
+                };
                 outputs.push(ordered.get_mut(lane)?.next()?);
             }
             Some(outputs)
@@ -291,28 +466,19 @@ pub(crate) fn execute<V: Vm, S: Storage>(
     )
 }
 
-/// Runs lane `lane`'s transactions; `None` (raising `stop`) on a violation, a transaction
-/// without a home, or more than `max_len` transactions in the lane; `None` too once another
-/// lane raised `stop`.
+/// Runs lane `lane`'s transactions `indexes`; `None` on a violation, or once another lane
+/// raised `stop`.
+#[allow(clippy::too_many_arguments)]
 fn run_lane<V: Vm, S: Storage>(
     vm: &V,
     txns: &[V::Txn],
     storage: &S,
     lane: usize,
     lanes: usize,
-    max_len: usize,
+    deal: &Deal,
+    indexes: &[u32],
     stop: &AtomicBool,
 ) -> Option<Lane<V::Output>> {
-    let mut indexes = Vec::with_capacity(txns.len() / lanes + txns.len() / 32 + 16);
-    for (i, t) in txns.iter().enumerate() {
-        let home = vm.home(t)?;
-        if lane_of(home, lanes) == lane {
-            indexes.push(i as u32);
-        }
-    }
-    if indexes.len() > max_len {
-        return None;
-    }
     // As much room as the sequential executor's overlay gives a transaction.
     let mut overlay = key_map_with_capacity(indexes.len() * 4);
     let mut foreign: Vec<KeyMap<u128>> = (0..lanes)
@@ -321,7 +487,7 @@ fn run_lane<V: Vm, S: Storage>(
     let mut borrowed: Vec<KeyMap<()>> = (0..lanes).map(|_| key_map_with_capacity(0)).collect();
     let mut outputs = Vec::with_capacity(indexes.len());
     let mut undo = Vec::with_capacity(16);
-    for &i in &indexes {
+    for &i in indexes {
         let txn = txns.get(i as usize)?;
         if stop.load(Ordering::Relaxed) {
             return None;
@@ -332,6 +498,7 @@ fn run_lane<V: Vm, S: Storage>(
             base: storage,
             lane,
             lanes,
+            deal,
             overlay: &mut overlay,
             foreign: &mut foreign,
             borrowed: &mut borrowed,
@@ -358,6 +525,7 @@ struct HomeView<'a, V, S> {
     base: &'a S,
     lane: usize,
     lanes: usize,
+    deal: &'a Deal,
     overlay: &'a mut KeyMap<Slot>,
     foreign: &'a mut [KeyMap<u128>],
     borrowed: &'a mut [KeyMap<()>],
@@ -366,14 +534,17 @@ struct HomeView<'a, V, S> {
 }
 
 impl<V: Vm, S: Storage> HomeView<'_, V, S> {
-    /// The lane that owns `key`: its home's, or for a key of no home the first.
-    fn owner(&self, key: &Key) -> (Option<u64>, usize) {
-        let home = self.vm.key_home(key);
-        (home, home.map_or(0, |h| lane_of(h, self.lanes)))
+    /// Whether a lane owns `key` (it has a home), and the lane its deltas and borrows are
+    /// kept for: the owner, or for a key of no home the first.
+    fn owner(&self, key: &Key) -> (bool, usize) {
+        match self.vm.key_home(key) {
+            Some(h) => (true, self.deal.lane(h, self.lanes)),
+            None => (false, 0),
+        }
     }
 
     fn local(&self, key: &Key) -> bool {
-        matches!(self.owner(key), (Some(_), l) if l == self.lane)
+        self.owner(key) == (true, self.lane)
     }
 
     /// Notes a violation if `key` is not local; returns whether it is.
@@ -443,8 +614,8 @@ impl<V: Vm, S: Storage> HomeView<'_, V, S> {
 
 impl<V: Vm, S: Storage> StateView for HomeView<'_, V, S> {
     fn read(&mut self, key: &Key) -> StateResult<Option<Value>> {
-        let (home, owner) = self.owner(key);
-        if home.is_none() || owner != self.lane {
+        let (owned, owner) = self.owner(key);
+        if !owned || owner != self.lane {
             // Borrowed: the base value, which the fold checks nothing in the block changed.
             let Some(keys) = self.borrowed.get_mut(owner) else {
                 self.violated = true;
@@ -484,8 +655,8 @@ impl<V: Vm, S: Storage> StateView for HomeView<'_, V, S> {
     }
 
     fn add(&mut self, key: Key, delta: u128) {
-        let (home, target) = self.owner(&key);
-        if home.is_some() && target == self.lane {
+        let (owned, target) = self.owner(&key);
+        if owned && target == self.lane {
             let now = num_of(&self.current(&key));
             let (next, wrapped) = now.overflowing_add(delta);
             self.set(key, Some(Value::Num(next)), wrapped || next >= BIG);

@@ -73,7 +73,7 @@
 //! group would keep one worker busy for most of it goes to the general engine.
 //!
 //! **Home lanes.** Cheaper still, when the state belongs to accounts: if every transaction
-//! of a block acts for one account ([`Vm::home`], a transfer's sender) and the `Vm` says
+//! of a block acts for one account ([`Vm::homes`], a transfer's sender) and the `Vm` says
 //! which account owns each key ([`Vm::key_home`]), there is nothing to plan. The homes are
 //! split evenly between the workers by their ids; each worker picks its transactions out of
 //! the block and runs them in order over its own overlay, doing anything to its own homes'
@@ -86,7 +86,9 @@
 //! Anything outside those rules abandons the attempt for the footprint plan (and pauses home
 //! lanes for a few blocks), so a wrong home costs time, never correctness. A block with
 //! barriers runs its body in home lanes and the rest on top of the lanes' overlays, as on
-//! the footprint path.
+//! the footprint path. A transaction may act for several homes (a swap: its sender and its
+//! pool); then the block is planned first, by a union-find over the homes' ids rather than
+//! over every key, and each group of homes goes to one lane.
 //!
 //! The sequential executor ([`execute_sequential`]) runs the same `Vm` over a plain overlay. It
 //! is the reference: property tests check that the parallel engine equals it on random blocks.
@@ -124,6 +126,6 @@ mod view;
 pub use executor::{ExecConfig, ExecStats, ParallelExecutor};
 pub use sequential::execute_sequential;
 pub use types::{
-    key_map_with_capacity, num_of, BlockOutput, Checkpoint, Footprint, Halt, Key, KeyHasher,
+    key_map_with_capacity, num_of, BlockOutput, Checkpoint, Footprint, Halt, Homes, Key, KeyHasher,
     KeyMap, KeyTooLong, StateResult, StateView, Storage, Value, Vm, WriteSet, MAX_KEY_LEN,
 };

@@ -544,7 +544,7 @@ impl Plan {
     }
 }
 
-fn find(parent: &mut [u32], mut i: u32) -> u32 {
+pub(crate) fn find(parent: &mut [u32], mut i: u32) -> u32 {
     while parent[i as usize] != i {
         let p = parent[i as usize];
         parent[i as usize] = parent[p as usize];
@@ -553,7 +553,7 @@ fn find(parent: &mut [u32], mut i: u32) -> u32 {
     i
 }
 
-fn union(parent: &mut [u32], a: u32, b: u32) {
+pub(crate) fn union(parent: &mut [u32], a: u32, b: u32) {
     let (ra, rb) = (find(parent, a), find(parent, b));
     if ra != rb {
         // The smaller index is the root: deterministic, and roots stay early.

@@ -305,28 +305,75 @@ pub trait Vm: Sync {
         }
     }
 
-    /// The home of `txn`: the account it acts for, as a 64-bit id whose bits are spread
+    /// The homes of `txn`: the accounts it acts for, as 64-bit ids whose bits are spread
     /// evenly (the first bytes of a public key), if the `Vm` can tell. When every
     /// transaction of a block has one, the engine first tries *home lanes*: each worker runs
-    /// the transactions of its share of the homes, with no planning at all. A scheduling
-    /// hint: a transaction that does more than its home allows is caught, and the block is
-    /// re-run another way, so a wrong answer costs time, never correctness. `None` (the
-    /// default): no home.
+    /// the transactions of its share of the homes. If every transaction has exactly one
+    /// home there is no planning at all; if some act for several (a swap: its sender and the
+    /// pool), the transactions are first grouped by the homes they share. A scheduling hint:
+    /// a transaction that does more than its homes allow is caught, and the block is re-run
+    /// another way, so a wrong answer costs time, never correctness. Empty (the default): no
+    /// home.
     ///
-    /// What a home allows: anything on keys of the same home ([`Vm::key_home`]), only `add`
+    /// What homes allow: anything on keys of the same homes ([`Vm::key_home`]), only `add`
     /// on any other key, and reading another key if nothing in the block changes it. A
     /// home's keys may be added to by other homes' transactions, as long as the home's own
     /// transactions neither read nor overwrite them (they may add to them and `try_sub` from
     /// them successfully).
-    fn home(&self, _txn: &Self::Txn) -> Option<u64> {
-        None
+    fn homes(&self, _txn: &Self::Txn) -> Homes {
+        Homes::default()
     }
 
     /// The home of a state key (the account that owns it), in the same ids as
-    /// [`Vm::home`]; `None` (the default) for keys no account owns, which home lanes only
+    /// [`Vm::homes`]; `None` (the default) for keys no account owns, which home lanes only
     /// ever add to.
     fn key_home(&self, _key: &Key) -> Option<u64> {
         None
+    }
+}
+
+/// The accounts a transaction acts for ([`Vm::homes`]): at most [`Homes::MAX`], no id twice.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Homes {
+    ids: [u64; Homes::MAX],
+    len: u8,
+}
+
+impl Homes {
+    /// The most homes a transaction can have.
+    pub const MAX: usize = 6;
+
+    /// One home.
+    pub fn one(id: u64) -> Homes {
+        let mut homes = Homes::default();
+        homes.ids[0] = id;
+        homes.len = 1;
+        homes
+    }
+
+    /// Adds a home (nothing if it is there already); `false` if there is no room for it.
+    pub fn push(&mut self, id: u64) -> bool {
+        if self.as_slice().contains(&id) {
+            return true;
+        }
+        match self.ids.get_mut(usize::from(self.len)) {
+            Some(slot) => {
+                *slot = id;
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The homes, the first one first.
+    pub fn as_slice(&self) -> &[u64] {
+        self.ids.get(..usize::from(self.len)).unwrap_or(&[])
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 
@@ -461,6 +508,20 @@ mod tests {
         );
         assert!(Key::from_parts(&[&[0; 40], &[0; 40]]).is_err());
         assert!(Key::new(&[7; MAX_KEY_LEN]).is_ok());
+    }
+
+    #[test]
+    fn homes_hold_each_id_once_up_to_the_maximum() {
+        let mut homes = Homes::one(7);
+        assert!(homes.push(7));
+        assert_eq!(homes.as_slice(), &[7]);
+        for id in 1..Homes::MAX as u64 {
+            assert!(homes.push(100 + id));
+        }
+        assert_eq!(homes.as_slice().len(), Homes::MAX);
+        assert!(!homes.push(999), "no room for a seventh");
+        assert!(homes.push(7), "one already there needs no room");
+        assert!(Homes::default().is_empty());
     }
 
     #[test]

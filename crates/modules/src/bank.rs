@@ -105,7 +105,7 @@ pub fn balance_key(owner: &Address, asset: AssetId) -> Key {
     Key::from_array(k)
 }
 
-/// An account's home for the engine's home lanes ([`parabit_exec::Vm::home`]): the first
+/// An account's home for the engine's home lanes ([`parabit_exec::Vm::homes`]): the first
 /// eight bytes of its x-only key, evenly spread like any public key's.
 pub fn home_of(account: &Address) -> u64 {
     let mut id = [0u8; 8];

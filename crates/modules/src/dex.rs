@@ -1142,15 +1142,26 @@ fn amounts_in(
     Ok(amounts)
 }
 
+/// The home of a pool ([`parabit_exec::Vm::homes`]): its vault's ([`bank::home_of`]), so
+/// that its reserves and its vault's balances belong to one home.
+pub fn pool_home(pool: &PoolId) -> u64 {
+    bank::home_of(&vault_address(pool))
+}
+
 /// The home of a state key ([`parabit_exec::Vm::key_home`]): a batch order belongs to its
-/// owner ([`bank::home_of`]); no other dex key has a home.
+/// owner ([`bank::home_of`]), every other key of a pool to the pool ([`pool_home`]).
 pub fn key_home(key: &Key) -> Option<u64> {
     let bytes = key.as_bytes();
-    if bytes.len() != 57 || bytes.first() != Some(&PREFIX_ORDER) {
-        return None;
+    if bytes.len() == 57 && bytes.first() == Some(&PREFIX_ORDER) {
+        let id: [u8; 8] = bytes.get(17..25)?.try_into().ok()?;
+        return Some(u64::from_le_bytes(id));
     }
-    let id: [u8; 8] = bytes.get(17..25)?.try_into().ok()?;
-    Some(u64::from_le_bytes(id))
+    match DexKey::from_bytes(bytes)? {
+        DexKey::Order(..) => None,
+        DexKey::Pool(p) | DexKey::Reserves(p) | DexKey::Clearing(p) | DexKey::BatchTotal(p, _) => {
+            Some(pool_home(&p))
+        }
+    }
 }
 
 /// Places a batch order: takes the input into the vault, adds it to the pool's per-block
@@ -1752,22 +1763,27 @@ pub fn quote_batch<S: Storage>(
 mod tests {
     use super::*;
 
-    /// A batch order belongs to its owner; no other dex key has a home.
+    /// A batch order belongs to its owner, every other key of a pool to the pool's vault.
     #[test]
-    fn orders_belong_to_their_owner() {
+    fn orders_belong_to_their_owner_and_pool_keys_to_the_vault() {
         let pool = PoolId::new(AssetId(1), AssetId(2)).expect("a pool");
+        let other_pool = PoolId::new(AssetId(1), AssetId(3)).expect("a pool");
         let owner = Address([0x5a; 32]);
         let order = DexKey::Order(pool, owner, 9).key();
         assert_eq!(key_home(&order), Some(bank::home_of(&owner)));
+        let vault = bank::home_of(&vault_address(&pool));
+        assert_eq!(pool_home(&pool), vault);
+        assert_ne!(pool_home(&other_pool), vault);
         for other in [
             DexKey::Pool(pool),
             DexKey::Reserves(pool),
             DexKey::Clearing(pool),
             DexKey::BatchTotal(pool, A_TO_B),
         ] {
-            assert_eq!(key_home(&other.key()), None, "{other:?}");
+            assert_eq!(key_home(&other.key()), Some(vault), "{other:?}");
         }
         assert_eq!(key_home(&bank::balance_key(&owner, AssetId(1))), None);
+        assert_eq!(key_home(&Key::from_array([PREFIX_ORDER; 20])), None);
     }
 
     /// The memo gives the hash, for more pools than it has slots (so slots are shared and

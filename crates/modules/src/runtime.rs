@@ -39,7 +39,9 @@
 //!   deposit and burns it for a withdrawal, through the bank: supply equals balances.)
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use parabit_exec::{num_of, Footprint, Halt, Key, StateResult, StateView, Storage, Value, Vm};
+use parabit_exec::{
+    num_of, Footprint, Halt, Homes, Key, StateResult, StateView, Storage, Value, Vm,
+};
 use parabit_primitives::{Address, AssetId, Receipt, SignedTransaction, Transaction, TxStatus};
 
 use crate::bank::{self, balance_key, nonce_key, BankError, BankMsg};
@@ -359,25 +361,36 @@ impl Vm for Runtime {
     /// A bank transfer's home is its sender: it reads and writes only the sender's nonce and
     /// balances, and only adds to anything else (the recipient, the fee account). So is a
     /// batch swap's: it also writes its order (the sender's, [`dex::key_home`]), adds to the
-    /// vault and the pool's batch total, and reads the pool's description, which nothing in a
-    /// block changes. So a block of transfers and batch swaps runs in home lanes with no
-    /// planning, up to its settlements. Other calls have no home.
-    fn home(&self, txn: &BlockTx) -> Option<u64> {
-        match txn {
-            BlockTx::User(tx)
-                if matches!(
-                    tx.call,
-                    Call::Bank(BankMsg::Transfer { .. }) | Call::Dex(DexMsg::BatchSwap { .. })
-                ) =>
-            {
-                Some(bank::home_of(&tx.sender))
+    /// vault and the pool's batch total, and reads the pool's description. An instant swap
+    /// acts for its sender and for each pool on its route (a pool's keys and its vault's
+    /// balances belong to the vault, [`dex::pool_home`]). So a block of transfers and swaps
+    /// runs in home lanes, up to its settlements. Other calls have no home.
+    fn homes(&self, txn: &BlockTx) -> Homes {
+        let BlockTx::User(tx) = txn else {
+            return Homes::default();
+        };
+        match &tx.call {
+            Call::Bank(BankMsg::Transfer { .. }) | Call::Dex(DexMsg::BatchSwap { .. }) => {
+                Homes::one(bank::home_of(&tx.sender))
             }
-            _ => None,
+            Call::Dex(DexMsg::SwapExactIn { path, .. } | DexMsg::SwapExactOut { path, .. }) => {
+                let mut homes = Homes::one(bank::home_of(&tx.sender));
+                // An invalid route fails before touching anything.
+                if let Ok(pools) = dex::path_pools(path) {
+                    for pool in &pools {
+                        if !homes.push(dex::pool_home(pool)) {
+                            return Homes::default();
+                        }
+                    }
+                }
+                homes
+            }
+            _ => Homes::default(),
         }
     }
 
     /// Balances and nonces belong to their account ([`bank::key_home`]), batch orders to
-    /// their owner ([`dex::key_home`]).
+    /// their owner and a pool's keys to its vault ([`dex::key_home`]).
     fn key_home(&self, key: &Key) -> Option<u64> {
         bank::key_home(key).or_else(|| dex::key_home(key))
     }

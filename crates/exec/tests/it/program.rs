@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Once};
 
-use parabit_exec::{Footprint, Key, StateResult, StateView, Storage, Value, Vm};
+use parabit_exec::{Footprint, Homes, Key, StateResult, StateView, Storage, Value, Vm};
 use proptest::prelude::*;
 
 /// One operation of a test transaction.
@@ -39,7 +39,7 @@ pub enum Op {
     Prologue,
     /// Read a key that the program's footprint does not declare (a lying `Vm`).
     Undeclared(u8),
-    /// No effect; a program that starts with it has home `g` (see [`group`]).
+    /// No effect; a program that starts with some has those homes `g` (see [`group`]).
     Home(u8),
 }
 
@@ -198,12 +198,16 @@ impl Vm for ProgramVm {
         Some(fp)
     }
 
-    /// A program that starts with [`Op::Home`] has that home; others have none.
-    fn home(&self, txn: &Program) -> Option<u64> {
-        match txn.0.first() {
-            Some(Op::Home(g)) => Some(home_id(*g)),
-            _ => None,
+    /// A program that starts with [`Op::Home`]s has those homes; others have none.
+    fn homes(&self, txn: &Program) -> Homes {
+        let mut homes = Homes::default();
+        for op in &txn.0 {
+            match op {
+                Op::Home(g) if homes.push(home_id(*g)) => {}
+                _ => break,
+            }
         }
+        homes
     }
 
     /// Keys from [`HOMELESS`] on belong to their [`group`]'s home.
@@ -269,7 +273,8 @@ pub fn sparse_block(
 /// subtracted from. A third also expose keys that other homes credit (a conflict unless no
 /// other lane credits them) and read keys that other lanes change, and a third add strays (a
 /// write or `try_sub` of another home's key, no home at all), so that every way out of home
-/// lanes is taken. Any block may hold barriers (a settlement, reading and writing anything):
+/// lanes is taken. Some programs act for two homes, so that the lanes are planned by
+/// grouping the homes. Any block may hold barriers (a settlement, reading and writing anything):
 /// the programs before the first run in home lanes, the rest on top of them.
 pub fn homed_block(
     max_txns: usize,
@@ -291,6 +296,16 @@ pub fn homed_block(
             .prop_map(move |(g, i, h, j, d, k)| {
                 home(g, vec![Op::Read(k), Op::TrySub(upper(g, i), d), Op::Add(upper(h, j), d)])
             }),
+        // A program of two homes (a swap: its sender and a pool), pairs `g` and `g ^ 1`
+        // only, so that the homes group into four pairs: anything on both homes' lower
+        // halves, and a transfer between their upper halves.
+        3 => (0u8..8, proptest::collection::vec(op(half), 1..5), any::<u8>(), 1u64..300)
+            .prop_map(move |(g, ops, i, d)| {
+                let mut p = vec![Op::Home(g), Op::Home(g ^ 1)];
+                p.extend(ops.into_iter().enumerate().map(|(n, o)| regroup(o, g ^ (n as u8 & 1))));
+                p.extend([Op::TrySub(upper(g ^ 1, i), d), Op::Add(upper(g, i), d)]);
+                Program(p)
+            }),
     ];
     // Clean, plus operations that expose an upper-half key (which other homes credit): a
     // read, an overwrite, a `try_sub` bigger than any balance, each sometimes rolled back.
@@ -306,6 +321,10 @@ pub fn homed_block(
         1 => (0u8..8, any::<u8>()).prop_map(move |(g, i)| home(g, vec![Op::TrySub(upper(g, i), 1 << 40)])),
         // A read of a key that another home may change, or that programs credit.
         1 => (0u8..8, 0u8..8, any::<u8>()).prop_map(move |(g, h, i)| home(g, vec![Op::Read(group(h, i))])),
+        // Two homes of any pair (which may group everything into one).
+        1 => (0u8..8, 0u8..8, op(half)).prop_map(move |(g, h, o)| {
+            Program(vec![Op::Home(g), Op::Home(h), regroup(o, h)])
+        }),
         1 => (0u8..8, 0u8..READ_ONLY).prop_map(move |(g, k)| home(g, vec![Op::Read(k), Op::Add(k, 1)])),
     ];
     let dirty = prop_oneof![

@@ -425,6 +425,57 @@ fn transfers_with_homes_run_in_home_lanes_and_a_conflict_pauses_them() {
     );
 }
 
+/// Programs of two homes (a swap: its sender and a pool) are grouped by the homes they
+/// share and the groups dealt to the lanes; a homeless key nothing changes is borrowed.
+/// Homes 0 to 3 trade with "pools" 4 and 5, homes 6 and 7 with nobody: three groups
+/// ({0, 2, 4}, {1, 3, 5}, {6}, {7}), even on two lanes.
+#[test]
+fn programs_of_several_homes_run_in_planned_lanes() {
+    use crate::program::group;
+    let swap = |i: u8| {
+        let (g, p) = (i % 4, 4 + i % 2);
+        Program(vec![
+            Op::Home(g),
+            Op::Home(p),
+            Op::Read(5),
+            Op::TrySub(group(g, i / 8), 5),
+            Op::Add(group(p, 0), 5),
+            Op::Read(group(p, 1)),
+            Op::WriteNum(group(p, 1), u64::from(i)),
+            Op::Add(0, 1),
+        ])
+    };
+    let transfer = |i: u8| {
+        let g = 6 + i % 2;
+        Program(vec![
+            Op::Home(g),
+            Op::TrySub(group(g, i / 8), 5),
+            Op::Add(group(i % 8, 30), 5),
+        ])
+    };
+    let txns: Vec<Program> = (0..200u8)
+        .map(|i| if i % 3 == 0 { transfer(i) } else { swap(i) })
+        .collect();
+    let mut state: KeyMap<Value> = key_map_with_capacity(0);
+    for g in 0..8 {
+        for i in 0..31 {
+            state.insert(key(group(g, i)), Value::Num(100));
+        }
+    }
+    for threads in [2, 3] {
+        let pool = pool(threads);
+        let exec = ParallelExecutor::new(&pool);
+        let (out, stats) = exec.execute_block_with_stats(&ProgramVm, &txns, &state);
+        assert_eq!(out, execute_sequential(&ProgramVm, &txns, &state));
+        assert_eq!(
+            (stats.home_lanes, stats.home_abandoned),
+            (threads as u64, 0),
+            "{stats:?}"
+        );
+        assert_eq!(stats.validations, 0, "{stats:?}");
+    }
+}
+
 #[test]
 fn credits_that_could_wrap_a_debited_balance_leave_home_lanes() {
     use crate::program::group;

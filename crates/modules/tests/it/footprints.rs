@@ -307,6 +307,34 @@ fn batch_swap_blocks_run_in_home_lanes_up_to_their_settlement() {
     );
 }
 
+/// Blocks of transfers and instant swaps (some over two pools, some failing on their
+/// slippage limit) run in home lanes planned by sender and pool: a swap acts for both. A
+/// block whose senders and pools all join into one group leaves them. The result is the
+/// sequential one.
+#[test]
+fn swap_blocks_run_in_planned_home_lanes() {
+    let kind = prop_oneof![
+        1 => (0u32..ACCOUNTS, 0..=TOKENS, 0u128..450_000)
+            .prop_map(|(to, asset, amount)| Kind::Transfer { to, asset, amount }),
+        3 => (1..=TOKENS, 0u128..300_000, prop_oneof![Just(0u128), 0u128..400_000])
+            .prop_map(|(t, amount, min_out)| Kind::SwapIn { path: vec![0, t], amount, min_out }),
+        1 => (1..TOKENS, 0u128..300_000).prop_map(|(t, amount)| Kind::SwapOut {
+            path: vec![t + 1, t, 0],
+            amount,
+            max_in: u128::MAX,
+        }),
+    ];
+    let cases = 40;
+    let (homed, _) = home_lane_blocks(
+        proptest::collection::vec((0u32..ACCOUNTS, kind), 20..80),
+        cases,
+    );
+    assert!(
+        homed * 2 > cases,
+        "only {homed} of {cases} blocks in home lanes"
+    );
+}
+
 #[test]
 fn swaps_on_separate_pools_run_in_separate_groups() {
     let state = state();
@@ -328,14 +356,31 @@ fn swaps_on_separate_pools_run_in_separate_groups() {
         .collect();
     let block = block_txs(Vec::new(), user);
     let pool = two_threads();
-    let exec = eager(&pool);
-    let (got, stats) = exec.execute_block_with_stats(&runtime(), &block, &state);
-    assert_eq!(got, execute_sequential(&runtime(), &block, &state));
+    let want = execute_sequential(&runtime(), &block, &state);
     assert!(
-        got.outputs.iter().all(|r| r.status.is_success()),
+        want.outputs.iter().all(|r| r.status.is_success()),
         "{:?}",
-        got.outputs
+        want.outputs
     );
+    // In home lanes: a swap acts for its sender and its pool, so the lanes are planned.
+    let (got, stats) = eager(&pool).execute_block_with_stats(&runtime(), &block, &state);
+    assert_eq!(got, want);
+    assert_eq!(
+        (stats.home_lanes, stats.home_abandoned),
+        (2, 0),
+        "{stats:?}"
+    );
+    // By footprints.
+    let exec = ParallelExecutor::with_config(
+        &pool,
+        ExecConfig {
+            min_parallel_txns: 0,
+            homes: false,
+            ..ExecConfig::default()
+        },
+    );
+    let (got, stats) = exec.execute_block_with_stats(&runtime(), &block, &state);
+    assert_eq!(got, want);
     assert_eq!(stats.footprint_groups, TOKENS, "{stats:?}");
     assert_eq!(stats.footprint_violations, 0);
 }

@@ -11,12 +11,16 @@
 //! transaction acts for are dealt by their ids, as without a plan.
 //!
 //! What a transaction may do in its lane: anything on the keys of its own lane's homes
-//! (*local* keys), only `add` on any other key (a *foreign* key, or one of no home), and
-//! read a foreign key (*borrow* it). A foreign `add` is kept apart as a delta, summed per key.
-//! A borrowed key is read from the base state and noted: the fold checks that nothing in the
-//! block changed it (its owner did not write it, and no lane added to it), so every borrower
-//! saw the value it would have seen in block order. Anything else (a write or a `try_sub` of
-//! a key another lane owns) is a *violation*: the attempt is abandoned, nothing of it is
+//! (*local* keys); on any other key (a *foreign* key, or one of no home) `add`, `try_sub`,
+//! and read it (*borrow* it). A lane's foreign `add`s and successful `try_sub`s are kept
+//! apart as a *flow* per key (added, taken). A foreign `try_sub` succeeds if the lane's
+//! takings from the key fit in its base value; the fold checks that every lane's together
+//! fit, and that the key's owner did not touch it, so that every one succeeds in block
+//! order too (a vault that many pay out of). A borrowed key is read from the base state and
+//! noted: the fold checks that nothing in the block changed it (its owner did not write it,
+//! and no lane added to it or took from it), so every borrower saw the value it would have
+//! seen in block order. Anything else (a write of a key another lane owns, or a foreign
+//! `try_sub` that does not fit) is a *violation*: the attempt is abandoned, nothing of it is
 //! kept, and the caller runs the block another way.
 //!
 //! A local key may still receive other lanes' deltas, which the lane did not see. That is
@@ -45,6 +49,9 @@
 //! - The result equals sequential execution: two lanes share no local key; a lane's
 //!   transactions are in block order; what crosses lanes is only `add`s, which commute
 //!   (wrapping) and, on an unexposed key, cannot change any outcome.
+//! - A key that any lane took from by a foreign `try_sub` ends at its base value plus every
+//!   lane's credits minus every lane's takings, which fit in the base value; its owner did
+//!   not touch it.
 //! - A foreign delta sum never wraps, and a lane's deltas to one key stay below
 //!   `2^127 / lanes`; with unexposed values below 2^127, no value in block order wraps.
 //! - Exposure is never undone: a rollback restores a key's value but keeps its mark (the
@@ -105,11 +112,33 @@ impl Layer for KeyMap<Slot> {
     }
 }
 
+/// What a lane did to a key it does not own: added, and took by successful `try_sub`s.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Flow {
+    add: u128,
+    sub: u128,
+}
+
+impl Flow {
+    /// The key's value at the end of the block, from `base`: `None` if the subtractions do
+    /// not all fit in the base value (then some `try_sub` could have failed in block order)
+    /// or the credits could wrap it.
+    fn apply(self, base: u128) -> Option<u128> {
+        if self.sub == 0 {
+            return Some(base.wrapping_add(self.add));
+        }
+        if self.sub > base {
+            return None;
+        }
+        base.checked_add(self.add).map(|top| top - self.sub)
+    }
+}
+
 enum Undo {
     /// A local key and its slot before (`None`: none).
     Local(Key, Option<Slot>),
-    /// A foreign key, the lane it is kept for, and its delta before (`None`: none).
-    Foreign(Key, usize, Option<u128>),
+    /// A foreign key, the lane it is kept for, and its flow before (`None`: none).
+    Foreign(Key, usize, Option<Flow>),
 }
 
 /// A worker's part of the write set (a list, or kept as a map with its filter) and, from the
@@ -126,7 +155,7 @@ struct Lane<O> {
     overlay: KeyMap<Slot>,
     /// Deltas to keys the lane does not own, by the lane that owns them (keys of no home:
     /// the first).
-    foreign: Vec<KeyMap<u128>>,
+    foreign: Vec<KeyMap<Flow>>,
     /// Keys the lane does not own that it read (from the base state), by the lane that owns
     /// them (keys of no home: the first).
     borrowed: Vec<KeyMap<()>>,
@@ -368,37 +397,39 @@ pub(crate) fn execute<V: Vm, S: Storage>(
         // Keys this lane never touched that other lanes added to: base plus the deltas,
         // summed in `extra` first when several lanes may add to one (homeless keys, or more
         // than two lanes).
-        let mut extra: KeyMap<u128> = key_map_with_capacity(0);
+        let mut extra: KeyMap<Flow> = key_map_with_capacity(0);
         for foreign in foreigns.iter().filter_map(|f| f.get(w)) {
-            for (key, &d) in foreign {
+            for (key, &flow) in foreign {
                 match overlay.get_mut(key) {
                     Some(slot) => {
-                        if slot.exposed || !slot.written || d > limit {
+                        // Other lanes' subtractions from a key this lane touched: not
+                        // checked against its own; credits onto what it exposed: a conflict.
+                        if flow.sub > 0 || slot.exposed || !slot.written || flow.add > limit {
                             return None;
                         }
                         // Below 2^127, plus under 2^127 from all lanes: cannot wrap (checked
                         // all the same: this runs outside any `catch_unwind`).
-                        let sum = num_of(&slot.value).checked_add(d)?;
+                        let sum = num_of(&slot.value).checked_add(flow.add)?;
                         slot.value = Some(Value::Num(sum));
                     }
                     None if lanes == 2 && vm.key_home(key).is_some() => {
-                        // The only other lane's sum for this key.
-                        let now = num_of(&storage.get(key));
-                        part.push((*key, Some(Value::Num(now.wrapping_add(d)))));
+                        // The only other lane's flow for this key.
+                        let end = flow.apply(num_of(&storage.get(key)))?;
+                        part.push((*key, Some(Value::Num(end))));
                     }
                     None => {
-                        let e = extra.entry(*key).or_insert(0);
-                        *e = e.wrapping_add(d);
+                        let e = extra.entry(*key).or_default();
+                        e.add = e.add.wrapping_add(flow.add);
+                        e.sub = e.sub.checked_add(flow.sub)?;
                     }
                 }
             }
         }
-        let summed = extra.into_iter().map(|(k, d)| {
-            (
-                k,
-                Some(Value::Num(num_of(&storage.get(&k)).wrapping_add(d))),
-            )
-        });
+        let mut summed = Vec::with_capacity(extra.len());
+        for (k, flow) in extra {
+            let end = flow.apply(num_of(&storage.get(&k)))?;
+            summed.push((k, Some(Value::Num(end))));
+        }
         let kept = if keep {
             // The overlay as it is (its slots that only mark a read are skipped by readers);
             // the keys it never touched go with the summed keys, in `part`.
@@ -481,7 +512,7 @@ fn run_lane<V: Vm, S: Storage>(
 ) -> Option<Lane<V::Output>> {
     // As much room as the sequential executor's overlay gives a transaction.
     let mut overlay = key_map_with_capacity(indexes.len() * 4);
-    let mut foreign: Vec<KeyMap<u128>> = (0..lanes)
+    let mut foreign: Vec<KeyMap<Flow>> = (0..lanes)
         .map(|l| key_map_with_capacity(if l == lane { 0 } else { indexes.len() / lanes }))
         .collect();
     let mut borrowed: Vec<KeyMap<()>> = (0..lanes).map(|_| key_map_with_capacity(0)).collect();
@@ -527,7 +558,7 @@ struct HomeView<'a, V, S> {
     lanes: usize,
     deal: &'a Deal,
     overlay: &'a mut KeyMap<Slot>,
-    foreign: &'a mut [KeyMap<u128>],
+    foreign: &'a mut [KeyMap<Flow>],
     borrowed: &'a mut [KeyMap<()>],
     undo: &'a mut Vec<Undo>,
     violated: bool,
@@ -588,6 +619,34 @@ impl<V: Vm, S: Storage> HomeView<'_, V, S> {
                 self.undo.push(Undo::Local(key, None));
             }
         }
+    }
+
+    /// Updates this lane's flow to a key it does not own, kept for lane `target`, with an
+    /// undo entry; `false` (nothing changed) if `f` refuses.
+    fn flow(&mut self, key: Key, target: usize, f: impl FnOnce(Flow) -> Option<Flow>) -> bool {
+        let Some(flows) = self.foreign.get_mut(target) else {
+            return false;
+        };
+        // One lookup: this runs for every credit to another account.
+        let before = match flows.entry(key) {
+            Entry::Occupied(mut e) => {
+                let before = *e.get();
+                let Some(after) = f(before) else {
+                    return false;
+                };
+                *e.get_mut() = after;
+                Some(before)
+            }
+            Entry::Vacant(e) => {
+                let Some(after) = f(Flow::default()) else {
+                    return false;
+                };
+                e.insert(after);
+                None
+            }
+        };
+        self.undo.push(Undo::Foreign(key, target, before));
+        true
     }
 
     /// Marks a local key exposed (no undo entry: a mark is never undone).
@@ -662,33 +721,31 @@ impl<V: Vm, S: Storage> StateView for HomeView<'_, V, S> {
             self.set(key, Some(Value::Num(next)), wrapped || next >= BIG);
             return;
         }
-        let Some(sums) = self.foreign.get_mut(target) else {
+        if !self.flow(key, target, |f| {
+            f.add.checked_add(delta).map(|add| Flow { add, ..f })
+        }) {
             self.violated = true;
-            return;
-        };
-        let before = match sums.entry(key) {
-            Entry::Occupied(mut e) => {
-                let before = *e.get();
-                match before.checked_add(delta) {
-                    Some(sum) => *e.get_mut() = sum,
-                    None => {
-                        self.violated = true;
-                        return;
-                    }
-                }
-                Some(before)
-            }
-            Entry::Vacant(e) => {
-                e.insert(delta);
-                None
-            }
-        };
-        self.undo.push(Undo::Foreign(key, target, before));
+        }
     }
 
     fn try_sub(&mut self, key: Key, amount: u128) -> StateResult<bool> {
-        if !self.owned(&key) {
-            return Err(Self::stop());
+        let (owned, target) = self.owner(&key);
+        if !owned || target != self.lane {
+            // Succeeds in block order if every lane's subtractions together fit in the base
+            // value (the fold checks); one that does not fit even this lane's cannot be
+            // decided here.
+            let base = num_of(&self.base.get(&key));
+            let fits = self.flow(key, target, |f| {
+                f.sub
+                    .checked_add(amount)
+                    .filter(|sub| *sub <= base)
+                    .map(|sub| Flow { sub, ..f })
+            });
+            if !fits {
+                self.violated = true;
+                return Err(Self::stop());
+            }
+            return Ok(true);
         }
         let now = num_of(&self.current(&key));
         if now >= amount {

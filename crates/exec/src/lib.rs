@@ -81,7 +81,9 @@
 //! key that a lane *exposed* (read, overwrote, failed to `try_sub` from) must receive no
 //! other lane's deltas; what a lane only added to and successfully subtracted from can, since
 //! credits only raise it. A lane may also *borrow* a key it does not own: read it from the
-//! base state, which is exact if nothing in the block changes it. Then each worker checks
+//! base state, which is exact if nothing in the block changes it; and `try_sub` from it, as
+//! long as every lane's subtractions fit in its value together and its owner leaves it alone
+//! (a vault that many pay out of). Then each worker checks
 //! the keys borrowed from it and folds the deltas aimed at its keys into its own overlay.
 //! Anything outside those rules abandons the attempt for the footprint plan (and pauses home
 //! lanes for a few blocks), so a wrong home costs time, never correctness. A block with

@@ -315,8 +315,9 @@ pub trait Vm: Sync {
     /// another way, so a wrong answer costs time, never correctness. Empty (the default): no
     /// home.
     ///
-    /// What homes allow: anything on keys of the same homes ([`Vm::key_home`]), only `add`
-    /// on any other key, and reading another key if nothing in the block changes it. A
+    /// What homes allow: anything on keys of the same homes ([`Vm::key_home`]); on any other
+    /// key, `add`, `try_sub` while all such subtractions in the block fit in its value
+    /// (a shared vault), and reading it if nothing in the block changes it. A
     /// home's keys may be added to by other homes' transactions, as long as the home's own
     /// transactions neither read nor overwrite them (they may add to them and `try_sub` from
     /// them successfully).

@@ -58,8 +58,12 @@ pub fn key(k: u8) -> Key {
 pub const HOMELESS: u8 = 8;
 /// Keys per home.
 pub const GROUP: u8 = 31;
-/// Homeless keys from here on are only read by the clean programs of [`homed_block`].
+/// Homeless keys from here (to [`VAULTS`]) are only read by the clean programs of
+/// [`homed_block`].
 pub const READ_ONLY: u8 = 4;
+/// Homeless keys from here (to [`HOMELESS`]) are funded vaults that the programs of
+/// [`homed_block`] pay into and withdraw from.
+pub const VAULTS: u8 = 6;
 
 /// The `i`-th key (mod [`GROUP`]) of home `g` (mod 8).
 pub fn group(g: u8, i: u8) -> u8 {
@@ -269,7 +273,8 @@ pub fn sparse_block(
 /// successful `try_sub`s and adds on the upper half), adds to other homes' upper halves
 /// and to the homeless keys below [`READ_ONLY`] (a transfer's recipient, a fee account), and
 /// reads homeless keys from [`READ_ONLY`] on, which nothing in a clean block changes (a
-/// pool's description), so home lanes finish, folding other lanes' credits into keys a lane
+/// pool's description), and pays into and withdraws from the homeless vaults from
+/// [`VAULTS`] on, so home lanes finish, folding other lanes' credits into keys a lane
 /// subtracted from. A third also expose keys that other homes credit (a conflict unless no
 /// other lane credits them) and read keys that other lanes change, and a third add strays (a
 /// write or `try_sub` of another home's key, no home at all), so that every way out of home
@@ -292,9 +297,16 @@ pub fn homed_block(
                 home(g, vec![Op::TrySub(upper(g, i), d), Op::Add(upper(h, j), d), Op::Add(fee, 1)])
             }),
         // The same after reading a key that no program of a clean block changes.
-        2 => (0u8..8, any::<u8>(), 0u8..8, any::<u8>(), 1u64..300, READ_ONLY..HOMELESS)
+        2 => (0u8..8, any::<u8>(), 0u8..8, any::<u8>(), 1u64..300, READ_ONLY..VAULTS)
             .prop_map(move |(g, i, h, j, d, k)| {
                 home(g, vec![Op::Read(k), Op::TrySub(upper(g, i), d), Op::Add(upper(h, j), d)])
+            }),
+        // A withdrawal from a vault (a homeless key every lane takes from) or a payment
+        // into one; together they fit in the vaults' funds.
+        2 => (0u8..8, any::<u8>(), VAULTS..HOMELESS, 1u64..300, any::<bool>())
+            .prop_map(move |(g, i, v, d, pay)| {
+                let (from, to) = if pay { (upper(g, i), v) } else { (v, upper(g, i)) };
+                home(g, vec![Op::Withdraw(from, d), Op::Add(to, d)])
             }),
         // A program of two homes (a swap: its sender and a pool), pairs `g` and `g ^ 1`
         // only, so that the homes group into four pairs: anything on both homes' lower
@@ -321,6 +333,12 @@ pub fn homed_block(
         1 => (0u8..8, any::<u8>()).prop_map(move |(g, i)| home(g, vec![Op::TrySub(upper(g, i), 1 << 40)])),
         // A read of a key that another home may change, or that programs credit.
         1 => (0u8..8, 0u8..8, any::<u8>()).prop_map(move |(g, h, i)| home(g, vec![Op::Read(group(h, i))])),
+        // A withdrawal from a vault big enough that two drain it; one from another home's key
+        // (which that home may touch too), big enough to drain it with that home's own.
+        1 => (0u8..8, VAULTS..HOMELESS).prop_map(move |(g, v)| home(g, vec![Op::Withdraw(v, 60_000)])),
+        1 => (0u8..8, 0u8..8, any::<u8>(), 1u64..5300).prop_map(move |(g, h, i, d)| {
+            home(g, vec![Op::Withdraw(upper(h, i), d)])
+        }),
         // Two homes of any pair (which may group everything into one).
         1 => (0u8..8, 0u8..8, op(half)).prop_map(move |(g, h, o)| {
             Program(vec![Op::Home(g), Op::Home(h), regroup(o, h)])
@@ -355,6 +373,7 @@ pub fn homed_block(
     let dirty = prop_oneof![40 => dirty, 1 => barrier];
     let funded: Vec<(u8, Option<Value>)> = (HOMELESS..=255)
         .map(|k| (k, Some(Value::Num(5000 + u128::from(k)))))
+        .chain((VAULTS..HOMELESS).map(|k| (k, Some(Value::Num(100_000)))))
         .collect();
     let random_base = proptest::collection::vec(
         (any::<u8>(), (0u128..5000).prop_map(|n| Some(Value::Num(n)))),

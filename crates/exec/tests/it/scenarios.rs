@@ -516,3 +516,57 @@ fn credits_that_could_wrap_a_debited_balance_leave_home_lanes() {
         "{stats:?}"
     );
 }
+
+/// Withdrawals by several lanes from one key: home 3 (first lane) takes 80 of home 4's 100
+/// (second lane), then home 4 itself takes 50, which fails in block order though it fits in
+/// home 4's lane. So a key that another lane subtracted from must not have been touched by
+/// its owner; and from a key no lane owns (a shared vault), withdrawals pass only while they
+/// fit in it together.
+#[test]
+fn withdrawals_from_one_key_in_several_lanes_must_fit_together() {
+    use crate::program::group;
+    let vault = 6;
+    let filler = |txns: &mut Vec<Program>| {
+        for i in 0..40u8 {
+            let g = i % 8;
+            txns.push(Program(vec![Op::Home(g), Op::Add(group(g, 1 + i / 8), 1)]));
+        }
+    };
+    let mut state: KeyMap<Value> = key_map_with_capacity(0);
+    state.insert(key(group(4, 0)), Value::Num(100));
+    state.insert(key(vault), Value::Num(100));
+    let pool = pool(2);
+    let exec = ParallelExecutor::with_config(
+        &pool,
+        ExecConfig {
+            min_parallel_txns: 0,
+            ..ExecConfig::default()
+        },
+    );
+    let run = |txns: &[Program]| {
+        let want = execute_sequential(&ProgramVm, txns, &state);
+        let (out, stats) = exec.execute_block_with_stats(&ProgramVm, txns, &state);
+        assert_eq!(out, want);
+        // Home lanes rest after an abandoned attempt: let the next block try them again.
+        for _ in 0..16 {
+            exec.execute_block(&ProgramVm, &[], &state);
+        }
+        (stats.home_lanes, stats.home_abandoned)
+    };
+    let mut owner_too = vec![
+        Program(vec![Op::Home(3), Op::Withdraw(group(4, 0), 80)]),
+        Program(vec![Op::Home(4), Op::TrySub(group(4, 0), 50)]),
+    ];
+    filler(&mut owner_too);
+    assert_eq!(run(&owner_too), (0, 1));
+    // Two lanes' withdrawals from the shared vault: 60 and 30 fit, 60 and 60 do not.
+    for (second, fits) in [(30, true), (60, false)] {
+        let mut shared = vec![
+            Program(vec![Op::Home(3), Op::Withdraw(vault, 60)]),
+            Program(vec![Op::Home(4), Op::Withdraw(vault, second)]),
+        ];
+        filler(&mut shared);
+        let want = if fits { (2, 0) } else { (0, 1) };
+        assert_eq!(run(&shared), want, "second withdrawal {second}");
+    }
+}

@@ -52,8 +52,10 @@
 //! - A key that any lane took from by a foreign `try_sub` ends at its base value plus every
 //!   lane's credits minus every lane's takings, which fit in the base value; its owner did
 //!   not touch it.
-//! - A foreign delta sum never wraps, and a lane's deltas to one key stay below
-//!   `2^127 / lanes`; with unexposed values below 2^127, no value in block order wraps.
+//! - Deltas folded into a key a lane owns are credits (each below 2^127, their sum not
+//!   wrapping), and a lane's deltas to one key stay below `2^127 / lanes`; with unexposed
+//!   values below 2^127, no value in block order wraps. Deltas to a key no lane touched
+//!   and none took from may be anything: they commute.
 //! - Exposure is never undone: a rollback restores a key's value but keeps its mark (the
 //!   decision to roll back may have depended on what was read).
 //! - A borrowed key is neither written by its owner nor added to by any lane in the block;
@@ -112,22 +114,47 @@ impl Layer for KeyMap<Slot> {
     }
 }
 
-/// What a lane did to a key it does not own: added, and took by successful `try_sub`s.
+/// What a lane did to a key it does not own: added (wrapping), and took by successful
+/// `try_sub`s.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Flow {
     add: u128,
     sub: u128,
+    /// Whether an `add` was a debit (2^127 or more: a wrapping subtraction) or the sum of
+    /// the adds wrapped: then the adds are not all credits, and the key's value in block
+    /// order may dip below what a lane saw.
+    debit: bool,
 }
 
 impl Flow {
-    /// The key's value at the end of the block, from `base`: `None` if the subtractions do
-    /// not all fit in the base value (then some `try_sub` could have failed in block order)
-    /// or the credits could wrap it.
+    /// This flow with `delta` added.
+    fn credit(self, delta: u128) -> Flow {
+        let (add, wrapped) = self.add.overflowing_add(delta);
+        Flow {
+            add,
+            debit: self.debit || wrapped || delta >= BIG,
+            ..self
+        }
+    }
+
+    /// Two lanes' flows to one key together; `None` if the takings overflow.
+    fn join(self, other: Flow) -> Option<Flow> {
+        let sum = self.credit(other.add);
+        Some(Flow {
+            sub: self.sub.checked_add(other.sub)?,
+            debit: sum.debit || other.debit,
+            ..sum
+        })
+    }
+
+    /// The key's value at the end of the block, from `base`: `None` if it was taken from and
+    /// the takings do not all fit in the base value, or the adds were not all credits or
+    /// could wrap it (then some `try_sub` could have failed in block order).
     fn apply(self, base: u128) -> Option<u128> {
         if self.sub == 0 {
             return Some(base.wrapping_add(self.add));
         }
-        if self.sub > base {
+        if self.sub > base || self.debit {
             return None;
         }
         base.checked_add(self.add).map(|top| top - self.sub)
@@ -404,7 +431,12 @@ pub(crate) fn execute<V: Vm, S: Storage>(
                     Some(slot) => {
                         // Other lanes' subtractions from a key this lane touched: not
                         // checked against its own; credits onto what it exposed: a conflict.
-                        if flow.sub > 0 || slot.exposed || !slot.written || flow.add > limit {
+                        if flow.sub > 0
+                            || flow.debit
+                            || slot.exposed
+                            || !slot.written
+                            || flow.add > limit
+                        {
                             return None;
                         }
                         // Below 2^127, plus under 2^127 from all lanes: cannot wrap (checked
@@ -419,8 +451,7 @@ pub(crate) fn execute<V: Vm, S: Storage>(
                     }
                     None => {
                         let e = extra.entry(*key).or_default();
-                        e.add = e.add.wrapping_add(flow.add);
-                        e.sub = e.sub.checked_add(flow.sub)?;
+                        *e = e.join(flow)?;
                     }
                 }
             }
@@ -721,9 +752,7 @@ impl<V: Vm, S: Storage> StateView for HomeView<'_, V, S> {
             self.set(key, Some(Value::Num(next)), wrapped || next >= BIG);
             return;
         }
-        if !self.flow(key, target, |f| {
-            f.add.checked_add(delta).map(|add| Flow { add, ..f })
-        }) {
+        if !self.flow(key, target, |f| Some(f.credit(delta))) {
             self.violated = true;
         }
     }

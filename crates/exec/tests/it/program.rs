@@ -20,6 +20,9 @@ pub enum Op {
     Delete(u8),
     /// Add to a key.
     Add(u8, u64),
+    /// Add the two's complement of an amount to a key (a wrapping subtraction, as a total
+    /// that falls).
+    Debit(u8, u64),
     /// Try to subtract from a key; the outcome goes into the accumulator.
     TrySub(u8, u64),
     /// `TrySub`, declared in the footprint as a key only added to and subtracted from (a
@@ -130,6 +133,7 @@ impl Vm for ProgramVm {
                 }
                 Op::Delete(k) => view.write(key(k), None),
                 Op::Add(k, d) => view.add(key(k), d as u128),
+                Op::Debit(k, d) => view.add(key(k), (d as u128).wrapping_neg()),
                 Op::TrySub(k, amount) | Op::Withdraw(k, amount) => {
                     let ok = view.try_sub(key(k), amount as u128)?;
                     acc = mix(acc, ok as u128 + 11);
@@ -189,7 +193,7 @@ impl Vm for ProgramVm {
                     fp.exclusive.push(key(k))
                 }
                 Op::Withdraw(k, _) => fp.subs.push(key(k)),
-                Op::Add(k, _) => fp.deltas.push(key(k)),
+                Op::Add(k, _) | Op::Debit(k, _) => fp.deltas.push(key(k)),
                 Op::Undeclared(_)
                 | Op::Checkpoint
                 | Op::RollbackIfOdd
@@ -308,6 +312,13 @@ pub fn homed_block(
                 let (from, to) = if pay { (upper(g, i), v) } else { (v, upper(g, i)) };
                 home(g, vec![Op::Withdraw(from, d), Op::Add(to, d)])
             }),
+        // A total that rises and falls (a market's supply): credits and debits of a
+        // homeless key only ever added to.
+        1 => (0u8..8, any::<u8>(), 0u8..READ_ONLY, 1u64..300, any::<bool>())
+            .prop_map(move |(g, i, t, d, up)| {
+                let total = if up { Op::Add(t, d) } else { Op::Debit(t, d) };
+                home(g, vec![Op::TrySub(upper(g, i), d), total])
+            }),
         // A program of two homes (a swap: its sender and a pool), pairs `g` and `g ^ 1`
         // only, so that the homes group into four pairs: anything on both homes' lower
         // halves, and a transfer between their upper halves.
@@ -338,6 +349,10 @@ pub fn homed_block(
         1 => (0u8..8, VAULTS..HOMELESS).prop_map(move |(g, v)| home(g, vec![Op::Withdraw(v, 60_000)])),
         1 => (0u8..8, 0u8..8, any::<u8>(), 1u64..5300).prop_map(move |(g, h, i, d)| {
             home(g, vec![Op::Withdraw(upper(h, i), d)])
+        }),
+        // A debit of another home's key, which that home may take from too.
+        1 => (0u8..8, 0u8..8, any::<u8>(), 1u64..5300).prop_map(move |(g, h, i, d)| {
+            home(g, vec![Op::Debit(upper(h, i), d)])
         }),
         // Two homes of any pair (which may group everything into one).
         1 => (0u8..8, 0u8..8, op(half)).prop_map(move |(g, h, o)| {
@@ -407,6 +422,7 @@ fn rekey(op: Op, m: impl Fn(u8) -> u8) -> Op {
         Op::WriteBytes(k, l) => Op::WriteBytes(m(k), l),
         Op::Delete(k) => Op::Delete(m(k)),
         Op::Add(k, d) => Op::Add(m(k), d),
+        Op::Debit(k, d) => Op::Debit(m(k), d),
         Op::TrySub(k, a) => Op::TrySub(m(k), a),
         Op::Withdraw(k, a) => Op::Withdraw(m(k), a),
         Op::PanicIfDivisible(k, d) => Op::PanicIfDivisible(m(k), d),

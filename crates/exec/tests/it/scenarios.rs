@@ -520,8 +520,9 @@ fn credits_that_could_wrap_a_debited_balance_leave_home_lanes() {
 /// Withdrawals by several lanes from one key: home 3 (first lane) takes 80 of home 4's 100
 /// (second lane), then home 4 itself takes 50, which fails in block order though it fits in
 /// home 4's lane. So a key that another lane subtracted from must not have been touched by
-/// its owner; and from a key no lane owns (a shared vault), withdrawals pass only while they
-/// fit in it together.
+/// its owner (nor debited by another lane); from a key no lane owns (a shared vault),
+/// withdrawals pass only while they fit in it together; a total no lane owns may rise and
+/// fall.
 #[test]
 fn withdrawals_from_one_key_in_several_lanes_must_fit_together() {
     use crate::program::group;
@@ -553,12 +554,33 @@ fn withdrawals_from_one_key_in_several_lanes_must_fit_together() {
         }
         (stats.home_lanes, stats.home_abandoned)
     };
-    let mut owner_too = vec![
-        Program(vec![Op::Home(3), Op::Withdraw(group(4, 0), 80)]),
-        Program(vec![Op::Home(4), Op::TrySub(group(4, 0), 50)]),
+    // Taken from, or debited by a wrapping add (which a later credit hides in the lane's sum
+    // of adds), before its owner takes 50.
+    for first in [Op::Withdraw(group(4, 0), 80), Op::Debit(group(4, 0), 80)] {
+        let mut owner_too = vec![
+            Program(vec![Op::Home(3), first]),
+            Program(vec![Op::Home(4), Op::TrySub(group(4, 0), 50)]),
+            Program(vec![Op::Home(3), Op::Add(group(4, 0), 100)]),
+        ];
+        filler(&mut owner_too);
+        assert_eq!(run(&owner_too), (0, 1));
+    }
+    // The vault debited by a wrapping add before another lane's withdrawal, which then
+    // fails in block order; a later credit hides the debit in the lane's sum of adds.
+    let mut debited = vec![
+        Program(vec![Op::Home(4), Op::Debit(vault, 60)]),
+        Program(vec![Op::Home(3), Op::Withdraw(vault, 60)]),
+        Program(vec![Op::Home(4), Op::Add(vault, 100)]),
     ];
-    filler(&mut owner_too);
-    assert_eq!(run(&owner_too), (0, 1));
+    filler(&mut debited);
+    assert_eq!(run(&debited), (0, 1));
+    // A total no lane owns, credited and debited by both lanes: the adds commute.
+    let mut total = vec![
+        Program(vec![Op::Home(3), Op::Add(1, 50), Op::Debit(1, 70)]),
+        Program(vec![Op::Home(4), Op::Debit(1, 20), Op::Add(1, 5)]),
+    ];
+    filler(&mut total);
+    assert_eq!(run(&total), (2, 0));
     // Two lanes' withdrawals from the shared vault: 60 and 30 fit, 60 and 60 do not.
     for (second, fits) in [(30, true), (60, false)] {
         let mut shared = vec![

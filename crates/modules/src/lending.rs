@@ -206,6 +206,28 @@ pub fn vault_address() -> Address {
     *VAULT
 }
 
+/// The home of a state key ([`parabit_exec::Vm::key_home`]): an account's positions (its
+/// shares, its scaled debts, the markets it entered) belong to it ([`bank::home_of`]); the
+/// markets' keys belong to no account.
+pub fn key_home(key: &Key) -> Option<u64> {
+    let bytes = key.as_bytes();
+    let owned = match bytes.first() {
+        Some(&PREFIX_SHARES | &PREFIX_SCALED_DEBT) => bytes.len() == 41,
+        Some(&PREFIX_ENTERED) => bytes.len() == 33,
+        _ => false,
+    };
+    let id: [u8; 8] = bytes.get(1..9)?.try_into().ok()?;
+    owned.then(|| u64::from_le_bytes(id))
+}
+
+/// The lending vault's home ([`bank::home_of`]): every borrower and withdrawer takes from
+/// its balances, so the runtime gives them no home ([`parabit_exec::Vm::key_home`]).
+pub fn vault_home() -> u64 {
+    static HOME: std::sync::LazyLock<u64> =
+        std::sync::LazyLock::new(|| bank::home_of(&vault_address()));
+    *HOME
+}
+
 /// Who may create markets and who writes prices. Set at genesis ([`config_entry`]).
 #[derive(
     Clone,
@@ -1424,4 +1446,36 @@ pub fn query_markets<S: Storage>(storage: &S) -> Result<Vec<MarketInfo>> {
 /// An account's positions and health factor from committed storage.
 pub fn query_account<S: Storage>(storage: &S, owner: &Address) -> Result<AccountHealth> {
     account_health(&mut StorageReader(storage), owner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An account's positions belong to it; the markets' keys to no account.
+    #[test]
+    fn positions_belong_to_their_owner() {
+        let owner = Address([0x3c; 32]);
+        let home = Some(bank::home_of(&owner));
+        for owned in [
+            LendingKey::Shares(owner, AssetId(1)),
+            LendingKey::ScaledDebt(owner, AssetId::BTC),
+            LendingKey::Entered(owner),
+        ] {
+            assert_eq!(key_home(&owned.key()), home, "{owned:?}");
+        }
+        for market in [
+            LendingKey::Config,
+            LendingKey::Market(AssetId(1)),
+            LendingKey::MarketList,
+            LendingKey::Cash(AssetId(1)),
+            LendingKey::TotalShares(AssetId(1)),
+            LendingKey::TotalScaledDebt(AssetId(1)),
+            LendingKey::Reserves(AssetId(1)),
+            LendingKey::Price(AssetId(1)),
+        ] {
+            assert_eq!(key_home(&market.key()), None, "{market:?}");
+        }
+        assert_eq!(vault_home(), bank::home_of(&vault_address()));
+    }
 }

@@ -363,15 +363,28 @@ impl Vm for Runtime {
     /// batch swap's: it also writes its order (the sender's, [`dex::key_home`]), adds to the
     /// vault and the pool's batch total, and reads the pool's description. An instant swap
     /// acts for its sender and for each pool on its route (a pool's keys and its vault's
-    /// balances belong to the vault, [`dex::pool_home`]). So a block of transfers and swaps
-    /// runs in home lanes, up to its settlements. Other calls have no home.
+    /// balances belong to the vault, [`dex::pool_home`]). A lending call acts for its sender
+    /// (a liquidation also for the borrower): it changes the account's positions, reads the
+    /// markets and prices, moves the totals by deltas and takes from the shared cash and
+    /// vault. So a block of transfers, swaps and lending runs in home lanes, up to its
+    /// settlements. Other calls have no home.
     fn homes(&self, txn: &BlockTx) -> Homes {
         let BlockTx::User(tx) = txn else {
             return Homes::default();
         };
         match &tx.call {
-            Call::Bank(BankMsg::Transfer { .. }) | Call::Dex(DexMsg::BatchSwap { .. }) => {
-                Homes::one(bank::home_of(&tx.sender))
+            Call::Bank(BankMsg::Transfer { .. })
+            | Call::Dex(DexMsg::BatchSwap { .. })
+            | Call::Lending(
+                LendingMsg::Supply { .. }
+                | LendingMsg::Withdraw { .. }
+                | LendingMsg::Borrow { .. }
+                | LendingMsg::Repay { .. },
+            ) => Homes::one(bank::home_of(&tx.sender)),
+            Call::Lending(LendingMsg::Liquidate { borrower, .. }) => {
+                let mut homes = Homes::one(bank::home_of(&tx.sender));
+                homes.push(bank::home_of(borrower));
+                homes
             }
             Call::Dex(DexMsg::SwapExactIn { path, .. } | DexMsg::SwapExactOut { path, .. }) => {
                 let mut homes = Homes::one(bank::home_of(&tx.sender));
@@ -390,9 +403,15 @@ impl Vm for Runtime {
     }
 
     /// Balances and nonces belong to their account ([`bank::key_home`]), batch orders to
-    /// their owner and a pool's keys to its vault ([`dex::key_home`]).
+    /// their owner and a pool's keys to its vault ([`dex::key_home`]), lending positions to
+    /// their owner ([`lending::key_home`]). The lending vault's balances belong to no home:
+    /// every borrower takes from them, within what they hold together.
     fn key_home(&self, key: &Key) -> Option<u64> {
-        bank::key_home(key).or_else(|| dex::key_home(key))
+        match bank::key_home(key) {
+            Some(h) if h == lending::vault_home() => None,
+            Some(h) => Some(h),
+            None => dex::key_home(key).or_else(|| lending::key_home(key)),
+        }
     }
 
     /// Declared for bank transfers, instant swaps and batch swaps (the bulk of a busy block):

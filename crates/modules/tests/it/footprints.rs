@@ -1097,6 +1097,48 @@ fn lending_staking_insurance_blocks_split_never_stray_and_equal_sequential() {
     );
 }
 
+/// Blocks of lending calls (supplies, withdrawals, borrows, repayments, liquidations; some
+/// failing) and transfers run in home lanes: a call acts for its sender (and the borrower
+/// it liquidates), reads the markets and prices, moves the totals by deltas and takes
+/// from the shared cash and vault, within what they hold. The result is the sequential one.
+#[test]
+fn lending_blocks_run_in_home_lanes_and_equal_sequential() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let d = defi();
+    let rt = bridged_runtime().at_height(HEIGHT);
+    let pool = two_threads();
+    let x = 0..MARKETS.len();
+    let amt = || prop_oneof![0u128..1_000, 0u128..600_000];
+    let lending = prop_oneof![
+        24 => (x.clone(), amt()).prop_map(|(x, amount)| Op::Supply { x, amount }),
+        16 => (x.clone(), amt()).prop_map(|(x, amount)| Op::Withdraw { x, amount }),
+        16 => (x.clone(), amt()).prop_map(|(x, amount)| Op::Borrow { x, amount }),
+        16 => (x, amt()).prop_map(|(x, amount)| Op::Repay { x, amount }),
+        3 => (D_ACCOUNTS - UNDERWATER..D_ACCOUNTS, 0..MARKETS.len(), 0u128..200_000)
+            .prop_map(|(borrower, coll, amount)| Op::Liquidate { borrower, coll, amount }),
+        12 => (0..D_ACCOUNTS, 0u128..2_000).prop_map(|(to, amount)| Op::Transfer { to, amount }),
+    ];
+    let strategy = proptest::collection::vec((0u32..D_ACCOUNTS, lending), 40..160);
+    let mut runner = TestRunner::deterministic();
+    let (mut homed, cases) = (0, 40);
+    for case in 0..cases {
+        let txs = strategy
+            .new_tree(&mut runner)
+            .expect("a random block")
+            .current();
+        let block = defi_block(&d, &txs);
+        let want = execute_sequential(&rt, &block, &d.state);
+        let (got, stats) = eager(&pool).execute_block_with_stats(&rt, &block, &d.state);
+        assert_eq!(got, want, "case {case}: {txs:?}");
+        homed += usize::from(stats.home_lanes == 2);
+    }
+    assert!(
+        homed * 2 > cases,
+        "only {homed} of {cases} blocks in home lanes"
+    );
+}
+
 #[test]
 fn module_calls_of_distinct_accounts_share_totals_and_vaults_without_joining() {
     let d = defi();

@@ -176,6 +176,48 @@ impl InsuranceKey {
     }
 }
 
+/// The home of a state key ([`parabit_exec::Vm::key_home`]): a pool's keys belong to the
+/// pool and a cover's (its claim and votes) to the cover, by their ids; an account's
+/// entries in a pool (shares, withdrawal request, assessor stake and lock, votes cast) to
+/// the account ([`bank::home_of`]).
+pub fn key_home(key: &Key) -> Option<u64> {
+    let bytes = key.as_bytes();
+    crate::id_key_object(
+        bytes,
+        &[
+            PREFIX_POOL,
+            PREFIX_CAPITAL,
+            PREFIX_TOTAL_SHARES,
+            PREFIX_ACTIVE_COVER,
+            PREFIX_TOTAL_ASSESSOR_STAKE,
+            PREFIX_COVER,
+            PREFIX_CLAIM,
+            PREFIX_VOTES_YES,
+            PREFIX_VOTES_NO,
+        ],
+    )
+    .or_else(|| {
+        crate::id_owner_key_home(
+            bytes,
+            &[
+                PREFIX_SHARES,
+                PREFIX_WITHDRAWAL,
+                PREFIX_ASSESSOR_STAKE,
+                PREFIX_ASSESSOR_LOCK,
+                PREFIX_VOTED,
+            ],
+        )
+    })
+}
+
+/// The insurance vault's home ([`bank::home_of`]): every pool pays out of its balances, so
+/// the runtime gives them no home.
+pub fn vault_home() -> u64 {
+    static HOME: std::sync::LazyLock<u64> =
+        std::sync::LazyLock::new(|| bank::home_of(&vault_address()));
+    *HOME
+}
+
 /// The bank account holding every insurance pool's tokens.
 pub fn vault_address() -> Address {
     // Hashed once: every call of the module names the vault.

@@ -91,6 +91,26 @@ pub(crate) fn id_owner_key(
     parabit_exec::Key::from_array(k)
 }
 
+/// The object of an [`id_key`] (`Some(id)` if `bytes` has its length and one of `prefixes`).
+pub(crate) fn id_key_object(bytes: &[u8], prefixes: &[u8]) -> Option<u64> {
+    match bytes {
+        [p, id @ ..] if id.len() == 8 && prefixes.contains(p) => {
+            Some(u64::from_be_bytes(id.try_into().ok()?))
+        }
+        _ => None,
+    }
+}
+
+/// The owner's home ([`bank::home_of`]) of an [`id_owner_key`] with one of `prefixes`.
+pub(crate) fn id_owner_key_home(bytes: &[u8], prefixes: &[u8]) -> Option<u64> {
+    match bytes {
+        [p, rest @ ..] if rest.len() == 40 && prefixes.contains(p) => {
+            Some(u64::from_le_bytes(rest.get(8..16)?.try_into().ok()?))
+        }
+        _ => None,
+    }
+}
+
 /// How a transaction touches a key, for its footprint ([`declare`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Touch {
@@ -178,6 +198,60 @@ mod tests {
             fp.deltas.contains(&k),
             fp.subs.contains(&k),
         ]
+    }
+
+    /// Staking and insurance keys belong to their owner, their pool or their cover; the
+    /// pools' shared keys to no account.
+    #[test]
+    fn module_keys_belong_to_their_owner_or_object() {
+        use crate::insurance::{self, InsuranceKey as I};
+        use crate::staking::{self, StakingKey as S};
+        let owner = parabit_primitives::Address([0x77; 32]);
+        let home = Some(crate::bank::home_of(&owner));
+        for k in [
+            S::Stake(5, owner),
+            S::Paid(5, owner),
+            S::Pending(5, owner),
+            S::Unbonding(5, owner),
+        ] {
+            assert_eq!(staking::key_home(&k.key()), home, "{k:?}");
+        }
+        for k in [
+            S::Pool(5),
+            S::TotalStaked(5),
+            S::RewardPerShare(5),
+            S::TotalUnbonding(5),
+            S::RewardBalance(5),
+        ] {
+            assert_eq!(staking::key_home(&k.key()), None, "{k:?}");
+        }
+        for k in [
+            I::Shares(9, owner),
+            I::Withdrawal(9, owner),
+            I::AssessorStake(9, owner),
+            I::AssessorLock(9, owner),
+            I::Voted(9, owner),
+        ] {
+            assert_eq!(insurance::key_home(&k.key()), home, "{k:?}");
+        }
+        for k in [
+            I::Pool(9),
+            I::Capital(9),
+            I::TotalShares(9),
+            I::ActiveCover(9),
+            I::TotalAssessorStake(9),
+            I::Cover(9),
+            I::Claim(9),
+            I::VotesYes(9),
+            I::VotesNo(9),
+        ] {
+            assert_eq!(insurance::key_home(&k.key()), Some(9), "{k:?}");
+        }
+        // Neither module claims the other's keys, nor a balance.
+        assert_eq!(staking::key_home(&I::Shares(9, owner).key()), None);
+        assert_eq!(insurance::key_home(&S::Stake(5, owner).key()), None);
+        let balance = crate::bank::balance_key(&owner, parabit_primitives::AssetId::BTC);
+        assert_eq!(insurance::key_home(&balance), None);
     }
 
     #[test]

@@ -366,8 +366,10 @@ impl Vm for Runtime {
     /// balances belong to the vault, [`dex::pool_home`]). A lending call acts for its sender
     /// (a liquidation also for the borrower): it changes the account's positions, reads the
     /// markets and prices, moves the totals by deltas and takes from the shared cash and
-    /// vault. So a block of transfers, swaps and lending runs in home lanes, up to its
-    /// settlements. Other calls have no home.
+    /// vault. A staking call acts for its staker. Underwriting acts for the underwriter and
+    /// the pool (whose capital and shares it changes), buying cover also for the new cover.
+    /// So a block of transfers, swaps, lending, staking and insurance runs in home lanes, up
+    /// to its settlements. Other calls have no home.
     fn homes(&self, txn: &BlockTx) -> Homes {
         let BlockTx::User(tx) = txn else {
             return Homes::default();
@@ -381,6 +383,23 @@ impl Vm for Runtime {
                 | LendingMsg::Borrow { .. }
                 | LendingMsg::Repay { .. },
             ) => Homes::one(bank::home_of(&tx.sender)),
+            Call::Staking(
+                StakingMsg::Stake { .. }
+                | StakingMsg::Unbond { .. }
+                | StakingMsg::Withdraw { .. }
+                | StakingMsg::Claim { .. },
+            ) => Homes::one(bank::home_of(&tx.sender)),
+            Call::Insurance(InsuranceMsg::Underwrite { pool, .. }) => {
+                let mut homes = Homes::one(bank::home_of(&tx.sender));
+                homes.push(*pool);
+                homes
+            }
+            Call::Insurance(InsuranceMsg::BuyCover { pool, .. }) => {
+                let mut homes = Homes::one(bank::home_of(&tx.sender));
+                homes.push(*pool);
+                homes.push(insurance::derive_id(&tx.sender, tx.nonce));
+                homes
+            }
             Call::Lending(LendingMsg::Liquidate { borrower, .. }) => {
                 let mut homes = Homes::one(bank::home_of(&tx.sender));
                 homes.push(bank::home_of(borrower));
@@ -404,13 +423,25 @@ impl Vm for Runtime {
 
     /// Balances and nonces belong to their account ([`bank::key_home`]), batch orders to
     /// their owner and a pool's keys to its vault ([`dex::key_home`]), lending positions to
-    /// their owner ([`lending::key_home`]). The lending vault's balances belong to no home:
-    /// every borrower takes from them, within what they hold together.
+    /// their owner ([`lending::key_home`]), stakes to their staker ([`staking::key_home`]),
+    /// insurance pools and covers to themselves and underwriters' entries to the underwriter
+    /// ([`insurance::key_home`]). The lending, staking and insurance vaults' balances belong
+    /// to no home: every borrower, staker and pool takes from them, within what they hold
+    /// together.
     fn key_home(&self, key: &Key) -> Option<u64> {
         match bank::key_home(key) {
-            Some(h) if h == lending::vault_home() => None,
+            Some(h)
+                if h == lending::vault_home()
+                    || h == staking::vault_home()
+                    || h == insurance::vault_home() =>
+            {
+                None
+            }
             Some(h) => Some(h),
-            None => dex::key_home(key).or_else(|| lending::key_home(key)),
+            None => dex::key_home(key)
+                .or_else(|| lending::key_home(key))
+                .or_else(|| staking::key_home(key))
+                .or_else(|| insurance::key_home(key)),
         }
     }
 

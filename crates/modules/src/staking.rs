@@ -129,6 +129,24 @@ impl StakingKey {
     }
 }
 
+/// The home of a state key ([`parabit_exec::Vm::key_home`]): a staker's entries (its
+/// stake, its paid accumulator, its pending rewards, its unbonding) belong to it
+/// ([`bank::home_of`]); a pool's keys to no account.
+pub fn key_home(key: &Key) -> Option<u64> {
+    crate::id_owner_key_home(
+        key.as_bytes(),
+        &[PREFIX_STAKE, PREFIX_PAID, PREFIX_PENDING, PREFIX_UNBONDING],
+    )
+}
+
+/// The staking vault's home ([`bank::home_of`]): every staker's withdrawal takes from its
+/// balances, so the runtime gives them no home.
+pub fn vault_home() -> u64 {
+    static HOME: std::sync::LazyLock<u64> =
+        std::sync::LazyLock::new(|| bank::home_of(&vault_address()));
+    *HOME
+}
+
 /// The bank account holding every staking pool's tokens.
 pub fn vault_address() -> Address {
     // Hashed once: every call of the module names the vault.

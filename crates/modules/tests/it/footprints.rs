@@ -1098,11 +1098,13 @@ fn lending_staking_insurance_blocks_split_never_stray_and_equal_sequential() {
 }
 
 /// Blocks of lending calls (supplies, withdrawals, borrows, repayments, liquidations; some
-/// failing) and transfers run in home lanes: a call acts for its sender (and the borrower
-/// it liquidates), reads the markets and prices, moves the totals by deltas and takes
-/// from the shared cash and vault, within what they hold. The result is the sequential one.
+/// failing), staking calls, underwriting, cover purchases and transfers run in home lanes:
+/// a call acts for its sender (and the borrower it liquidates, the insurance pool it
+/// changes, the cover it creates), reads the markets, prices and accumulators, moves the
+/// totals by deltas and takes from the shared cash and vaults, within what they hold. The
+/// result is the sequential one.
 #[test]
-fn lending_blocks_run_in_home_lanes_and_equal_sequential() {
+fn module_blocks_run_in_home_lanes_and_equal_sequential() {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
     let d = defi();
@@ -1118,6 +1120,18 @@ fn lending_blocks_run_in_home_lanes_and_equal_sequential() {
         3 => (D_ACCOUNTS - UNDERWATER..D_ACCOUNTS, 0..MARKETS.len(), 0u128..200_000)
             .prop_map(|(borrower, coll, amount)| Op::Liquidate { borrower, coll, amount }),
         12 => (0..D_ACCOUNTS, 0u128..2_000).prop_map(|(to, amount)| Op::Transfer { to, amount }),
+        8 => (0..2usize, amt()).prop_map(|(p, amount)| Op::Stake { p, amount }),
+        6 => (0..2usize, amt()).prop_map(|(p, amount)| Op::Unbond { p, amount }),
+        4 => (0..2usize).prop_map(|p| Op::StakingWithdraw { p }),
+        4 => (0..2usize).prop_map(|p| Op::Claim { p }),
+        2 => (0..2usize, amt()).prop_map(|(p, amount)| Op::Underwrite { p, amount }),
+        2 => (0..2usize, 0u128..100_000, 0u64..3_000, prop_oneof![Just(u128::MAX), 0u128..50])
+            .prop_map(|(p, amount, period, max_premium)| Op::BuyCover {
+                p,
+                amount,
+                period,
+                max_premium
+            }),
     ];
     let strategy = proptest::collection::vec((0u32..D_ACCOUNTS, lending), 40..160);
     let mut runner = TestRunner::deterministic();

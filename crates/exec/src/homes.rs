@@ -70,7 +70,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::partition::{find, union, KeyFilter, LaneWrites, Layer, Parts};
+use crate::partition::{find, least_loaded, union, KeyFilter, LaneWrites, Layer, Parts};
 use crate::sequential::run_one;
 use crate::types::{
     key_map_with_capacity, num_of, restore, Checkpoint, Halt, Key, KeyHasher, KeyMap, StateResult,
@@ -268,11 +268,7 @@ fn plan<V: Vm>(
     let mut load = vec![0usize; lanes];
     // `size` becomes each group's lane.
     for r in groups {
-        let (lane, _) = load
-            .iter()
-            .enumerate()
-            .min_by_key(|(l, w)| (**w, *l))
-            .unwrap_or((0, &0));
+        let lane = least_loaded(&load);
         load[lane] += size[r as usize] as usize;
         if load[lane] > max_len {
             return None;

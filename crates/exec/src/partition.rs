@@ -544,6 +544,14 @@ impl Plan {
     }
 }
 
+/// The lane with the least load (the first of those tied): where the next group goes.
+pub(crate) fn least_loaded(load: &[usize]) -> usize {
+    load.iter()
+        .enumerate()
+        .min_by_key(|(l, w)| (**w, *l))
+        .map_or(0, |(l, _)| l)
+}
+
 pub(crate) fn find(parent: &mut [u32], mut i: u32) -> u32 {
     while parent[i as usize] != i {
         let p = parent[i as usize];
@@ -644,11 +652,7 @@ fn plan<V: Vm, S: Storage>(
     let mut load = vec![0usize; workers];
     // Reuse `size` for the lane of each root.
     for r in big {
-        let (lane, _) = load
-            .iter()
-            .enumerate()
-            .min_by_key(|(l, w)| (**w, *l))
-            .unwrap_or((0, &0));
+        let lane = least_loaded(&load);
         load[lane] += size[r as usize] as usize;
         size[r as usize] = lane as u32;
     }

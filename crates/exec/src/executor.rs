@@ -418,11 +418,12 @@ impl<'p> ParallelExecutor<'p> {
         let mut home_abandoned = 0;
         if self.config.homes && self.homes_ready() {
             match homes::execute(self.pool, vm, body, storage, MAX_LANE_SHARE, barrier) {
-                Homed::Done(parts, merging) => {
+                Homed::Done(parts, phases) => {
                     let stats = ExecStats {
                         executions: txns.len() as u64,
                         home_lanes: threads as u64,
-                        footprint_merging: merging,
+                        footprint_planning: phases.planning,
+                        footprint_merging: phases.merging,
                         ..ExecStats::default()
                     };
                     return self.finish(vm, txns, parallel_len, storage, parts, stats);

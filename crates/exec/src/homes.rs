@@ -70,11 +70,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::partition::{find, least_loaded, union, KeyFilter, LaneWrites, Layer, Parts};
+use crate::partition::{find, least_loaded, union, KeyFilter, LaneWrites, Layer, Parts, Phases};
+use rayon::prelude::*;
+
 use crate::sequential::run_one;
 use crate::types::{
-    key_map_with_capacity, num_of, restore, Checkpoint, Halt, Key, KeyHasher, KeyMap, StateResult,
-    StateView, Storage, Value, Vm,
+    key_map_with_capacity, num_of, restore, Checkpoint, Halt, Homes, Key, KeyHasher, KeyMap,
+    StateResult, StateView, Storage, Value, Vm,
 };
 
 /// Values from here on are *big*: a local key that holds one is exposed.
@@ -88,8 +90,8 @@ pub(crate) enum Homed<O> {
     /// violation or a conflict: nothing kept, run the block another way.
     Abandoned,
     /// The block's result (its writes as one list, or kept in the lanes' maps) and the wall
-    /// time of steps 2 and 3 (the merge).
-    Done(Parts<O>, Duration),
+    /// time of the plan, if there was one, and of steps 2 and 3 (the merge).
+    Done(Parts<O>, Phases),
 }
 
 /// The lane of a home, for `lanes` lanes (the id's high bits, spread evenly).
@@ -238,11 +240,12 @@ fn plan<V: Vm>(
     lanes: usize,
     max_len: usize,
 ) -> Option<(IdMap<u32>, Plan)> {
+    // The homes in parallel (a `Vm` call each); the union-find serially.
+    let all: Vec<Homes> = txns.par_iter().map(|t| vm.homes(t)).collect();
     let mut node: IdMap<u32> = HashMap::with_capacity_and_hasher(txns.len(), Default::default());
     let mut parent: Vec<u32> = Vec::with_capacity(txns.len());
     let mut first = Vec::with_capacity(txns.len());
-    for t in txns {
-        let homes = vm.homes(t);
+    for homes in &all {
         let mut root = None;
         for &h in homes.as_slice() {
             let n = *node.entry(h).or_insert_with(|| {
@@ -333,6 +336,7 @@ pub(crate) fn execute<V: Vm, S: Storage>(
     }
     let max_len = (max_share * txns.len() as f64) as usize;
     let mut deal = Deal::Even;
+    let mut planning = Duration::ZERO;
     let mut planned: Option<Plan> = None;
     let ran = loop {
         let stop = AtomicBool::new(false);
@@ -368,9 +372,11 @@ pub(crate) fn execute<V: Vm, S: Storage>(
         if planned.is_some() {
             return Homed::Abandoned;
         }
+        let started = Instant::now();
         let Some((homes, p)) = plan(vm, txns, lanes, max_len) else {
             return Homed::Abandoned;
         };
+        planning = started.elapsed();
         deal = Deal::Planned(homes);
         planned = Some(p);
     };
@@ -520,7 +526,10 @@ pub(crate) fn execute<V: Vm, S: Storage>(
             writes,
             lanes: lanes_kept,
         },
-        merging.elapsed(),
+        Phases {
+            planning,
+            merging: merging.elapsed(),
+        },
     )
 }
 

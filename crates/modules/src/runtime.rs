@@ -407,11 +407,13 @@ impl Vm for Runtime {
             }
             Call::Dex(DexMsg::SwapExactIn { path, .. } | DexMsg::SwapExactOut { path, .. }) => {
                 let mut homes = Homes::one(bank::home_of(&tx.sender));
-                // An invalid route fails before touching anything.
-                if let Ok(pools) = dex::path_pools(path) {
-                    for pool in &pools {
-                        if !homes.push(dex::pool_home(pool)) {
-                            return Homes::default();
+                // A route too long fails before touching any pool; so does one naming a pool
+                // twice or an invalid pair, whose other pools are named all the same (more
+                // homes than needed only group more).
+                if path.len() <= dex::MAX_HOPS + 1 {
+                    for w in path.windows(2) {
+                        if let Ok(pool) = PoolId::new(w[0], w[1]) {
+                            homes.push(dex::pool_home(&pool));
                         }
                     }
                 }

@@ -231,13 +231,15 @@ fn a_fresh_full_node_reading_only_bitcoin_reaches_the_sequencer_root_at_every_ba
         dir.path(),
         "follower.log",
     );
+    // Its batch count may trail its verified height for a moment: wait for both.
     wait_for(
         "the follower to verify the sequencer's head",
         120,
         || {
-            call(&fol_rpc, "pb_chainInfo", json!([]))
-                .and_then(|a| a["result"]["verified_height"].as_u64())
-                == Some(head)
+            call(&fol_rpc, "pb_chainInfo", json!([])).is_some_and(|a| {
+                a["result"]["verified_height"].as_u64() == Some(head)
+                    && a["result"]["batches"].as_u64() == Some(batches)
+            })
         },
         dir.path(),
     );
